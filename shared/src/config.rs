@@ -1,0 +1,149 @@
+//! Configuration, read once from the environment at cold start. A missing or malformed
+//! required variable fails the start loudly rather than the first request quietly.
+
+use std::env;
+
+/// amoCRM account facts (defaults are the production ids from the brief).
+#[derive(Debug, Clone)]
+pub struct AmoConfig {
+    pub subdomain: String,
+    /// `https://{subdomain}.amocrm.ru` unless overridden (the local sandbox).
+    pub base_url: String,
+    pub pipeline_id: i64,
+    pub status_id: i64,
+    pub responsible_user_id: i64,
+    pub field_serial: i64,
+    pub field_model: i64,
+    pub field_telegram_id: i64,
+    pub client_id: String,
+    pub redirect_uri: String,
+    /// Requests per second this process allows itself (amoCRM's limit is 7 per integration).
+    pub requests_per_second: u32,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub amo: AmoConfig,
+    pub leads_table: String,
+    /// Secret with admin key, webhook token, Telegram bot token, amoCRM client secret.
+    pub app_secret_id: String,
+    /// Secret with the amoCRM token (long-lived or OAuth pair).
+    pub token_secret_id: String,
+    pub sales_mailbox: String,
+    pub mail_from: String,
+    pub cors_origins: Vec<String>,
+    /// How long the same body from the same source counts as a repeat.
+    pub dedup_window_secs: i64,
+    /// How long an `Idempotency-Key` is remembered.
+    pub idempotency_ttl_secs: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {var}: {reason}")]
+pub struct ConfigError {
+    pub var: String,
+    pub reason: String,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| env::var(k).ok())
+    }
+
+    /// Reads configuration through `lookup` (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str, default: &str| lookup(k).unwrap_or_else(|| default.to_string());
+        let required = |k: &str| {
+            lookup(k).filter(|v| !v.trim().is_empty()).ok_or_else(|| ConfigError {
+                var: k.to_string(),
+                reason: "required".into(),
+            })
+        };
+        let int = |k: &str, default: i64| -> Result<i64, ConfigError> {
+            match lookup(k) {
+                None => Ok(default),
+                Some(v) => v.trim().parse().map_err(|_| ConfigError {
+                    var: k.to_string(),
+                    reason: format!("not an integer: {v:?}"),
+                }),
+            }
+        };
+        let subdomain = get("AMOCRM_SUBDOMAIN", "new599bd9d13818a");
+        let base_url = lookup("AMOCRM_BASE_URL")
+            .unwrap_or_else(|| format!("https://{subdomain}.amocrm.ru"))
+            .trim_end_matches('/')
+            .to_string();
+        let amo = AmoConfig {
+            base_url,
+            subdomain,
+            pipeline_id: int("AMOCRM_PIPELINE_ID", 10226282)?,
+            status_id: int("AMOCRM_STATUS_ID", 80953554)?,
+            responsible_user_id: int("AMOCRM_RESPONSIBLE_USER_ID", 12380450)?,
+            field_serial: int("AMOCRM_FIELD_SERIAL", 712629)?,
+            field_model: int("AMOCRM_FIELD_MODEL", 712631)?,
+            field_telegram_id: int("AMOCRM_FIELD_TELEGRAM_ID", 712633)?,
+            client_id: get("AMOCRM_CLIENT_ID", "2df855f6-d54d-4c3c-bb8a-1d8ea8b3c1cd"),
+            redirect_uri: get("AMOCRM_REDIRECT_URI", "https://api.td-rss.ru/webhook/amocrm"),
+            requests_per_second: int("AMOCRM_RPS", 7)?.clamp(1, 7) as u32,
+            timeout_ms: int("AMOCRM_TIMEOUT_MS", 10_000)?.max(100) as u64,
+        };
+        Ok(Config {
+            amo,
+            leads_table: required("LEADS_TABLE")?,
+            app_secret_id: required("APP_SECRET_ID")?,
+            token_secret_id: required("AMOCRM_TOKEN_SECRET_ID")?,
+            sales_mailbox: get("SALES_MAILBOX", "zakaz@tdrusstankosbyt.ru"),
+            mail_from: get("MAIL_FROM", "noreply@td-rss.ru"),
+            cors_origins: get("CORS_ORIGINS", "https://td-rss.ru,https://www.td-rss.ru")
+                .split(',')
+                .map(|s| s.trim().trim_end_matches('/').to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            dedup_window_secs: int("DEDUP_WINDOW_SECS", 600)?,
+            idempotency_ttl_secs: int("IDEMPOTENCY_TTL_SECS", 86_400)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    }
+
+    const MINIMAL: [(&str, &str); 3] = [
+        ("LEADS_TABLE", "leads"),
+        ("APP_SECRET_ID", "app"),
+        ("AMOCRM_TOKEN_SECRET_ID", "tok"),
+    ];
+
+    #[test]
+    fn defaults_are_the_production_ids_of_the_brief() {
+        let c = Config::from_lookup(lookup(&MINIMAL)).unwrap();
+        assert_eq!(c.amo.base_url, "https://new599bd9d13818a.amocrm.ru");
+        assert_eq!(
+            (c.amo.pipeline_id, c.amo.status_id, c.amo.responsible_user_id),
+            (10226282, 80953554, 12380450)
+        );
+        assert_eq!(
+            (c.amo.field_serial, c.amo.field_model, c.amo.field_telegram_id),
+            (712629, 712631, 712633)
+        );
+        assert_eq!(c.sales_mailbox, "zakaz@tdrusstankosbyt.ru");
+        assert_eq!(c.amo.redirect_uri, "https://api.td-rss.ru/webhook/amocrm");
+    }
+
+    #[test]
+    fn missing_table_fails_loudly_and_bad_numbers_name_the_variable() {
+        let err = Config::from_lookup(lookup(&MINIMAL[1..])).unwrap_err();
+        assert_eq!(err.var, "LEADS_TABLE");
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push(("AMOCRM_PIPELINE_ID", "abc"));
+        let err = Config::from_lookup(lookup(&pairs)).unwrap_err();
+        assert_eq!(err.var, "AMOCRM_PIPELINE_ID");
+    }
+}

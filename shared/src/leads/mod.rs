@@ -1,0 +1,10 @@
+//! Leads: what a customer asked for, how it is accepted and how it is delivered to amoCRM.
+
+pub mod accept;
+pub mod deliver;
+pub mod intake;
+pub mod model;
+pub mod phone;
+pub mod render;
+
+pub use model::*;
