@@ -1,0 +1,1 @@
+//! The amoCRM sandbox (to be written).
