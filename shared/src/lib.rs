@@ -14,6 +14,7 @@ pub mod leads;
 pub mod observability;
 pub mod ports;
 pub mod secrets;
-pub mod store;
 pub mod mail;
+pub mod store;
+pub mod telegram;
 pub mod worker;

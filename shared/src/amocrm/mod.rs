@@ -6,6 +6,7 @@ pub mod error;
 pub mod leads;
 pub mod pacing;
 pub mod token;
+pub mod webhook;
 
 pub use client::AmoClient;
 pub use error::{CrmError, CrmErrorKind, ValidationError};

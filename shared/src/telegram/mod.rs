@@ -1,0 +1,1 @@
+//! Telegram Mini App initData verification (to be written).
