@@ -17,4 +17,5 @@ pub mod secrets;
 pub mod mail;
 pub mod store;
 pub mod telegram;
+pub mod wiring;
 pub mod worker;

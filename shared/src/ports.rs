@@ -161,3 +161,9 @@ pub trait TokenSource: Send + Sync {
     /// amoCRM answered 401 to `rejected`: return a fresh token to retry once, or the error to report.
     async fn after_unauthorized(&self, rejected: &str) -> Result<String, CrmError>;
 }
+
+/// The connectivity check behind `GET /ingest/test-crm`: creates a clearly marked test lead.
+#[async_trait]
+pub trait CrmProbe: Send + Sync {
+    async fn create_test_lead(&self) -> Result<i64, CrmError>;
+}

@@ -1,1 +1,211 @@
-//! TODO
+//! Delivering an accepted lead: contact, amoCRM lead, note, sales mail, each step recorded so
+//! a retry resumes where the last attempt stopped and never creates a second amoCRM lead.
+
+use chrono::Utc;
+use tracing::{error, info, warn};
+
+use super::render;
+use super::{Delivery, LeadStatus, StoredLead};
+use crate::amocrm::CrmError;
+use crate::ports::{ContactLink, Crm, LeadStore, Notifier, NotifyError, StoreError};
+
+/// Where the sales copy goes and how it links back to amoCRM.
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    pub sales_mailbox: String,
+    pub amo_base_url: String,
+}
+
+pub struct Deliverer<'a> {
+    pub store: &'a dyn LeadStore,
+    pub crm: &'a dyn Crm,
+    pub notifier: &'a dyn Notifier,
+    pub mail: &'a MailSettings,
+}
+
+/// What became of one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered { amo_lead_id: i64 },
+    /// Nothing to do: already delivered or parked, or no such lead.
+    Skipped,
+    /// A retry can help: the stream should deliver this record again.
+    Retry { reason: String },
+    /// A retry cannot help: kept with the error and a hint for an operator.
+    Parked { error: String, hint: String },
+}
+
+/// Why a step failed, as the delivery loop needs to know it.
+enum StepError {
+    Transient(String, String),
+    Permanent(String, String),
+}
+
+impl From<CrmError> for StepError {
+    fn from(e: CrmError) -> Self {
+        if e.is_retryable() {
+            StepError::Transient(e.message, e.hint)
+        } else {
+            StepError::Permanent(e.message, e.hint)
+        }
+    }
+}
+
+impl From<StoreError> for StepError {
+    fn from(e: StoreError) -> Self {
+        let hint = "DynamoDB failed; the stream retries the record".to_string();
+        StepError::Transient(e.to_string(), hint)
+    }
+}
+
+impl From<NotifyError> for StepError {
+    fn from(e: NotifyError) -> Self {
+        if e.is_transient() {
+            StepError::Transient(e.to_string(), "SES is unavailable; retried".into())
+        } else {
+            StepError::Permanent(
+                e.to_string(),
+                "SES rejected the mail: check that MAIL_FROM is a verified SES identity and, \
+                 in the SES sandbox, that SALES_MAILBOX is verified too"
+                    .into(),
+            )
+        }
+    }
+}
+
+impl Deliverer<'_> {
+    /// Runs the remaining steps for `lead_id`.
+    pub async fn deliver(&self, lead_id: &str) -> Outcome {
+        let stored = match self.store.get(lead_id).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => {
+                warn!(lead_id, "stream record for a lead that is not stored; skipped");
+                return Outcome::Skipped;
+            }
+            Err(e) => return Outcome::Retry { reason: e.to_string() },
+        };
+        if stored.status != LeadStatus::Pending {
+            return Outcome::Skipped;
+        }
+        let mut delivery = stored.delivery.clone();
+        delivery.attempts += 1;
+        match self.run_steps(&stored, &mut delivery).await {
+            Ok(amo_lead_id) => {
+                delivery.last_error = None;
+                delivery.hint = None;
+                if let Err(e) = self
+                    .store
+                    .save_delivery(lead_id, LeadStatus::Delivered, &delivery)
+                    .await
+                {
+                    return Outcome::Retry { reason: e.to_string() };
+                }
+                info!(lead_id, amo_lead_id, attempts = delivery.attempts, "lead delivered");
+                Outcome::Delivered { amo_lead_id }
+            }
+            Err(StepError::Transient(err, hint)) => {
+                warn!(lead_id, error = %err, hint = %hint, "delivery failed, will retry");
+                delivery.last_error = Some(err.clone());
+                delivery.hint = Some(hint);
+                // Best effort: the retry does not depend on this write.
+                let _ = self
+                    .store
+                    .save_delivery(lead_id, LeadStatus::Pending, &delivery)
+                    .await;
+                Outcome::Retry { reason: err }
+            }
+            Err(StepError::Permanent(err, hint)) => {
+                error!(lead_id, alert = true, error = %err, hint = %hint, "lead parked");
+                delivery.last_error = Some(err.clone());
+                delivery.hint = Some(hint.clone());
+                if let Err(e) = self
+                    .store
+                    .save_delivery(lead_id, LeadStatus::Parked, &delivery)
+                    .await
+                {
+                    return Outcome::Retry { reason: e.to_string() };
+                }
+                Outcome::Parked { error: err, hint }
+            }
+        }
+    }
+
+    async fn run_steps(&self, stored: &StoredLead, d: &mut Delivery) -> Result<i64, StepError> {
+        let lead = &stored.lead;
+        let amo_lead_id = match d.amo_lead_id {
+            Some(id) => id,
+            None => self.create_crm_lead(stored, d).await?,
+        };
+        if d.amo_note_id.is_none() {
+            let existing = match d.note_started_at {
+                Some(_) => self.crm.find_note(amo_lead_id, &lead.id).await?,
+                None => None,
+            };
+            let note_id = match existing {
+                Some(id) => id,
+                None => {
+                    d.note_started_at = Some(Utc::now());
+                    self.save(stored, d).await?;
+                    self.crm
+                        .add_note(amo_lead_id, &render::note_text(lead))
+                        .await?
+                }
+            };
+            d.amo_note_id = Some(note_id);
+            self.save(stored, d).await?;
+        }
+        if d.mailed_at.is_none() {
+            let mail = render::sales_mail(
+                lead,
+                Some(amo_lead_id),
+                &self.mail.amo_base_url,
+                &self.mail.sales_mailbox,
+            );
+            self.notifier.send(&mail).await?;
+            d.mailed_at = Some(Utc::now());
+            self.save(stored, d).await?;
+        }
+        Ok(amo_lead_id)
+    }
+
+    /// Steps 1–2: find or create the contact, then the lead, recording the intent first so a
+    /// crash between amoCRM's answer and our write is healed by looking the lead up.
+    async fn create_crm_lead(&self, stored: &StoredLead, d: &mut Delivery) -> Result<i64, StepError> {
+        let lead = &stored.lead;
+        if d.create_started_at.is_some()
+            && let Some(found) = self.crm.find_lead_for(lead).await?
+        {
+            info!(lead_id = %lead.id, amo_lead_id = found.lead_id, "found the amoCRM lead of an earlier attempt");
+            d.amo_lead_id = Some(found.lead_id);
+            d.amo_contact_id = found.contact_id.or(d.amo_contact_id);
+            self.save(stored, d).await?;
+            return Ok(found.lead_id);
+        }
+        if d.amo_contact_id.is_none() {
+            let req = &lead.request;
+            for query in [req.phone.as_deref(), req.email.as_deref()].into_iter().flatten() {
+                if let Some(id) = self.crm.find_contact(query).await? {
+                    d.amo_contact_id = Some(id);
+                    break;
+                }
+            }
+        }
+        let link = d
+            .amo_contact_id
+            .map_or(ContactLink::CreateNew, ContactLink::Existing);
+        d.create_started_at = Some(Utc::now());
+        self.save(stored, d).await?;
+        let created = self.crm.create_lead(lead, link).await?;
+        d.amo_lead_id = Some(created.lead_id);
+        d.amo_contact_id = created.contact_id.or(d.amo_contact_id);
+        self.save(stored, d).await?;
+        Ok(created.lead_id)
+    }
+
+    async fn save(&self, stored: &StoredLead, d: &Delivery) -> Result<(), StepError> {
+        self.store
+            .save_delivery(&stored.lead.id, LeadStatus::Pending, d)
+            .await
+            .map_err(StepError::from)
+    }
+}

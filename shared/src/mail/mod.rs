@@ -1,1 +1,72 @@
-//! TODO
+//! SES v2 adapter for the `Notifier` port.
+
+use async_trait::async_trait;
+use aws_sdk_sesv2::Client;
+use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
+
+use crate::ports::{MailMessage, NotifyError, Notifier};
+
+#[derive(Clone)]
+pub struct SesNotifier {
+    client: Client,
+    from: String,
+}
+
+impl SesNotifier {
+    pub fn new(client: Client, from: impl Into<String>) -> Self {
+        Self {
+            client,
+            from: from.into(),
+        }
+    }
+}
+
+fn utf8(text: &str) -> Result<Content, NotifyError> {
+    Content::builder()
+        .data(text)
+        .charset("UTF-8")
+        .build()
+        .map_err(|e| NotifyError::Rejected(e.to_string()))
+}
+
+#[async_trait]
+impl Notifier for SesNotifier {
+    async fn send(&self, mail: &MailMessage) -> Result<(), NotifyError> {
+        let message = Message::builder()
+            .subject(utf8(&mail.subject)?)
+            .body(
+                Body::builder()
+                    .html(utf8(&mail.html)?)
+                    .text(utf8(&mail.text)?)
+                    .build(),
+            )
+            .build();
+        let mut req = self
+            .client
+            .send_email()
+            .from_email_address(&self.from)
+            .destination(Destination::builder().set_to_addresses(Some(mail.to.clone())).build())
+            .content(EmailContent::builder().simple(message).build());
+        if let Some(reply_to) = &mail.reply_to {
+            req = req.reply_to_addresses(reply_to);
+        }
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                let text = aws_sdk_sesv2::error::DisplayErrorContext(&err).to_string();
+                // Throttling, network and 5xx are worth a retry; a rejected message is not.
+                let transient = err
+                    .raw_response()
+                    .map(|r| r.status().as_u16() >= 500 || r.status().as_u16() == 429)
+                    .unwrap_or(true)
+                    || text.contains("Throttling")
+                    || text.contains("TooManyRequests");
+                Err(if transient {
+                    NotifyError::Unavailable(text)
+                } else {
+                    NotifyError::Rejected(text)
+                })
+            }
+        }
+    }
+}

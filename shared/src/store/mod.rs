@@ -1,1 +1,18 @@
-//! TODO
+//! Lead storage: the DynamoDB adapter and an in-memory twin with the same behaviour.
+//!
+//! One table holds two kinds of items, told apart by `kind`:
+//! - `LEAD#<ulid>` (`kind = lead`): the lead, its status and delivery progress. Its stream
+//!   drives crm-worker (filtered to `kind = lead`, `status = pending`).
+//! - `IDEM#<key>` (`kind = idem`): the claim that makes repeats return the first answer,
+//!   expiring through TTL on `expires_at` (reads also check it: TTL deletion is lazy).
+
+mod dynamo;
+mod memory;
+
+pub use dynamo::DynamoLeadStore;
+pub use memory::MemoryLeadStore;
+
+pub const LEAD_PREFIX: &str = "LEAD#";
+pub const IDEM_PREFIX: &str = "IDEM#";
+/// The GSI that lists leads by status, oldest update first.
+pub const STATUS_INDEX: &str = "status-index";

@@ -1,0 +1,99 @@
+//! The one place responses, CORS and admin-key checks are made.
+
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+/// A JSON response.
+pub fn json_response(status: u16, body: &Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json; charset=utf-8")
+        .header("cache-control", "no-store")
+        .body(Body::Text(body.to_string()))
+        .expect("static response parts are valid")
+}
+
+/// `{"error": code, "message": …}` with the status.
+pub fn error_response(status: u16, code: &str, message: &str) -> Response<Body> {
+    json_response(status, &json!({ "error": code, "message": message }))
+}
+
+/// Method and path of the route, without the API Gateway stage prefix.
+pub fn route(req: &Request) -> (&str, &str) {
+    (req.method().as_str(), req.raw_http_path())
+}
+
+/// A header as text, if present and valid UTF-8.
+pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The request body as bytes (API Gateway's base64 is already decoded by lambda_http).
+pub fn body_bytes(req: &Request) -> &[u8] {
+    match req.body() {
+        Body::Empty => &[],
+        Body::Text(t) => t.as_bytes(),
+        Body::Binary(b) => b,
+        _ => &[],
+    }
+}
+
+/// Constant-time check of a presented secret against the expected one.
+pub fn secret_matches(expected: Option<&str>, presented: Option<&str>) -> bool {
+    match (expected, presented) {
+        (Some(e), Some(p)) if !e.is_empty() => e.as_bytes().ct_eq(p.as_bytes()).into(),
+        _ => false,
+    }
+}
+
+/// CORS for the site origins in config.
+#[derive(Debug, Clone, Default)]
+pub struct Cors {
+    pub allowed_origins: Vec<String>,
+}
+
+impl Cors {
+    fn allowed<'a>(&self, req: &'a Request) -> Option<&'a str> {
+        let origin = header(req, "origin")?;
+        self.allowed_origins
+            .iter()
+            .any(|o| o == origin.trim_end_matches('/'))
+            .then_some(origin)
+    }
+
+    /// Adds the CORS headers when the caller's origin is allowed.
+    pub fn apply(&self, req: &Request, mut resp: Response<Body>) -> Response<Body> {
+        let headers = resp.headers_mut();
+        headers.insert("vary", "Origin".parse().expect("static"));
+        if let Some(origin) = self.allowed(req).and_then(|o| o.parse().ok()) {
+            headers.insert("access-control-allow-origin", origin);
+            headers.insert(
+                "access-control-expose-headers",
+                "Content-Type".parse().expect("static"),
+            );
+        }
+        resp
+    }
+
+    /// The answer to a preflight `OPTIONS`.
+    pub fn preflight(&self, req: &Request, methods: &str) -> Response<Body> {
+        let mut resp = Response::builder()
+            .status(204)
+            .body(Body::Empty)
+            .expect("static response parts are valid");
+        if self.allowed(req).is_some() {
+            let h = resp.headers_mut();
+            h.insert(
+                "access-control-allow-methods",
+                methods.parse().expect("static"),
+            );
+            h.insert(
+                "access-control-allow-headers",
+                "Content-Type, Idempotency-Key".parse().expect("static"),
+            );
+            h.insert("access-control-max-age", "600".parse().expect("static"));
+        }
+        self.apply(req, resp)
+    }
+}

@@ -1,0 +1,278 @@
+//! `LeadStore` on DynamoDB: a transaction writes the lead and claims its idempotency key.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use chrono::{DateTime, Utc};
+
+use super::{IDEM_PREFIX, LEAD_PREFIX, STATUS_INDEX};
+use crate::leads::{Delivery, Lead, LeadStatus, StoredLead};
+use crate::ports::{IdempotencyClaim, InsertOutcome, LeadStore, StoreError};
+
+type Item = HashMap<String, AttributeValue>;
+
+#[derive(Clone)]
+pub struct DynamoLeadStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoLeadStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+fn unavailable(e: impl std::error::Error) -> StoreError {
+    StoreError::Unavailable(DisplayErrorContext(e).to_string())
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn get_s<'a>(item: &'a Item, key: &str) -> Option<&'a str> {
+    item.get(key).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+fn get_n<T: std::str::FromStr>(item: &Item, key: &str) -> Option<T> {
+    item.get(key)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn get_ts(item: &Item, key: &str) -> Option<DateTime<Utc>> {
+    get_s(item, key)
+        .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn lead_item(lead: &Lead, claim_key: &str) -> Result<Item, StoreError> {
+    let payload =
+        serde_json::to_string(lead).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let now = ts(lead.received_at);
+    Ok(HashMap::from([
+        ("pk".into(), s(format!("{LEAD_PREFIX}{}", lead.id))),
+        ("kind".into(), s("lead")),
+        ("lead_id".into(), s(&lead.id)),
+        ("status".into(), s(LeadStatus::Pending.as_str())),
+        ("source".into(), s(lead.request.source.as_str())),
+        ("payload".into(), s(payload)),
+        ("received_at".into(), s(&now)),
+        ("updated_at".into(), s(now)),
+        ("idem_key".into(), s(claim_key)),
+        ("attempts".into(), n(0)),
+    ]))
+}
+
+/// Reads a lead item back; any missing core attribute means the item is corrupt.
+pub(crate) fn stored_lead_from_item(item: &Item) -> Result<StoredLead, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("lead item without {what}"));
+    let lead: Lead = serde_json::from_str(get_s(item, "payload").ok_or_else(|| corrupt("payload"))?)
+        .map_err(|e| StoreError::Corrupt(format!("lead payload: {e}")))?;
+    let status = get_s(item, "status")
+        .and_then(LeadStatus::parse)
+        .ok_or_else(|| corrupt("status"))?;
+    let delivery = Delivery {
+        amo_contact_id: get_n(item, "amo_contact_id"),
+        amo_lead_id: get_n(item, "amo_lead_id"),
+        create_started_at: get_ts(item, "create_started_at"),
+        amo_note_id: get_n(item, "amo_note_id"),
+        note_started_at: get_ts(item, "note_started_at"),
+        mailed_at: get_ts(item, "mailed_at"),
+        attempts: get_n(item, "attempts").unwrap_or(0),
+        last_error: get_s(item, "last_error").map(str::to_string),
+        hint: get_s(item, "hint").map(str::to_string),
+    };
+    Ok(StoredLead {
+        updated_at: get_ts(item, "updated_at").unwrap_or(lead.received_at),
+        lead,
+        status,
+        delivery,
+    })
+}
+
+#[async_trait]
+impl LeadStore for DynamoLeadStore {
+    async fn insert(
+        &self,
+        lead: &Lead,
+        claim: &IdempotencyClaim,
+    ) -> Result<InsertOutcome, StoreError> {
+        let idem_pk = format!("{IDEM_PREFIX}{}", claim.key);
+        let now = lead.received_at.timestamp();
+        let claim_put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(HashMap::from([
+                ("pk".into(), s(&idem_pk)),
+                ("kind".into(), s("idem")),
+                ("lead_id".into(), s(&lead.id)),
+                ("expires_at".into(), n(claim.expires_at.timestamp())),
+            ])))
+            // An expired claim (TTL deletes lazily) may be taken over.
+            .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
+            .expression_attribute_values(":now", n(now))
+            .build()
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        let lead_put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(lead_item(lead, &claim.key)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(claim_put).build())
+            .transact_items(TransactWriteItem::builder().put(lead_put).build())
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(InsertOutcome::Created),
+            Err(err) => err,
+        };
+        // Reason 0 is the claim: a failed condition there means "seen before".
+        let claim_taken = match err.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(e)) => e
+                .cancellation_reasons()
+                .first()
+                .and_then(|r| r.code())
+                == Some("ConditionalCheckFailed"),
+            _ => false,
+        };
+        if !claim_taken {
+            return Err(unavailable(err));
+        }
+        let existing = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(&idem_pk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let lead_id = existing
+            .item
+            .as_ref()
+            .and_then(|item| get_s(item, "lead_id"))
+            .ok_or_else(|| StoreError::Corrupt(format!("claim {idem_pk} without lead_id")))?;
+        Ok(InsertOutcome::Duplicate {
+            lead_id: lead_id.to_string(),
+        })
+    }
+
+    async fn get(&self, lead_id: &str) -> Result<Option<StoredLead>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("{LEAD_PREFIX}{lead_id}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        out.item.as_ref().map(stored_lead_from_item).transpose()
+    }
+
+    async fn save_delivery(
+        &self,
+        lead_id: &str,
+        status: LeadStatus,
+        delivery: &Delivery,
+    ) -> Result<(), StoreError> {
+        let mut set = vec!["#status = :status", "updated_at = :now", "attempts = :attempts"];
+        let mut remove = Vec::new();
+        let mut values: Item = HashMap::from([
+            (":status".into(), s(status.as_str())),
+            (":now".into(), s(ts(Utc::now()))),
+            (":attempts".into(), n(delivery.attempts)),
+        ]);
+        let optional: [(&str, Option<AttributeValue>); 8] = [
+            ("amo_contact_id", delivery.amo_contact_id.map(n)),
+            ("amo_lead_id", delivery.amo_lead_id.map(n)),
+            ("create_started_at", delivery.create_started_at.map(|t| s(ts(t)))),
+            ("amo_note_id", delivery.amo_note_id.map(n)),
+            ("note_started_at", delivery.note_started_at.map(|t| s(ts(t)))),
+            ("mailed_at", delivery.mailed_at.map(|t| s(ts(t)))),
+            ("last_error", delivery.last_error.clone().map(s)),
+            ("hint", delivery.hint.clone().map(s)),
+        ];
+        let mut clauses = Vec::new();
+        for (name, value) in optional {
+            match value {
+                Some(v) => {
+                    clauses.push(format!("{name} = :{name}"));
+                    values.insert(format!(":{name}"), v);
+                }
+                None => remove.push(name),
+            }
+        }
+        set.extend(clauses.iter().map(String::as_str));
+        let mut expr = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("{LEAD_PREFIX}{lead_id}")))
+            .update_expression(expr)
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#status", "status")
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn list_by_status(
+        &self,
+        status: LeadStatus,
+        limit: usize,
+    ) -> Result<Vec<StoredLead>, StoreError> {
+        let mut leads = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(STATUS_INDEX)
+                .key_condition_expression("#status = :status")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":status", s(status.as_str()))
+                .set_exclusive_start_key(start)
+                .limit(limit.min(1000) as i32)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in out.items() {
+                leads.push(stored_lead_from_item(item)?);
+                if leads.len() >= limit {
+                    return Ok(leads);
+                }
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(leads);
+            }
+        }
+    }
+}
