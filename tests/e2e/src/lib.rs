@@ -1,1 +1,138 @@
-//! Shared helpers for the end-to-end tests.
+//! Helpers for the end-to-end tests: a local stack per test (its own moto and sandbox on free
+//! ports), and small clients for the API, the sandbox's control API and moto's mail store.
+
+use std::time::Duration;
+
+use local_stack::{LocalStack, StackOptions};
+use serde_json::{Value, json};
+
+pub use local_stack;
+
+/// Starts a stack with test defaults. Fails loudly when moto is not installed.
+pub async fn stack() -> LocalStack {
+    stack_with(|_| {}).await
+}
+
+pub async fn stack_with(adjust: impl FnOnce(&mut StackOptions)) -> LocalStack {
+    let mut options = StackOptions::for_tests();
+    adjust(&mut options);
+    LocalStack::start(options)
+        .await
+        .unwrap_or_else(|e| panic!("local stack did not start: {e}"))
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client")
+}
+
+/// Response status and JSON body (Null when the body is empty or not JSON).
+pub async fn read(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+pub async fn post_lead(stack: &LocalStack, body: &Value) -> (u16, Value) {
+    post_lead_with(stack, body, &[]).await
+}
+
+pub async fn post_lead_with(stack: &LocalStack, body: &Value, headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut req = http()
+        .post(format!("{}/leads", stack.api_url))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    read(req.send().await.expect("POST /leads")).await
+}
+
+/// The sandbox's whole state (`GET /_sandbox/state`).
+pub async fn sandbox_state(stack: &LocalStack) -> Value {
+    http()
+        .get(format!("{}/_sandbox/state", stack.sandbox.url))
+        .send()
+        .await
+        .expect("sandbox state")
+        .json()
+        .await
+        .expect("sandbox state json")
+}
+
+pub async fn sandbox_list(stack: &LocalStack, what: &str) -> Vec<Value> {
+    sandbox_state(stack).await[what]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Injects a fault at the sandbox (`POST /_sandbox/faults`).
+pub async fn inject(stack: &LocalStack, fault: Value) {
+    let resp = http()
+        .post(format!("{}/_sandbox/faults", stack.sandbox.url))
+        .json(&fault)
+        .send()
+        .await
+        .expect("inject fault");
+    assert!(resp.status().is_success(), "fault {fault} refused: {}", resp.status());
+}
+
+/// Requests the sandbox saw, as `(method, path, status)`.
+pub async fn sandbox_requests(stack: &LocalStack) -> Vec<Value> {
+    http()
+        .get(format!("{}/_sandbox/requests", stack.sandbox.url))
+        .send()
+        .await
+        .expect("sandbox requests")
+        .json::<Value>()
+        .await
+        .map(|v| v.as_array().cloned().unwrap_or_default())
+        .unwrap_or_default()
+}
+
+/// Every item of the leads table (leads and idempotency claims).
+pub async fn table_items(stack: &LocalStack) -> usize {
+    let out = stack
+        .aws
+        .dynamodb
+        .scan()
+        .table_name(&stack.resources.leads_table)
+        .send()
+        .await
+        .expect("scan");
+    out.count() as usize
+}
+
+/// The custom field value of an amoCRM lead as rendered by the API.
+pub fn field_value(lead: &Value, field_id: i64) -> Option<String> {
+    lead["custom_fields_values"]
+        .as_array()?
+        .iter()
+        .find(|f| f["field_id"].as_i64() == Some(field_id))
+        .and_then(|f| f["values"][0]["value"].as_str().map(str::to_string).or_else(|| {
+            f["values"][0]["value"].as_i64().map(|n| n.to_string())
+        }))
+}
+
+pub fn tag_names(lead: &Value) -> Vec<String> {
+    lead["_embedded"]["tags"]
+        .as_array()
+        .map(|t| t.iter().filter_map(|t| t["name"].as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+pub fn site_lead(name: &str, phone: &str) -> Value {
+    json!({
+        "source": "site",
+        "intent": "service",
+        "name": name,
+        "phone": phone,
+        "message": "Нужна диагностика токарного станка",
+        "equipment": {"model": "16К20", "serial": "SN-1001"},
+        "page_url": "https://td-rss.ru/service",
+        "utm": {"source": "yandex", "campaign": "service-q4"},
+    })
+}

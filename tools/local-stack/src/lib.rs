@@ -1,1 +1,240 @@
-//! Local stack (to be written).
+//! The whole system on one machine: moto (DynamoDB + Streams, SES v2, Secrets Manager), the
+//! amoCRM sandbox, the HTTP routes of template.yaml and the stream-driven worker, wired by the
+//! same code as the Lambda binaries. `make run` uses it, and so do the end-to-end tests.
+
+pub mod front;
+pub mod moto;
+pub mod provision;
+pub mod pump;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use amocrm_sandbox::{RunningSandbox, Sandbox, SandboxConfig};
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_dynamodb::config::Credentials;
+use base64::Engine;
+use serde_json::json;
+use shared::config::Config;
+use shared::wiring::{self, Aws, InitError};
+use shared::worker::CrmWorker;
+
+pub use moto::Moto;
+pub use provision::LocalResources;
+pub use pump::{PumpStats, StreamPump};
+
+/// Ports and local secrets; `None` ports mean "any free port" (tests).
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    pub api_port: Option<u16>,
+    pub sandbox_port: Option<u16>,
+    pub moto_port: Option<u16>,
+    pub admin_key: String,
+    pub webhook_token: String,
+    pub telegram_bot_token: String,
+    pub sandbox: SandboxConfig,
+    /// Stream retries before a record goes to the on-failure destination.
+    pub stream_max_retries: u32,
+    /// Function environment overrides (e.g. a wrong field id to provoke amoCRM's validation).
+    pub config_overrides: Vec<(String, String)>,
+}
+
+impl StackOptions {
+    /// Local secrets from `LOCAL_ADMIN_KEY`, `LOCAL_WEBHOOK_TOKEN`, `LOCAL_TELEGRAM_BOT_TOKEN`.
+    pub fn from_env() -> Self {
+        let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+        let port = |k: &str, d: u16| var(k, &d.to_string()).parse().ok();
+        Self {
+            api_port: port("API_PORT", 3000),
+            sandbox_port: port("SANDBOX_PORT", 3001),
+            moto_port: port("MOTO_PORT", 5000),
+            ..Self::for_tests()
+        }
+    }
+
+    pub fn for_tests() -> Self {
+        let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+        Self {
+            api_port: None,
+            sandbox_port: None,
+            moto_port: None,
+            admin_key: var("LOCAL_ADMIN_KEY", "local-admin-key"),
+            webhook_token: var("LOCAL_WEBHOOK_TOKEN", "local-webhook-token"),
+            telegram_bot_token: var("LOCAL_TELEGRAM_BOT_TOKEN", "123456:local-telegram-bot-token"),
+            sandbox: SandboxConfig::default(),
+            stream_max_retries: 3,
+            config_overrides: Vec::new(),
+        }
+    }
+}
+
+pub struct LocalStack {
+    pub moto: Moto,
+    pub sandbox: RunningSandbox,
+    pub aws: Aws,
+    pub config: Config,
+    pub resources: LocalResources,
+    pub options: StackOptions,
+    pub api_url: String,
+    pub worker: CrmWorker,
+    pub pump: Arc<StreamPump>,
+    front: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for LocalStack {
+    fn drop(&mut self) {
+        self.front.abort();
+    }
+}
+
+/// A JWT-shaped long-lived token like amoCRM issues (the sandbox accepts it as registered).
+pub fn long_lived_token(account_id: i64, valid_for: Duration) -> String {
+    let b64 = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let now = chrono::Utc::now().timestamp();
+    format!(
+        "{}.{}.{}",
+        b64(json!({"typ": "JWT", "alg": "RS256"})),
+        b64(json!({
+            "iat": now, "nbf": now, "exp": now + valid_for.as_secs() as i64,
+            "account_id": account_id, "base_domain": "amocrm.ru", "jti": ulid::Ulid::generate().to_string(),
+            "scopes": ["crm"], "version": 2,
+        })),
+        b64(json!("local-signature")),
+    )
+}
+
+/// The AWS SDK configuration pointing at moto.
+pub async fn moto_sdk_config(moto_url: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(moto_url)
+        .region(Region::new("eu-central-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "local-stack"))
+        .load()
+        .await
+}
+
+impl LocalStack {
+    pub async fn start(mut options: StackOptions) -> Result<Self, InitError> {
+        let moto = Moto::start(options.moto_port).await?;
+        let token = long_lived_token(options.sandbox.account_id, Duration::from_secs(5 * 365 * 86_400));
+        options.sandbox.long_lived_tokens.push(token.clone());
+        let sandbox_addr = SocketAddr::from(([127, 0, 0, 1], options.sandbox_port.unwrap_or(0)));
+        let sandbox = Sandbox::start(options.sandbox.clone(), sandbox_addr).await?;
+
+        let resources = LocalResources {
+            leads_table: "leads".into(),
+            app_secret_id: "local/app".into(),
+            token_secret_id: "local/amocrm-token".into(),
+            mail_from: "noreply@td-rss.ru".into(),
+            app_secret_json: json!({
+                "admin_key": options.admin_key,
+                "webhook_token": options.webhook_token,
+                "telegram_bot_token": options.telegram_bot_token,
+                "amocrm_client_secret": options.sandbox.client_secret,
+            })
+            .to_string(),
+            token_secret_json: json!({"kind": "long_lived", "access_token": token}).to_string(),
+        };
+        let aws = Aws::new(&moto_sdk_config(&moto.url).await);
+        provision::all(&aws, &resources).await?;
+
+        let env = [
+            ("LEADS_TABLE", resources.leads_table.clone()),
+            ("APP_SECRET_ID", resources.app_secret_id.clone()),
+            ("AMOCRM_TOKEN_SECRET_ID", resources.token_secret_id.clone()),
+            ("AMOCRM_BASE_URL", sandbox.url.clone()),
+            ("MAIL_FROM", resources.mail_from.clone()),
+            (
+                "CORS_ORIGINS",
+                "http://localhost:8080,http://127.0.0.1:8080,https://td-rss.ru".into(),
+            ),
+        ];
+        let config = Config::from_lookup(|k| {
+            let overridden = options.config_overrides.iter().find(|(name, _)| name == k);
+            overridden
+                .map(|(_, v)| v.clone())
+                .or_else(|| env.iter().find(|(name, _)| *name == k).map(|(_, v)| v.clone()))
+        })?;
+
+        let ingest = Arc::new(wiring::lead_ingest(&config, &aws).await?);
+        let worker = wiring::crm_worker(&config, &aws)?;
+        let routes = front::Routes::default()
+            .add("POST", "/leads", front::function({
+                let api = Arc::clone(&ingest);
+                move |req| {
+                    let api = Arc::clone(&api);
+                    async move { api.handle(req).await }
+                }
+            }))
+            .add("OPTIONS", "/leads", front::function({
+                let api = Arc::clone(&ingest);
+                move |req| {
+                    let api = Arc::clone(&api);
+                    async move { api.handle(req).await }
+                }
+            }))
+            .add("GET", "/ingest/test-crm", front::function({
+                let api = Arc::clone(&ingest);
+                move |req| {
+                    let api = Arc::clone(&api);
+                    async move { api.handle(req).await }
+                }
+            }));
+        let api_addr = SocketAddr::from(([127, 0, 0, 1], options.api_port.unwrap_or(0)));
+        let (bound, front) = front::serve(api_addr, routes).await?;
+        let pump = Arc::new(
+            StreamPump::new(&moto.url, &aws, &resources.leads_table, options.stream_max_retries).await?,
+        );
+        Ok(Self {
+            api_url: format!("http://{bound}"),
+            moto,
+            sandbox,
+            aws,
+            config,
+            resources,
+            options,
+            worker,
+            pump,
+            front,
+        })
+    }
+
+    /// Runs the stream pump until a pass reads and delivers nothing more (tests call this
+    /// instead of waiting on a timer).
+    pub async fn deliver_pending(&self) -> Result<PumpStats, InitError> {
+        self.deliver_pending_with(&self.worker).await
+    }
+
+    /// Same, with a differently wired worker (fault tests wrap the store or CRM).
+    pub async fn deliver_pending_with(&self, worker: &CrmWorker) -> Result<PumpStats, InitError> {
+        let mut total = PumpStats::default();
+        for _ in 0..50 {
+            let s = self.pump.pump_once(worker).await?;
+            total.records_read += s.records_read;
+            total.records_delivered += s.records_delivered;
+            total.batch_failures += s.batch_failures;
+            total.sent_to_failure_destination += s.sent_to_failure_destination;
+            if s == PumpStats::default() {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Polls the stream in the background, as the event source mapping does (`make run`).
+    pub fn spawn_stream_worker(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let pump = Arc::clone(&self.pump);
+        let worker = self.worker.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = pump.pump_once(&worker).await {
+                    tracing::error!(error = %e, "stream pump pass failed");
+                }
+                tokio::time::sleep(every).await;
+            }
+        })
+    }
+}

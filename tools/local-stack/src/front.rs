@@ -1,0 +1,158 @@
+//! A stand-in for API Gateway (HTTP API, payload 2.0): each HTTP request becomes the same
+//! JSON event Lambda would receive, parsed by lambda_http, and is handed to the function
+//! that owns the route in template.yaml.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body as AxumBody, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use lambda_http::{Body, Request};
+use serde_json::json;
+
+type BoxFuture = Pin<Box<dyn Future<Output = lambda_http::Response<Body>> + Send>>;
+
+/// One Lambda behind the front.
+pub type HttpFunction = Arc<dyn Fn(Request) -> BoxFuture + Send + Sync>;
+
+/// Wraps an async handler into an `HttpFunction`.
+pub fn function<F, Fut>(f: F) -> HttpFunction
+where
+    F: Fn(Request) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = lambda_http::Response<Body>> + Send + 'static,
+{
+    Arc::new(move |req| Box::pin(f(req)))
+}
+
+/// Routes as in template.yaml: `("POST", "/leads")` → function.
+#[derive(Clone, Default)]
+pub struct Routes {
+    routes: Vec<(String, String, HttpFunction)>,
+}
+
+impl Routes {
+    pub fn add(mut self, method: &str, path: &str, f: HttpFunction) -> Self {
+        self.routes.push((method.to_string(), path.to_string(), f));
+        self
+    }
+
+    fn find(&self, method: &str, path: &str) -> Option<&HttpFunction> {
+        self.routes
+            .iter()
+            .find(|(m, p, _)| m == method && p == path)
+            .map(|(_, _, f)| f)
+    }
+}
+
+/// The API Gateway v2 event for one request.
+pub fn gateway_event(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> serde_json::Value {
+    let mut header_map: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in headers {
+        let v = String::from_utf8_lossy(value.as_bytes()).to_string();
+        header_map
+            .entry(name.as_str().to_ascii_lowercase())
+            .and_modify(|e| {
+                e.push(',');
+                e.push_str(&v);
+            })
+            .or_insert(v);
+    }
+    let mut query: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in form_pairs(uri.query().unwrap_or("")) {
+        query
+            .entry(k)
+            .and_modify(|e| {
+                e.push(',');
+                e.push_str(&v);
+            })
+            .or_insert(v);
+    }
+    let now = chrono::Utc::now();
+    let route_key = format!("{} {}", method, uri.path());
+    json!({
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": uri.path(),
+        "rawQueryString": uri.query().unwrap_or(""),
+        "headers": header_map,
+        "queryStringParameters": if query.is_empty() { serde_json::Value::Null } else { json!(query) },
+        "requestContext": {
+            "accountId": "000000000000",
+            "apiId": "local",
+            "domainName": "127.0.0.1",
+            "domainPrefix": "local",
+            "http": {
+                "method": method.as_str(),
+                "path": uri.path(),
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or(""),
+            },
+            "requestId": ulid::Ulid::generate().to_string(),
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": now.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
+            "timeEpoch": now.timestamp_millis(),
+        },
+        "body": base64::engine::general_purpose::STANDARD.encode(body),
+        "isBase64Encoded": true,
+    })
+}
+
+fn form_pairs(q: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+}
+
+async fn dispatch(
+    State(routes): State<Arc<Routes>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(function) = routes.find(method.as_str(), uri.path()) else {
+        // What API Gateway answers for a route it does not have.
+        return (StatusCode::NOT_FOUND, axum::Json(json!({"message": "Not Found"}))).into_response();
+    };
+    let event = gateway_event(&method, &uri, &headers, &body);
+    let request = match lambda_http::request::from_str(&event.to_string()) {
+        Ok(r) => r,
+        Err(e) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, format!("event conversion: {e}")).into_response();
+        }
+    };
+    let resp = function(request).await;
+    let (parts, body) = resp.into_parts();
+    let bytes = match body {
+        Body::Empty => Vec::new(),
+        Body::Text(t) => t.into_bytes(),
+        Body::Binary(b) => b,
+        _ => Vec::new(),
+    };
+    let mut out = Response::new(AxumBody::from(bytes));
+    *out.status_mut() = parts.status;
+    *out.headers_mut() = parts.headers;
+    out
+}
+
+/// Serves `routes` on `addr` until the returned task is aborted.
+pub async fn serve(addr: SocketAddr, routes: Routes) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let app = Router::new()
+        .fallback(dispatch)
+        .with_state(Arc::new(routes))
+        // API Gateway accepts up to 10 MB; the functions enforce their own, smaller limits.
+        .layer(DefaultBodyLimit::max(10 * 1024 * 1024));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((bound, task))
+}

@@ -1,0 +1,98 @@
+//! Creates locally what template.yaml creates in AWS: the leads table (stream, TTL, status
+//! index), the two secrets and the SES sender identity. Keep in step with template.yaml.
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    Projection, ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
+};
+use shared::store::STATUS_INDEX;
+use shared::wiring::{Aws, InitError};
+
+/// Names and values of everything provisioned locally.
+#[derive(Debug, Clone)]
+pub struct LocalResources {
+    pub leads_table: String,
+    pub app_secret_id: String,
+    pub token_secret_id: String,
+    pub mail_from: String,
+    /// JSON of the app secret (admin key, webhook token, bot token, client secret).
+    pub app_secret_json: String,
+    /// JSON of the amoCRM token secret.
+    pub token_secret_json: String,
+}
+
+fn key(name: &str, kind: KeyType) -> Result<KeySchemaElement, InitError> {
+    Ok(KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()?)
+}
+
+fn attr(name: &str) -> Result<AttributeDefinition, InitError> {
+    Ok(AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()?)
+}
+
+pub async fn leads_table(aws: &Aws, table: &str) -> Result<(), InitError> {
+    aws.dynamodb
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .attribute_definitions(attr("pk")?)
+        .attribute_definitions(attr("status")?)
+        .attribute_definitions(attr("updated_at")?)
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(STATUS_INDEX)
+                .key_schema(key("status", KeyType::Hash)?)
+                .key_schema(key("updated_at", KeyType::Range)?)
+                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .build()?,
+        )
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()?,
+        )
+        .send()
+        .await?;
+    aws.dynamodb
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name("expires_at")
+                .build()?,
+        )
+        .send()
+        .await?;
+    Ok(())
+}
+
+pub async fn secret(aws: &Aws, id: &str, value: &str) -> Result<(), InitError> {
+    aws.secrets
+        .create_secret()
+        .name(id)
+        .secret_string(value)
+        .send()
+        .await?;
+    Ok(())
+}
+
+pub async fn all(aws: &Aws, r: &LocalResources) -> Result<(), InitError> {
+    leads_table(aws, &r.leads_table).await?;
+    secret(aws, &r.app_secret_id, &r.app_secret_json).await?;
+    secret(aws, &r.token_secret_id, &r.token_secret_json).await?;
+    aws.ses
+        .create_email_identity()
+        .email_identity(&r.mail_from)
+        .send()
+        .await?;
+    Ok(())
+}
