@@ -167,3 +167,82 @@ pub trait TokenSource: Send + Sync {
 pub trait CrmProbe: Send + Sync {
     async fn create_test_lead(&self) -> Result<i64, CrmError>;
 }
+
+/// A deal as read from amoCRM (`GET /api/v4/leads?filter[id][]=…&with=contacts`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CrmDeal {
+    pub id: i64,
+    pub name: String,
+    pub status_id: i64,
+    pub pipeline_id: i64,
+    pub responsible_user_id: i64,
+    pub closed_at: Option<i64>,
+    pub updated_at: i64,
+    pub main_contact_id: Option<i64>,
+    /// Custom field id → its values as text (select values: the enum id in `enum_id`).
+    pub fields: Vec<CrmFieldValue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CrmFieldValue {
+    pub field_id: i64,
+    pub value: Option<String>,
+    pub enum_id: Option<i64>,
+}
+
+impl CrmDeal {
+    /// The first value of a custom field, as text (trimmed; empty means absent).
+    pub fn field_text(&self, field_id: i64) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|f| f.field_id == field_id)
+            .and_then(|f| f.value.as_deref())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// Reading deals back from amoCRM (won deals → passport; later the maintenance sync).
+#[async_trait]
+pub trait CrmDeals: Send + Sync {
+    /// The deals with these ids, in one list request (amoCRM caps it at 250 ids).
+    async fn deals(&self, ids: &[i64]) -> Result<Vec<CrmDeal>, CrmError>;
+    /// A note on a deal (e.g. what is missing to register the equipment).
+    async fn note_on_deal(&self, deal_id: i64, text: &str) -> Result<i64, CrmError>;
+}
+
+/// What registering equipment did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegisterOutcome {
+    Registered,
+    /// Same serial, same deal: a replay or retry; nothing changed.
+    AlreadyRegistered,
+    /// It was revoked (deal reopened) and is won again.
+    Reactivated,
+}
+
+#[async_trait]
+pub trait PassportStore: Send + Sync {
+    /// Registers equipment exactly once per (owner, serial).
+    async fn register(
+        &self,
+        equipment: &crate::passport::Equipment,
+    ) -> Result<RegisterOutcome, StoreError>;
+    /// An owner's equipment, active and revoked.
+    async fn for_owner(
+        &self,
+        telegram_id: i64,
+    ) -> Result<Vec<crate::passport::Equipment>, StoreError>;
+    /// Equipment registered from one deal.
+    async fn by_deal(&self, amo_lead_id: i64)
+    -> Result<Vec<crate::passport::Equipment>, StoreError>;
+    async fn set_state(
+        &self,
+        telegram_id: i64,
+        serial: &str,
+        state: crate::passport::EquipmentState,
+    ) -> Result<(), StoreError>;
+    /// Records that a won deal waits for data (e.g. its serial); true when newly recorded.
+    async fn mark_waiting(&self, amo_lead_id: i64, missing: &str) -> Result<bool, StoreError>;
+    async fn clear_waiting(&self, amo_lead_id: i64) -> Result<(), StoreError>;
+}

@@ -8,9 +8,11 @@
 
 mod dynamo;
 mod memory;
+mod passport;
 
 pub use dynamo::DynamoLeadStore;
 pub use memory::MemoryLeadStore;
+pub use passport::{DEAL_INDEX, DynamoPassportStore};
 
 pub const LEAD_PREFIX: &str = "LEAD#";
 pub const IDEM_PREFIX: &str = "IDEM#";
