@@ -1,1 +1,0 @@
-//! amoCRM account webhooks: the form-encoded body parsed into typed events (to be written).
