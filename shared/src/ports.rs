@@ -246,3 +246,60 @@ pub trait PassportStore: Send + Sync {
     async fn mark_waiting(&self, amo_lead_id: i64, missing: &str) -> Result<bool, StoreError>;
     async fn clear_waiting(&self, amo_lead_id: i64) -> Result<(), StoreError>;
 }
+
+/// Where a received webhook is on its way through crm-worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboxStatus {
+    Pending,
+    Done,
+    /// Waits for an operator or for later data (e.g. a won deal without a serial).
+    Parked,
+}
+
+impl InboxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InboxStatus::Pending => "pending",
+            InboxStatus::Done => "done",
+            InboxStatus::Parked => "parked",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(InboxStatus::Pending),
+            "done" => Some(InboxStatus::Done),
+            "parked" => Some(InboxStatus::Parked),
+            _ => None,
+        }
+    }
+}
+
+/// A webhook as received, kept verbatim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxEvent {
+    /// The dedup key (`rid:<X-Amocrm-Requestid>` or `sha256:<body hash>`).
+    pub id: String,
+    pub body: String,
+    pub received_at: DateTime<Utc>,
+    pub status: InboxStatus,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub hint: Option<String>,
+}
+
+#[async_trait]
+pub trait InboxStore: Send + Sync {
+    /// Stores the event unless one with the same id exists; true when newly stored.
+    async fn insert_new(&self, id: &str, body: &str, received_at: DateTime<Utc>)
+    -> Result<bool, StoreError>;
+    async fn get(&self, id: &str) -> Result<Option<InboxEvent>, StoreError>;
+    async fn set_status(
+        &self,
+        id: &str,
+        status: InboxStatus,
+        attempts: u32,
+        error: Option<&str>,
+        hint: Option<&str>,
+    ) -> Result<(), StoreError>;
+}

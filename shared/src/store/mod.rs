@@ -7,10 +7,12 @@
 //!   expiring through TTL on `expires_at` (reads also check it: TTL deletion is lazy).
 
 mod dynamo;
+mod inbox;
 mod memory;
 mod passport;
 
 pub use dynamo::DynamoLeadStore;
+pub use inbox::{DynamoInboxStore, EVENT_PREFIX};
 pub use memory::MemoryLeadStore;
 pub use passport::{DEAL_INDEX, DynamoPassportStore};
 
