@@ -1,0 +1,143 @@
+//! What crm-worker does with a stored amoCRM webhook: won deals → passport, reopened deals →
+//! revoked equipment. One list request per webhook for all the deals it names.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use tracing::{error, info, warn};
+
+use super::register::{DealOutcome, PassportError, PassportFields, Registrar, WON_STATUS_ID};
+use super::MaintenancePolicy;
+use crate::amocrm::webhook::{Event, LeadAction, Webhook, parse_webhook};
+use crate::passport::EquipmentState;
+use crate::ports::{CrmDeals, InboxStatus, InboxStore, PassportStore};
+
+/// Deals a webhook reports as won, and deals it reports as moved out of «won».
+pub fn won_and_reopened(webhook: &Webhook) -> (Vec<i64>, Vec<i64>) {
+    let mut won = BTreeSet::new();
+    let mut reopened = BTreeSet::new();
+    for event in &webhook.events {
+        let Event::Lead { action, lead } = event else {
+            continue;
+        };
+        if !matches!(
+            action,
+            LeadAction::Status | LeadAction::Update | LeadAction::Add | LeadAction::Restore
+        ) {
+            continue;
+        }
+        if lead.status_id == Some(WON_STATUS_ID) {
+            won.insert(lead.id);
+        } else if lead.old_status_id == Some(WON_STATUS_ID) && lead.status_id.is_some() {
+            reopened.insert(lead.id);
+        }
+    }
+    (won.into_iter().collect(), reopened.into_iter().collect())
+}
+
+/// What became of one inbox event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventOutcome {
+    Done,
+    /// Kept for later data or an operator (e.g. a won deal without a serial).
+    Parked { reason: String },
+    Retry { reason: String },
+    Skipped,
+}
+
+pub struct EventProcessor {
+    pub inbox: Arc<dyn InboxStore>,
+    pub crm: Arc<dyn CrmDeals>,
+    pub passport: Arc<dyn PassportStore>,
+    pub policy: MaintenancePolicy,
+    pub fields: PassportFields,
+}
+
+impl EventProcessor {
+    pub async fn process(&self, event_id: &str) -> EventOutcome {
+        let event = match self.inbox.get(event_id).await {
+            Ok(Some(e)) => e,
+            Ok(None) => return EventOutcome::Skipped,
+            Err(e) => return EventOutcome::Retry { reason: e.to_string() },
+        };
+        if event.status != InboxStatus::Pending {
+            return EventOutcome::Skipped;
+        }
+        let attempts = event.attempts + 1;
+        let webhook = match parse_webhook(event.body.as_bytes()) {
+            Ok(w) => w,
+            Err(e) => {
+                // The webhook function validated it before storing; this is a bug or drift.
+                let reason = format!("stored webhook no longer parses: {e}");
+                error!(event_id, alert = true, %reason, "webhook parked");
+                let _ = self
+                    .inbox
+                    .set_status(event_id, InboxStatus::Parked, attempts, Some(&reason), None)
+                    .await;
+                return EventOutcome::Parked { reason };
+            }
+        };
+        let outcome = self.apply(&webhook).await;
+        let (status, error, hint) = match &outcome {
+            Ok(None) => (InboxStatus::Done, None, None),
+            Ok(Some(reason)) => (InboxStatus::Parked, Some(reason.clone()), None),
+            Err(e) if e.is_retryable() => (InboxStatus::Pending, Some(e.to_string()), Some(e.hint())),
+            Err(e) => (InboxStatus::Parked, Some(e.to_string()), Some(e.hint())),
+        };
+        if let Err(e) = self
+            .inbox
+            .set_status(event_id, status, attempts, error.as_deref(), hint.as_deref())
+            .await
+        {
+            return EventOutcome::Retry { reason: e.to_string() };
+        }
+        match (outcome, status) {
+            (Ok(None), _) => EventOutcome::Done,
+            (Ok(Some(reason)), _) => EventOutcome::Parked { reason },
+            (Err(e), InboxStatus::Pending) => {
+                warn!(event_id, error = %e, "webhook processing failed, will retry");
+                EventOutcome::Retry { reason: e.to_string() }
+            }
+            (Err(e), _) => {
+                error!(event_id, alert = true, error = %e, hint = %e.hint(), "webhook parked");
+                EventOutcome::Parked { reason: e.to_string() }
+            }
+        }
+    }
+
+    /// Applies the webhook; `Ok(Some(reason))` when part of it must wait.
+    async fn apply(&self, webhook: &Webhook) -> Result<Option<String>, PassportError> {
+        let (won, reopened) = won_and_reopened(webhook);
+        let registrar = Registrar {
+            crm: self.crm.as_ref(),
+            store: self.passport.as_ref(),
+            policy: &self.policy,
+            fields: self.fields,
+        };
+        for deal in &reopened {
+            registrar.revoke(*deal).await?;
+        }
+        // Deals already in the passport need no amoCRM call (edits of won deals are frequent).
+        let mut to_read = Vec::new();
+        for deal in won {
+            let known = self.passport.by_deal(deal).await?;
+            if !known.iter().any(|e| e.state == EquipmentState::Active) {
+                to_read.push(deal);
+            }
+        }
+        let mut waiting = Vec::new();
+        for chunk in to_read.chunks(250) {
+            for (deal, outcome) in registrar.register_won(chunk).await? {
+                if let DealOutcome::Waiting { missing } = outcome {
+                    waiting.push(format!("deal {deal}: missing {}", missing.join(", ")));
+                }
+            }
+        }
+        if waiting.is_empty() {
+            info!(events = webhook.events.len(), "webhook applied");
+            Ok(None)
+        } else {
+            Ok(Some(waiting.join("; ")))
+        }
+    }
+}
