@@ -14,7 +14,7 @@ const MAX_PAIRS: usize = 5000;
 const MAX_DEPTH: usize = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FormError {
+pub(super) enum FormError {
     #[error("form has more than {MAX_PAIRS} fields")]
     TooManyFields,
     #[error("form key {0:?} is not `name` or `name[part]…`")]

@@ -17,7 +17,6 @@ use serde::Serialize;
 
 use super::LeadRequest;
 
-pub use form::FormError;
 pub use money::{MAX_PRICE_KOPECKS, MoneyError, parse_roubles};
 
 /// What a body turned out to be.
