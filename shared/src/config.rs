@@ -56,10 +56,12 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |k: &str, default: &str| lookup(k).unwrap_or_else(|| default.to_string());
         let required = |k: &str| {
-            lookup(k).filter(|v| !v.trim().is_empty()).ok_or_else(|| ConfigError {
-                var: k.to_string(),
-                reason: "required".into(),
-            })
+            lookup(k)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| ConfigError {
+                    var: k.to_string(),
+                    reason: "required".into(),
+                })
         };
         let int = |k: &str, default: i64| -> Result<i64, ConfigError> {
             match lookup(k) {
@@ -85,7 +87,10 @@ impl Config {
             field_model: int("AMOCRM_FIELD_MODEL", 712631)?,
             field_telegram_id: int("AMOCRM_FIELD_TELEGRAM_ID", 712633)?,
             client_id: get("AMOCRM_CLIENT_ID", "2df855f6-d54d-4c3c-bb8a-1d8ea8b3c1cd"),
-            redirect_uri: get("AMOCRM_REDIRECT_URI", "https://api.td-rss.ru/webhook/amocrm"),
+            redirect_uri: get(
+                "AMOCRM_REDIRECT_URI",
+                "https://api.td-rss.ru/webhook/amocrm",
+            ),
             requests_per_second: int("AMOCRM_RPS", 7)?.clamp(1, 7) as u32,
             timeout_ms: int("AMOCRM_TIMEOUT_MS", 10_000)?.max(100) as u64,
         };
@@ -112,7 +117,12 @@ mod tests {
     use super::*;
 
     fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     const MINIMAL: [(&str, &str); 3] = [
@@ -126,11 +136,19 @@ mod tests {
         let c = Config::from_lookup(lookup(&MINIMAL)).unwrap();
         assert_eq!(c.amo.base_url, "https://new599bd9d13818a.amocrm.ru");
         assert_eq!(
-            (c.amo.pipeline_id, c.amo.status_id, c.amo.responsible_user_id),
+            (
+                c.amo.pipeline_id,
+                c.amo.status_id,
+                c.amo.responsible_user_id
+            ),
             (10226282, 80953554, 12380450)
         );
         assert_eq!(
-            (c.amo.field_serial, c.amo.field_model, c.amo.field_telegram_id),
+            (
+                c.amo.field_serial,
+                c.amo.field_model,
+                c.amo.field_telegram_id
+            ),
             (712629, 712631, 712633)
         );
         assert_eq!(c.sales_mailbox, "zakaz@tdrusstankosbyt.ru");

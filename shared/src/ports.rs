@@ -31,14 +31,19 @@ pub struct IdempotencyClaim {
 pub enum InsertOutcome {
     Created,
     /// The idempotency key was already claimed: the first lead's id.
-    Duplicate { lead_id: String },
+    Duplicate {
+        lead_id: String,
+    },
 }
 
 #[async_trait]
 pub trait LeadStore: Send + Sync {
     /// Writes the lead (status pending) and claims the idempotency key in one atomic step.
-    async fn insert(&self, lead: &Lead, claim: &IdempotencyClaim)
-    -> Result<InsertOutcome, StoreError>;
+    async fn insert(
+        &self,
+        lead: &Lead,
+        claim: &IdempotencyClaim,
+    ) -> Result<InsertOutcome, StoreError>;
 
     /// Strongly consistent read of one lead.
     async fn get(&self, lead_id: &str) -> Result<Option<StoredLead>, StoreError>;
@@ -82,8 +87,7 @@ pub trait Crm: Send + Sync {
     /// The amoCRM lead created earlier for our lead id, if any (after a crash mid-delivery).
     async fn find_lead_for(&self, lead: &Lead) -> Result<Option<CrmLeadRef>, CrmError>;
     /// `POST /api/v4/leads/complex` with pipeline, status, user, fields and tags from config.
-    async fn create_lead(&self, lead: &Lead, contact: ContactLink)
-    -> Result<CrmLeadRef, CrmError>;
+    async fn create_lead(&self, lead: &Lead, contact: ContactLink) -> Result<CrmLeadRef, CrmError>;
     /// A note created earlier on `amo_lead_id` whose text contains `marker`, if any.
     async fn find_note(&self, amo_lead_id: i64, marker: &str) -> Result<Option<i64>, CrmError>;
     /// `POST /api/v4/leads/notes`; returns the note id.

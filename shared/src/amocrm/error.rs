@@ -46,6 +46,9 @@ pub struct CrmError {
 
 impl CrmError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self.kind, CrmErrorKind::Transient | CrmErrorKind::RateLimited)
+        matches!(
+            self.kind,
+            CrmErrorKind::Transient | CrmErrorKind::RateLimited
+        )
     }
 }
