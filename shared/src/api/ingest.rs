@@ -10,7 +10,7 @@ use tracing::{error, info, warn};
 use super::http::{Cors, body_bytes, error_response, header, json_response, route, secret_matches};
 use crate::leads::accept::{RepeatPolicy, accept_lead, new_lead_id};
 use crate::leads::intake::{self, Intake, IntakeError};
-use crate::observability::{mask_email, mask_phone};
+use crate::leads::phone::{mask_email, mask_phone};
 use crate::ports::{CrmProbe, LeadStore};
 
 /// Bodies above this are refused before parsing.

@@ -138,7 +138,7 @@ impl Deliverer<'_> {
         };
         if d.amo_note_id.is_none() {
             let existing = match d.note_started_at {
-                Some(_) => self.crm.find_note(amo_lead_id, &lead.id).await?,
+                Some(_) => self.crm.find_note(amo_lead_id, &render::note_marker(lead)).await?,
                 None => None,
             };
             let note_id = match existing {
