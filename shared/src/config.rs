@@ -25,7 +25,19 @@ pub struct AmoConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub amo: AmoConfig,
+    /// Accepted leads (+ idempotency claims); its stream drives crm-worker.
     pub leads_table: String,
+    /// Received amoCRM webhooks; its stream drives crm-worker too.
+    pub inbox_table: Option<String>,
+    /// The Digital Passport: equipment per Telegram user.
+    pub passport_table: Option<String>,
+    /// Integration state: OAuth state nonces, the token refresh lease, health records.
+    pub state_table: Option<String>,
+    /// amoCRM account id; webhooks naming another account are refused.
+    pub account_id: Option<i64>,
+    pub maintenance_default_months: u32,
+    /// `MODEL=MONTHS;…` overrides of the maintenance interval.
+    pub maintenance_model_months: String,
     /// Secret with admin key, webhook token, Telegram bot token, amoCRM client secret.
     pub app_secret_id: String,
     /// Secret with the amoCRM token (long-lived or OAuth pair).
@@ -47,6 +59,14 @@ pub struct ConfigError {
 }
 
 impl Config {
+    /// A table this function cannot run without: fails the cold start naming the variable.
+    pub fn require<'a>(value: &'a Option<String>, var: &str) -> Result<&'a str, ConfigError> {
+        value.as_deref().ok_or_else(|| ConfigError {
+            var: var.to_string(),
+            reason: "required by this function".into(),
+        })
+    }
+
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|k| env::var(k).ok())
@@ -97,6 +117,15 @@ impl Config {
         Ok(Config {
             amo,
             leads_table: required("LEADS_TABLE")?,
+            inbox_table: lookup("INBOX_TABLE").filter(|v| !v.trim().is_empty()),
+            passport_table: lookup("PASSPORT_TABLE").filter(|v| !v.trim().is_empty()),
+            state_table: lookup("STATE_TABLE").filter(|v| !v.trim().is_empty()),
+            account_id: match lookup("AMOCRM_ACCOUNT_ID").filter(|v| !v.trim().is_empty()) {
+                None => None,
+                Some(_) => Some(int("AMOCRM_ACCOUNT_ID", 0)?),
+            },
+            maintenance_default_months: int("MAINTENANCE_DEFAULT_MONTHS", 12)?.clamp(1, 120) as u32,
+            maintenance_model_months: get("MAINTENANCE_MODEL_MONTHS", ""),
             app_secret_id: required("APP_SECRET_ID")?,
             token_secret_id: required("AMOCRM_TOKEN_SECRET_ID")?,
             sales_mailbox: get("SALES_MAILBOX", "zakaz@tdrusstankosbyt.ru"),

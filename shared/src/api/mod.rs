@@ -3,5 +3,7 @@
 
 pub mod http;
 pub mod ingest;
+pub mod passport;
+pub mod webhook;
 
 pub use ingest::LeadIngestApi;

@@ -1,4 +1,5 @@
-//! crm-worker: DynamoDB stream records of the leads table in, partial batch failures out.
+//! crm-worker: DynamoDB stream records of the leads and inbox tables in, partial batch
+//! failures out. Leads are delivered to amoCRM; webhooks update the passport.
 
 use std::sync::Arc;
 
@@ -7,6 +8,7 @@ use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventR
 use tracing::{Instrument, info_span, warn};
 
 use crate::leads::deliver::{Deliverer, MailSettings, Outcome};
+use crate::passport::events::{EventOutcome, EventProcessor};
 use crate::ports::{Crm, LeadStore, Notifier};
 
 #[derive(Clone)]
@@ -15,19 +17,41 @@ pub struct CrmWorker {
     pub crm: Arc<dyn Crm>,
     pub notifier: Arc<dyn Notifier>,
     pub mail: MailSettings,
+    /// Webhook events (the inbox table's stream); `None` where no inbox is configured.
+    pub events: Option<Arc<EventProcessor>>,
 }
 
-/// The lead a stream record asks us to deliver: a lead item that is (still) pending.
-/// The event source mapping filters the same way; this guards local runs and filter drift.
-pub fn pending_lead_id(record: &EventRecord) -> Option<String> {
+/// What a stream record asks crm-worker to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Work {
+    DeliverLead(String),
+    ApplyWebhook(String),
+}
+
+/// The work in a stream record: a pending lead or a pending webhook event. The event source
+/// mappings filter the same way; this guards local runs and filter drift.
+pub fn work_of(record: &EventRecord) -> Option<Work> {
     if !matches!(record.event_name.as_str(), "INSERT" | "MODIFY") {
         return None;
     }
     let image = serde_json::to_value(&record.change.new_image).ok()?;
     let attr = |name: &str| image.get(name)?.get("S")?.as_str().map(str::to_string);
-    (attr("kind")?.as_str() == "lead" && attr("status")?.as_str() == "pending")
-        .then(|| attr("lead_id"))
-        .flatten()
+    if attr("status")?.as_str() != "pending" {
+        return None;
+    }
+    match attr("kind")?.as_str() {
+        "lead" => attr("lead_id").map(Work::DeliverLead),
+        "webhook" => attr("event_id").map(Work::ApplyWebhook),
+        _ => None,
+    }
+}
+
+/// The lead a stream record asks us to deliver, if it is a pending lead.
+pub fn pending_lead_id(record: &EventRecord) -> Option<String> {
+    match work_of(record)? {
+        Work::DeliverLead(id) => Some(id),
+        Work::ApplyWebhook(_) => None,
+    }
 }
 
 impl CrmWorker {
@@ -42,13 +66,28 @@ impl CrmWorker {
         };
         let mut response = DynamoDbEventResponse::default();
         for record in &event.records {
-            let Some(lead_id) = pending_lead_id(record) else {
-                continue;
+            let retry = match work_of(record) {
+                None => None,
+                Some(Work::DeliverLead(lead_id)) => {
+                    let span = info_span!("deliver", lead_id = %lead_id);
+                    match deliverer.deliver(&lead_id).instrument(span).await {
+                        Outcome::Retry { reason } => Some(reason),
+                        _ => None,
+                    }
+                }
+                Some(Work::ApplyWebhook(event_id)) => match &self.events {
+                    None => Some("no inbox processor configured".to_string()),
+                    Some(events) => {
+                        let span = info_span!("webhook", event_id = %event_id);
+                        match events.process(&event_id).instrument(span).await {
+                            EventOutcome::Retry { reason } => Some(reason),
+                            _ => None,
+                        }
+                    }
+                },
             };
-            let span = info_span!("deliver", lead_id = %lead_id);
-            let outcome = deliverer.deliver(&lead_id).instrument(span).await;
-            if let Outcome::Retry { reason } = outcome {
-                warn!(lead_id, reason, "record reported as a batch item failure");
+            if let Some(reason) = retry {
+                warn!(reason, "record reported as a batch item failure");
                 let mut failure = DynamoDbBatchItemFailure::default();
                 failure.item_identifier = record.change.sequence_number.clone();
                 response.batch_item_failures.push(failure);

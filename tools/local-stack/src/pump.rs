@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use aws_lambda_events::event::dynamodb::Event;
 use serde_json::{Value, json};
 use shared::wiring::{Aws, InitError};
-use shared::worker::{CrmWorker, pending_lead_id};
+use shared::worker::{CrmWorker, work_of};
 use tokio::sync::Mutex;
 
 const BATCH_SIZE: usize = 10;
@@ -189,10 +189,10 @@ impl StreamPump {
     }
 }
 
-/// The template's FilterCriteria: lead items whose status is pending.
+/// The templates FilterCriteria: pending leads and pending webhook events.
 fn passes_filter(record: &Value) -> bool {
     serde_json::from_value::<Event>(json!({"Records": [record]}))
         .ok()
-        .and_then(|e| e.records.first().and_then(pending_lead_id))
+        .and_then(|e| e.records.first().and_then(work_of))
         .is_some()
 }

@@ -1,0 +1,153 @@
+//! passport-api for the Telegram Mini App: `GET /passport` and `POST /passport/service-requests`,
+//! both authenticated by Telegram's signed initData (`Authorization: tma <initData>`).
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use lambda_http::{Body, Request, Response};
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use super::http::{body_bytes, error_response, header, json_response, route};
+use crate::leads::accept::{RepeatPolicy, accept_lead};
+use crate::leads::intake::{self, Intake, IntakeError};
+use crate::passport::{Equipment, EquipmentState};
+use crate::ports::{LeadStore, PassportStore};
+use crate::telegram::{DEFAULT_MAX_AGE_SECS, TelegramUser, verify_init_data};
+
+const MAX_REQUEST_BYTES: usize = 16 * 1024;
+
+pub struct PassportApi {
+    pub passport: Arc<dyn PassportStore>,
+    pub leads: Arc<dyn LeadStore>,
+    /// From the app secret; without it every call is 401 (and logged as a config error).
+    pub bot_token: Option<String>,
+    pub repeat: RepeatPolicy,
+}
+
+fn equipment_json(e: &Equipment) -> Value {
+    json!({
+        "serial": e.serial,
+        "model": e.model,
+        "purchased_at": e.purchased_at.date_naive().to_string(),
+        "maintenance": {
+            "status": e.maintenance.status.as_str(),
+            "status_title": e.maintenance.status.title_ru(),
+            "next_due": e.maintenance.next_due.to_string(),
+        },
+        "amo_lead_id": e.amo_lead_id,
+    })
+}
+
+impl PassportApi {
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        let user = match self.user(&req) {
+            Ok(user) => user,
+            Err(resp) => return resp,
+        };
+        match route(&req) {
+            ("GET", "/passport") => self.passport(&user).await,
+            ("POST", "/passport/service-requests") => self.service_request(&req, &user).await,
+            _ => error_response(404, "not_found", "no such route"),
+        }
+    }
+
+    /// The verified Telegram user, or the 401 to answer.
+    fn user(&self, req: &Request) -> Result<TelegramUser, Response<Body>> {
+        let unauthorized = || {
+            error_response(401, "unauthorized", "send Authorization: tma <initData> from the Mini App")
+        };
+        let Some(bot_token) = self.bot_token.as_deref() else {
+            tracing::error!("telegram_bot_token is not set in the app secret");
+            return Err(unauthorized());
+        };
+        let init_data = header(req, "authorization")
+            .and_then(|v| v.strip_prefix("tma "))
+            .ok_or_else(unauthorized)?;
+        verify_init_data(init_data.trim(), bot_token, Utc::now().timestamp(), DEFAULT_MAX_AGE_SECS)
+            .map_err(|e| {
+                warn!(reason = %e, "initData refused");
+                unauthorized()
+            })
+    }
+
+    async fn active_equipment(&self, user: &TelegramUser) -> Result<Vec<Equipment>, Response<Body>> {
+        match self.passport.for_owner(user.id).await {
+            Ok(all) => Ok(all.into_iter().filter(|e| e.state == EquipmentState::Active).collect()),
+            Err(e) => {
+                tracing::error!(error = %e, "passport read failed");
+                Err(error_response(503, "temporarily_unavailable", "retry later"))
+            }
+        }
+    }
+
+    async fn passport(&self, user: &TelegramUser) -> Response<Body> {
+        match self.active_equipment(user).await {
+            Ok(equipment) => json_response(
+                200,
+                &json!({
+                    "telegram_id": user.id,
+                    "equipment": equipment.iter().map(equipment_json).collect::<Vec<_>>(),
+                }),
+            ),
+            Err(resp) => resp,
+        }
+    }
+
+    async fn service_request(&self, req: &Request, user: &TelegramUser) -> Response<Body> {
+        let body = body_bytes(req);
+        if body.len() > MAX_REQUEST_BYTES {
+            return json_response(413, &json!({"error": "payload_too_large", "limit_bytes": MAX_REQUEST_BYTES}));
+        }
+        let Ok(asked) = serde_json::from_slice::<Value>(body) else {
+            return error_response(400, "malformed_body", "send a JSON object {\"serial\", \"message\"}");
+        };
+        let Some(serial) = asked["serial"].as_str().map(str::trim).filter(|s| !s.is_empty()) else {
+            return json_response(
+                400,
+                &json!({"error": "validation_failed", "fields": [{"field": "serial", "message": "Укажите серийный номер оборудования"}]}),
+            );
+        };
+        let equipment = match self.active_equipment(user).await {
+            Ok(all) => all.into_iter().find(|e| e.serial == serial),
+            Err(resp) => return resp,
+        };
+        let Some(equipment) = equipment else {
+            return error_response(404, "unknown_serial", "no such equipment in your passport");
+        };
+        let name = [Some(user.first_name.as_str()), user.last_name.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter(|s| !s.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        // The same intake path as POST /leads: one validator, one store, one delivery.
+        let lead_body = json!({
+            "source": "tma",
+            "intent": "service",
+            "name": if name.is_empty() { format!("Telegram {}", user.id) } else { name },
+            "telegram_id": user.id,
+            "message": asked["message"],
+            "equipment": {"model": equipment.model, "serial": equipment.serial},
+        });
+        let request = match intake::parse_json(lead_body.to_string().as_bytes()) {
+            Ok(Intake::Lead(r)) => r,
+            Ok(Intake::Spam) => unreachable!("no honeypot field is set here"),
+            Err(IntakeError::Invalid(fields)) => {
+                return json_response(400, &json!({"error": "validation_failed", "fields": fields}));
+            }
+            Err(IntakeError::Malformed(reason)) => return error_response(400, "malformed_body", &reason),
+        };
+        let key = header(req, "idempotency-key").map(str::trim).filter(|k| !k.is_empty() && k.len() <= 200);
+        match accept_lead(self.leads.as_ref(), request, key, Utc::now(), self.repeat).await {
+            Ok(accepted) => {
+                info!(lead_id = %accepted.lead_id, repeat = accepted.repeat, "service request accepted");
+                json_response(202, &json!({"lead_id": accepted.lead_id, "status": "accepted"}))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "service request could not be stored");
+                error_response(503, "temporarily_unavailable", "the request was not saved; please retry")
+            }
+        }
+    }
+}

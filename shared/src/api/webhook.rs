@@ -1,0 +1,69 @@
+//! amocrm-webhook: `POST /webhook/amocrm` stores amoCRM's account webhooks and answers at once.
+//!
+//! amoCRM waits 2 s and disables a webhook after more than 100 failures in 2 hours, so this
+//! handler never calls amoCRM: it authenticates, validates, stores (deduplicated) and answers.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::http::{body_bytes, error_response, header, json_response, secret_matches};
+use crate::amocrm::webhook::{MAX_BODY_BYTES, dedup_key, parse_webhook};
+use crate::ports::InboxStore;
+
+pub struct WebhookReceiver {
+    pub inbox: Arc<dyn InboxStore>,
+    /// The secret carried in the destination URL (`?token=`), from the app secret.
+    pub token: Option<String>,
+    /// The account's subdomain and (when configured) id: hooks from elsewhere are refused.
+    pub subdomain: String,
+    pub account_id: Option<i64>,
+}
+
+impl WebhookReceiver {
+    pub async fn receive(&self, req: &Request) -> Response<Body> {
+        let query = req.query_string_parameters();
+        if !secret_matches(self.token.as_deref(), query.first("token")) {
+            warn!("webhook with a missing or wrong token refused");
+            return error_response(401, "unauthorized", "missing or wrong token");
+        }
+        let body = body_bytes(req);
+        if body.len() > MAX_BODY_BYTES {
+            return json_response(
+                413,
+                &json!({"error": "payload_too_large", "limit_bytes": MAX_BODY_BYTES}),
+            );
+        }
+        let webhook = match parse_webhook(body) {
+            Ok(w) => w,
+            Err(e) => return error_response(400, "not_a_webhook", &e.to_string()),
+        };
+        if let Some(account) = &webhook.account {
+            let wrong_subdomain = account
+                .subdomain
+                .as_deref()
+                .is_some_and(|s| !s.eq_ignore_ascii_case(&self.subdomain));
+            let wrong_id = matches!((account.id, self.account_id), (Some(got), Some(want)) if got != want);
+            if wrong_subdomain || wrong_id {
+                warn!(subdomain = ?account.subdomain, id = ?account.id, "webhook from another account refused");
+                return error_response(401, "wrong_account", "webhook is not from the configured amoCRM account");
+            }
+        }
+        let key = dedup_key(header(req, "x-amocrm-requestid"), body);
+        let text = String::from_utf8_lossy(body);
+        match self.inbox.insert_new(&key, &text, Utc::now()).await {
+            Ok(new) => {
+                info!(event_id = %key, new, events = webhook.events.len(), "webhook stored");
+                json_response(200, &json!({"status": "accepted", "duplicate": !new}))
+            }
+            Err(e) => {
+                // A non-2xx makes amoCRM retry later, which is what we want when we could not store.
+                tracing::error!(error = %e, "webhook could not be stored");
+                error_response(503, "temporarily_unavailable", "retry later")
+            }
+        }
+    }
+}
