@@ -188,7 +188,7 @@ impl AmoClient {
             let failure = match result {
                 Ok((status, value)) => {
                     tracing::info!(
-                        method = %method, path, query = %logged_query, status, duration_ms, attempt,
+                        method = %method, path, params = %logged_query, status, duration_ms, attempt,
                         "amoCRM request"
                     );
                     return Ok(value);
@@ -201,7 +201,7 @@ impl AmoClient {
             } = failure;
             redact(&mut err, &token);
             tracing::warn!(
-                method = %method, path, query = %logged_query, status = err.status,
+                method = %method, path, params = %logged_query, status = err.status,
                 kind = ?err.kind, duration_ms, attempt, error = %err.message,
                 "amoCRM request failed"
             );
@@ -216,6 +216,10 @@ impl AmoClient {
                 || attempt >= self.retry.max_attempts
                 || !(idempotent || never_sent || err.kind == CrmErrorKind::RateLimited)
             {
+                if err.kind == CrmErrorKind::RateLimited && err.retry_after.is_none() {
+                    // Tell the caller how long to stay away before it tries again.
+                    err.retry_after = Some(doubled(self.retry.rate_limit_default, rate_limits + 1));
+                }
                 return Err(err);
             }
             let wait = if err.kind == CrmErrorKind::RateLimited {
@@ -585,6 +589,22 @@ mod tests {
         assert_eq!(e.kind, CrmErrorKind::Transient);
         assert_eq!(e.status, Some(503));
         assert_eq!(server.requests().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn persistent_html_429_returns_rate_limited_with_a_wait_for_the_caller() {
+        let server = CannedServer::start(vec![Canned::html(429, "<html></html>"); 5]).await;
+        let (client, _) = client_for(&server, "tok");
+        let e = client
+            .request(Method::GET, "/api/v4/account", &[], None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, CrmErrorKind::RateLimited);
+        assert_eq!(server.requests().len(), 4);
+        // Waited 30, 60, 120 ms; the caller is told to wait the next step.
+        assert_eq!(e.retry_after, Some(Duration::from_millis(240)));
+        let reqs = server.requests();
+        assert!(reqs[3].at - reqs[2].at >= Duration::from_millis(120));
     }
 
     #[tokio::test]

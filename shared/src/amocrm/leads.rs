@@ -328,7 +328,7 @@ mod tests {
 
     use super::*;
     use crate::amocrm::CrmErrorKind;
-    use crate::amocrm::testkit::{Canned, CannedServer, client_for};
+    use crate::amocrm::testkit::{Canned, CannedServer, LogCapture, client_for};
     use crate::leads::{CartItem, Equipment, Intent, LeadRequest, Source};
 
     const LEAD_ID: &str = "01JKXYZ0000000000000000000";
@@ -517,6 +517,32 @@ mod tests {
         );
         assert_eq!(reqs[0].query, vec![("query".into(), "+79123456789".into())]);
         assert_eq!(reqs[0].body, None);
+    }
+
+    #[tokio::test]
+    async fn logs_carry_neither_the_token_nor_a_full_phone_or_email() {
+        let (logs, _guard) = LogCapture::start();
+        let server = CannedServer::start(vec![
+            Canned::json(500, r#"{"title":"ErrInternalServer","status":500}"#),
+            Canned::no_content(),
+            Canned::no_content(),
+        ])
+        .await;
+        let (client, _) = client_for(&server, "secret-bearer-value");
+        client.find_contact("+79123456789").await.unwrap();
+        client.find_contact("ivan.petrov@example.ru").await.unwrap();
+        let text = logs.text();
+        assert!(text.contains("/api/v4/contacts"), "{text}");
+        assert!(text.contains("query=***6789"), "{text}");
+        assert!(text.contains("query=i***@example.ru"), "{text}");
+        for secret in [
+            "secret-bearer-value",
+            "79123456789",
+            "9123456789",
+            "ivan.petrov",
+        ] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
     }
 
     #[tokio::test]

@@ -258,3 +258,57 @@ pub fn client_for(server: &CannedServer, token: &str) -> (AmoClient, Arc<MemoryS
         .with_retry_policy(RetryPolicy::fast());
     (client, secrets)
 }
+
+/// Everything logged while the guard lives, as text (for "never logs X" assertions).
+#[derive(Clone, Default)]
+pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    /// Captures this thread's logs (use a current-thread runtime) until the guard is dropped.
+    pub fn start() -> (Self, CaptureGuard) {
+        // With a single dispatcher alive, tracing caches a callsite's interest as seen by the
+        // thread that first hits it, so a parallel test thread without a subscriber would
+        // silence our callsites. A second, idle dispatcher makes tracing ask every live one.
+        let idle = tracing::Dispatch::new(tracing_subscriber::registry());
+        let capture = LogCapture::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(capture.clone())
+            .finish();
+        let guard = CaptureGuard {
+            _default: tracing::subscriber::set_default(subscriber),
+            _idle: idle,
+        };
+        (capture, guard)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Keeps the capturing subscriber installed on this thread.
+pub struct CaptureGuard {
+    _default: tracing::subscriber::DefaultGuard,
+    _idle: tracing::Dispatch,
+}
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
+    type Writer = LogCapture;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
