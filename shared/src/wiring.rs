@@ -9,13 +9,18 @@ use crate::amocrm::AmoClient;
 use crate::amocrm::token::LongLivedToken;
 use crate::api::LeadIngestApi;
 use crate::api::http::Cors;
+use crate::api::passport::PassportApi;
+use crate::api::webhook::WebhookReceiver;
 use crate::config::Config;
 use crate::leads::accept::RepeatPolicy;
 use crate::leads::deliver::MailSettings;
 use crate::mail::SesNotifier;
-use crate::ports::SecretStore;
+use crate::passport::MaintenancePolicy;
+use crate::passport::events::EventProcessor;
+use crate::passport::register::PassportFields;
+use crate::ports::{AppSecrets, SecretStore};
 use crate::secrets::{SecretsManagerStore, load_app_secrets};
-use crate::store::DynamoLeadStore;
+use crate::store::{DynamoInboxStore, DynamoLeadStore, DynamoPassportStore};
 use crate::worker::CrmWorker;
 
 pub type InitError = Box<dyn std::error::Error + Send + Sync>;
@@ -42,6 +47,10 @@ impl Aws {
             secrets: aws_sdk_secretsmanager::Client::new(sdk),
         }
     }
+
+    fn secret_store(&self) -> Arc<dyn SecretStore> {
+        Arc::new(SecretsManagerStore::new(self.secrets.clone()))
+    }
 }
 
 fn amo_client(config: &Config, secrets: Arc<dyn SecretStore>) -> Result<AmoClient, InitError> {
@@ -49,34 +58,87 @@ fn amo_client(config: &Config, secrets: Arc<dyn SecretStore>) -> Result<AmoClien
     Ok(AmoClient::new(&config.amo, tokens)?)
 }
 
+fn repeat_policy(config: &Config) -> RepeatPolicy {
+    RepeatPolicy {
+        body_window: chrono::Duration::seconds(config.dedup_window_secs),
+        key_ttl: chrono::Duration::seconds(config.idempotency_ttl_secs),
+    }
+}
+
+async fn app_secrets(config: &Config, aws: &Aws) -> Result<AppSecrets, InitError> {
+    Ok(load_app_secrets(aws.secret_store().as_ref(), &config.app_secret_id).await?)
+}
+
 /// lead-ingest: `POST /leads` and `GET /ingest/test-crm`.
 pub async fn lead_ingest(config: &Config, aws: &Aws) -> Result<LeadIngestApi, InitError> {
-    let secrets: Arc<dyn SecretStore> = Arc::new(SecretsManagerStore::new(aws.secrets.clone()));
-    let app_secrets = load_app_secrets(secrets.as_ref(), &config.app_secret_id).await?;
+    let secrets = app_secrets(config, aws).await?;
     Ok(LeadIngestApi {
         store: Arc::new(DynamoLeadStore::new(aws.dynamodb.clone(), &config.leads_table)),
-        probe: Arc::new(amo_client(config, secrets)?),
-        admin_key: app_secrets.admin_key,
+        probe: Arc::new(amo_client(config, aws.secret_store())?),
+        admin_key: secrets.admin_key,
         cors: Cors {
             allowed_origins: config.cors_origins.clone(),
         },
-        repeat: RepeatPolicy {
-            body_window: chrono::Duration::seconds(config.dedup_window_secs),
-            key_ttl: chrono::Duration::seconds(config.idempotency_ttl_secs),
-        },
+        repeat: repeat_policy(config),
     })
 }
 
-/// crm-worker: delivers leads from the leads table's stream.
+/// crm-worker: delivers leads and applies webhooks from the tables' streams.
 pub fn crm_worker(config: &Config, aws: &Aws) -> Result<CrmWorker, InitError> {
-    let secrets: Arc<dyn SecretStore> = Arc::new(SecretsManagerStore::new(aws.secrets.clone()));
+    let amo = Arc::new(amo_client(config, aws.secret_store())?);
+    let events = match (&config.inbox_table, &config.passport_table) {
+        (Some(inbox), Some(passport)) => Some(Arc::new(EventProcessor {
+            inbox: Arc::new(DynamoInboxStore::new(aws.dynamodb.clone(), inbox)),
+            crm: amo.clone(),
+            passport: Arc::new(DynamoPassportStore::new(aws.dynamodb.clone(), passport)),
+            policy: MaintenancePolicy::parse(
+                config.maintenance_default_months,
+                &config.maintenance_model_months,
+            )
+            .map_err(|reason| crate::config::ConfigError {
+                var: "MAINTENANCE_MODEL_MONTHS".into(),
+                reason,
+            })?,
+            fields: PassportFields {
+                serial: config.amo.field_serial,
+                model: config.amo.field_model,
+                telegram_id: config.amo.field_telegram_id,
+            },
+        })),
+        _ => None,
+    };
     Ok(CrmWorker {
         store: Arc::new(DynamoLeadStore::new(aws.dynamodb.clone(), &config.leads_table)),
-        crm: Arc::new(amo_client(config, secrets)?),
+        crm: amo,
         notifier: Arc::new(SesNotifier::new(aws.ses.clone(), &config.mail_from)),
         mail: MailSettings {
             sales_mailbox: config.sales_mailbox.clone(),
             amo_base_url: config.amo.base_url.clone(),
         },
+        events,
+    })
+}
+
+/// amocrm-webhook: `POST /webhook/amocrm`.
+pub async fn webhook_receiver(config: &Config, aws: &Aws) -> Result<WebhookReceiver, InitError> {
+    let inbox = Config::require(&config.inbox_table, "INBOX_TABLE")?;
+    let secrets = app_secrets(config, aws).await?;
+    Ok(WebhookReceiver {
+        inbox: Arc::new(DynamoInboxStore::new(aws.dynamodb.clone(), inbox)),
+        token: secrets.webhook_token,
+        subdomain: config.amo.subdomain.clone(),
+        account_id: config.account_id,
+    })
+}
+
+/// passport-api: `GET /passport`, `POST /passport/service-requests`.
+pub async fn passport_api(config: &Config, aws: &Aws) -> Result<PassportApi, InitError> {
+    let passport = Config::require(&config.passport_table, "PASSPORT_TABLE")?;
+    let secrets = app_secrets(config, aws).await?;
+    Ok(PassportApi {
+        passport: Arc::new(DynamoPassportStore::new(aws.dynamodb.clone(), passport)),
+        leads: Arc::new(DynamoLeadStore::new(aws.dynamodb.clone(), &config.leads_table)),
+        bot_token: secrets.telegram_bot_token,
+        repeat: repeat_policy(config),
     })
 }

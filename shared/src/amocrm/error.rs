@@ -1,9 +1,16 @@
 //! Every amoCRM failure as one type that says whether a retry can help and what an operator
 //! should do about it.
+//!
+//! `CrmError::from_response` turns an amoCRM error answer (problem+json, an nginx HTML page or
+//! nothing at all) into a `CrmError` whose `hint` is the operator's next step; `oauth_error`
+//! does the same for the OAuth token endpoint. Messages and hints never carry a token.
 
 use std::time::Duration;
 
 use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::AmoConfig;
 
 /// How a failure should be handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -50,5 +57,893 @@ impl CrmError {
             self.kind,
             CrmErrorKind::Transient | CrmErrorKind::RateLimited
         )
+    }
+
+    pub fn new(kind: CrmErrorKind, message: impl Into<String>, hint: impl Into<String>) -> Self {
+        CrmError {
+            kind,
+            status: None,
+            message: message.into(),
+            hint: hint.into(),
+            validation: Vec::new(),
+            retry_after: None,
+        }
+    }
+
+    pub fn transient(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self::new(CrmErrorKind::Transient, message, hint)
+    }
+
+    pub fn permanent(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self::new(CrmErrorKind::Permanent, message, hint)
+    }
+
+    pub fn unauthorized(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self::new(CrmErrorKind::Unauthorized, message, hint)
+    }
+
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    pub fn with_retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
+    }
+
+    /// amoCRM answered with a body the client cannot use (not JSON, or JSON of another shape).
+    pub fn unexpected_response(endpoint: &str, what: &str) -> Self {
+        Self::permanent(
+            format!("amoCRM answered {endpoint} with an unexpected body: {what}"),
+            format!(
+                "{endpoint} answered in a shape this integration does not know. If AMOCRM_BASE_URL \
+                 points at something other than amoCRM (a proxy, a captive portal), fix it; \
+                 otherwise amoCRM may have changed its API: report it with the lead id, and check \
+                 in amoCRM whether the entity was created before re-driving."
+            ),
+        )
+    }
+
+    /// The request never got an answer: timeout, refused connection, DNS, TLS.
+    pub fn network(failure: NetworkFailure, endpoint: &str, cfg: &AmoConfig) -> Self {
+        let (what, hint) = match failure {
+            NetworkFailure::Timeout => (
+                format!("no answer within {} ms", cfg.timeout_ms),
+                format!(
+                    "amoCRM did not answer in time; retried automatically. If it keeps happening, \
+                     amoCRM may be degraded, or AMOCRM_TIMEOUT_MS ({} ms) is too short.",
+                    cfg.timeout_ms
+                ),
+            ),
+            NetworkFailure::Connect => (
+                format!("could not connect to {}", cfg.base_url),
+                format!(
+                    "The function could not reach {}; retried automatically. If it persists, check \
+                     AMOCRM_BASE_URL/AMOCRM_SUBDOMAIN, DNS and the function's outbound network \
+                     (VPC/NAT, security groups).",
+                    cfg.base_url
+                ),
+            ),
+            NetworkFailure::Other => (
+                "the connection failed mid-request".to_string(),
+                "The connection to amoCRM broke; retried automatically. If it persists, check the \
+                 function's outbound network."
+                    .to_string(),
+            ),
+        };
+        Self::transient(format!("amoCRM {endpoint}: {what}"), hint)
+    }
+
+    /// Maps an amoCRM error answer to a `CrmError` with the operator's hint.
+    pub fn from_response(resp: &FailedResponse<'_>, ctx: &ResponseContext<'_>) -> Self {
+        let problem = Problem::parse(resp.body);
+        let is_html = problem.is_none() && looks_like_html(resp.content_type, resp.body);
+        let summary = match (&problem, is_html) {
+            (Some(p), _) => p.summary(),
+            (None, true) => match html_title(resp.body) {
+                Some(title) => format!("HTML page \"{title}\""),
+                None => "an HTML page".to_string(),
+            },
+            (None, false) if resp.body.trim().is_empty() => "an empty body".to_string(),
+            (None, false) => "a body that is not JSON".to_string(),
+        };
+        let message = format!(
+            "amoCRM answered {} to {}: {}",
+            resp.status, ctx.endpoint, summary
+        );
+        let cfg = ctx.config;
+        let validation = problem
+            .as_ref()
+            .map(|p| p.validation.clone())
+            .unwrap_or_default();
+
+        let (kind, hint) = match resp.status {
+            401 => (
+                CrmErrorKind::Unauthorized,
+                format!(
+                    "amoCRM rejected the access token (invalid, expired or revoked, or the \
+                     integration was disabled) and re-reading/refreshing it did not help. \
+                     Long-lived token: generate a new one in amoCRM → Settings → Integrations → \
+                     this integration → Keys and scopes → \"Generate long-lived token\" and put it \
+                     into the token secret (AMOCRM_TOKEN_SECRET_ID) as \
+                     {{\"kind\":\"long_lived\",\"access_token\":\"<token>\"}}. OAuth: the refresh \
+                     failed; re-authorize the integration so amoCRM sends a new code to {}.",
+                    cfg.redirect_uri
+                ),
+            ),
+            402 => (
+                CrmErrorKind::Permanent,
+                "The amoCRM account is not paid (402 Payment Required): amoCRM blocks writes at \
+                 once and reads later. Ask the account owner to pay the subscription, then \
+                 re-drive the parked leads; they are kept meanwhile."
+                    .to_string(),
+            ),
+            403 if problem.is_none() => (
+                CrmErrorKind::Permanent,
+                format!(
+                    "amoCRM blocked this IP or account (an HTML 403 is its ban page, usually after \
+                     too many requests). Do NOT retry: every request prolongs the block. Contact \
+                     amoCRM support with the function's outgoing IP address, the subdomain ({}) \
+                     and the account id (GET /api/v4/account once unblocked, or the account \
+                     settings page), ask them to lift the block, then re-drive parked leads.",
+                    cfg.subdomain
+                ),
+            ),
+            403 => (
+                CrmErrorKind::Permanent,
+                "amoCRM refused the action (403): the user who issued the token lacks the rights \
+                 for it, or this IP is not in the account's API whitelist (error code 113). Check \
+                 the user's rights for leads/contacts/notes and the API IP whitelist in the \
+                 amoCRM account settings, or issue the token as an administrator."
+                    .to_string(),
+            ),
+            404 => (
+                CrmErrorKind::Permanent,
+                format!(
+                    "Not found (404): either the base URL is wrong — AMOCRM_BASE_URL / \
+                     AMOCRM_SUBDOMAIN give {} — or the entity id in {} no longer exists (deleted \
+                     or merged in amoCRM). Check the subdomain in the account's address bar and \
+                     the id in amoCRM.",
+                    cfg.base_url, ctx.endpoint
+                ),
+            ),
+            400 if !validation.is_empty() => {
+                (CrmErrorKind::Permanent, validation_hint(&validation, ctx))
+            }
+            400 => (
+                CrmErrorKind::Permanent,
+                "amoCRM rejected the request as malformed (400) without naming a field. A retry \
+                 will not help: this is a bug in the integration or a bad configuration value; \
+                 report it with the lead id and the message above."
+                    .to_string(),
+            ),
+            422 => (
+                CrmErrorKind::Permanent,
+                "amoCRM refused the batch as too large (422; at most 250 entities per request, 50 \
+                 per complex request). This integration sends one lead at a time, so this is a \
+                 bug: report it with the lead id."
+                    .to_string(),
+            ),
+            429 => (
+                CrmErrorKind::RateLimited,
+                "amoCRM's rate limit was hit (7 requests/s per integration, 50 per account). The \
+                 client waits and retries by itself; if this keeps happening, find what else \
+                 uses the same integration or account API at the same time — repeated excess \
+                 ends in an IP ban (HTML 403)."
+                    .to_string(),
+            ),
+            s if s >= 500 => (
+                CrmErrorKind::Transient,
+                format!(
+                    "amoCRM had a server error ({s}); retried automatically. If it lasts for hours, \
+                     contact amoCRM support with the time{} and the subdomain ({}).",
+                    if problem.as_ref().is_some_and(|p| p.trace_id.is_some()) {
+                        ", the trace_id above"
+                    } else {
+                        ""
+                    },
+                    cfg.subdomain
+                ),
+            ),
+            s => (
+                CrmErrorKind::Permanent,
+                format!(
+                    "amoCRM answered {s} to {}, which a retry will not fix. Report it with the \
+                     lead id and the message above.",
+                    ctx.endpoint
+                ),
+            ),
+        };
+
+        let retry_after = if resp.status == 429 {
+            problem
+                .as_ref()
+                .and_then(|p| p.retry_after)
+                .or_else(|| resp.retry_after_header.and_then(parse_seconds))
+                .map(Duration::from_secs)
+        } else {
+            None
+        };
+        CrmError {
+            kind,
+            status: Some(resp.status),
+            message,
+            hint,
+            validation,
+            retry_after,
+        }
+    }
+}
+
+/// Why a request got no HTTP answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkFailure {
+    Timeout,
+    Connect,
+    Other,
+}
+
+/// An amoCRM answer that was not a success, as read off the wire.
+#[derive(Debug, Clone, Copy)]
+pub struct FailedResponse<'a> {
+    pub status: u16,
+    pub content_type: Option<&'a str>,
+    /// The `Retry-After` header, if any (amoCRM usually sends none).
+    pub retry_after_header: Option<&'a str>,
+    pub body: &'a str,
+}
+
+/// What the request was, so the hint can name the configuration behind a rejected value.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseContext<'a> {
+    /// `METHOD /path` without query values (they may hold a phone or e-mail).
+    pub endpoint: &'a str,
+    pub config: &'a AmoConfig,
+    /// The JSON the request sent: `validation-errors` paths point into it.
+    pub request_body: Option<&'a Value>,
+}
+
+/// An amoCRM problem+json body; every field is optional because amoCRM omits them freely.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Problem {
+    pub problem_type: Option<String>,
+    pub title: Option<String>,
+    pub detail: Option<String>,
+    pub status: Option<u16>,
+    /// The OAuth endpoint's real cause (`Cannot decrypt the authorization code`, …).
+    pub hint: Option<String>,
+    pub validation: Vec<ValidationError>,
+    /// Seconds, from a 429 body.
+    pub retry_after: Option<u64>,
+    pub trace_id: Option<String>,
+}
+
+impl Problem {
+    /// Parses a problem body; `None` when the body is not a JSON object (HTML ban page, empty).
+    pub fn parse(body: &str) -> Option<Problem> {
+        let v: Value = serde_json::from_str(body.trim()).ok()?;
+        let obj = v.as_object()?;
+        let text = |k: &str| match obj.get(k) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        Some(Problem {
+            problem_type: text("type"),
+            title: text("title"),
+            detail: text("detail"),
+            status: obj
+                .get("status")
+                .and_then(number)
+                .and_then(|n| u16::try_from(n).ok()),
+            hint: text("hint"),
+            validation: obj
+                .get("validation-errors")
+                .map(parse_validation_errors)
+                .unwrap_or_default(),
+            retry_after: obj.get("retry_after").and_then(number),
+            trace_id: text("trace_id"),
+        })
+    }
+
+    /// `title: detail (hint)` plus the validation errors, as the official SDK prints them.
+    fn summary(&self) -> String {
+        let mut out = match (&self.title, &self.detail) {
+            (Some(t), Some(d)) => format!("{t}: {d}"),
+            (Some(t), None) => t.clone(),
+            (None, Some(d)) => d.clone(),
+            (None, None) => "an error without title or detail".to_string(),
+        };
+        if let Some(h) = &self.hint {
+            out.push_str(&format!(" ({h})"));
+        }
+        for e in &self.validation {
+            out.push_str(&format!("; {}: {} ({})", e.path, e.code, e.detail));
+        }
+        if let Some(t) = &self.trace_id {
+            out.push_str(&format!(" [trace_id {t}]"));
+        }
+        out
+    }
+}
+
+/// A non-negative integer given as a JSON number or a numeric string.
+fn number(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f.ceil() as u64)),
+        Value::String(s) => parse_seconds(s),
+        _ => None,
+    }
+}
+
+fn parse_seconds(s: &str) -> Option<u64> {
+    s.trim().parse().ok()
+}
+
+/// `[{"request_id":"0","errors":[{code,path,detail}]}]`; flat `[{code,path,detail}]` is accepted too.
+fn parse_validation_errors(v: &Value) -> Vec<ValidationError> {
+    let str_of = |o: &Value, k: &str| match o.get(k) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
+    let one = |e: &Value, request_id: Option<String>| ValidationError {
+        request_id,
+        code: str_of(e, "code"),
+        path: str_of(e, "path"),
+        detail: str_of(e, "detail"),
+    };
+    let mut out = Vec::new();
+    for item in v.as_array().into_iter().flatten() {
+        let request_id = match item.get("request_id") {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        match item.get("errors").and_then(Value::as_array) {
+            Some(errors) => out.extend(errors.iter().map(|e| one(e, request_id.clone()))),
+            None if item.get("path").is_some() || item.get("code").is_some() => {
+                out.push(one(item, request_id))
+            }
+            None => {}
+        }
+    }
+    out
+}
+
+fn looks_like_html(content_type: Option<&str>, body: &str) -> bool {
+    content_type.is_some_and(|c| c.to_ascii_lowercase().contains("html"))
+        || body.trim_start().starts_with('<')
+}
+
+/// The `<title>` of an HTML page, shortened (nginx ban pages say "403 Forbidden").
+fn html_title(body: &str) -> Option<String> {
+    let lower = body.to_ascii_lowercase();
+    let start = lower.find("<title>")? + "<title>".len();
+    let end = start + lower[start..].find("</title>")?;
+    let title: String = body[start..end]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    (!title.is_empty()).then(|| title.chars().take(100).collect())
+}
+
+/// The hint for a 400 with `validation-errors`: each rejected path named by its env variable.
+fn validation_hint(errors: &[ValidationError], ctx: &ResponseContext<'_>) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    for e in errors {
+        let line = match config_behind_path(e, ctx) {
+            Some((var, value)) => format!(
+                "`{}` was rejected ({}): it comes from {var}={value}; check in the amoCRM account \
+                 that this id exists and fits (status in the pipeline, user active, custom field \
+                 of leads), then fix {var} and re-drive the parked leads",
+                e.path, e.code
+            ),
+            None => format!(
+                "`{}` was rejected ({}: {}): the value comes from the customer's request or the \
+                 integration itself; report it with the lead id",
+                e.path, e.code, e.detail
+            ),
+        };
+        if !lines.contains(&line) {
+            lines.push(line);
+        }
+    }
+    format!(
+        "amoCRM rejected the data (400 validation). {}.",
+        lines.join("; ")
+    )
+}
+
+/// Which configuration variable produced the value at a validation path, and its value.
+fn config_behind_path(
+    e: &ValidationError,
+    ctx: &ResponseContext<'_>,
+) -> Option<(&'static str, i64)> {
+    let cfg = ctx.config;
+    let last = e.path.rsplit('.').next().unwrap_or("");
+    match last {
+        "pipeline_id" => return Some(("AMOCRM_PIPELINE_ID", cfg.pipeline_id)),
+        "status_id" => return Some(("AMOCRM_STATUS_ID", cfg.status_id)),
+        "responsible_user_id" => {
+            return Some(("AMOCRM_RESPONSIBLE_USER_ID", cfg.responsible_user_id));
+        }
+        _ => {}
+    }
+    // `custom_fields_values.N.field_id` (maybe `….values.0.value`): find the field id we sent.
+    let segments: Vec<&str> = e.path.split('.').collect();
+    let cf = segments.iter().position(|s| *s == "custom_fields_values")?;
+    let index: usize = segments.get(cf + 1)?.parse().ok()?;
+    let field_id = sent_item(ctx.request_body?, e.request_id.as_deref())
+        .and_then(|item| pointer_by_segments(item, &segments[..cf]))
+        .and_then(|owner| {
+            owner
+                .get("custom_fields_values")?
+                .get(index)?
+                .get("field_id")?
+                .as_i64()
+        });
+    match field_id {
+        Some(id) if id == cfg.field_serial => Some(("AMOCRM_FIELD_SERIAL", id)),
+        Some(id) if id == cfg.field_model => Some(("AMOCRM_FIELD_MODEL", id)),
+        Some(id) if id == cfg.field_telegram_id => Some(("AMOCRM_FIELD_TELEGRAM_ID", id)),
+        _ => None,
+    }
+}
+
+/// The array item a validation error is about: by our `request_id`, else by index.
+fn sent_item<'a>(body: &'a Value, request_id: Option<&str>) -> Option<&'a Value> {
+    let Some(items) = body.as_array() else {
+        return Some(body);
+    };
+    if let Some(rid) = request_id {
+        if let Some(item) = items
+            .iter()
+            .find(|i| i.get("request_id").and_then(Value::as_str) == Some(rid))
+        {
+            return Some(item);
+        }
+        if let Ok(i) = rid.parse::<usize>() {
+            return items.get(i);
+        }
+    }
+    items.first()
+}
+
+/// Follows `_embedded.contacts.0`-style segments inside a JSON value.
+fn pointer_by_segments<'a>(mut v: &'a Value, segments: &[&str]) -> Option<&'a Value> {
+    for s in segments {
+        v = match s.parse::<usize>() {
+            Ok(i) if v.is_array() => v.get(i)?,
+            _ => v.get(*s)?,
+        };
+    }
+    Some(v)
+}
+
+/// Maps an answer of `POST /oauth2/access_token` (code exchange or refresh) to a `CrmError`.
+///
+/// Any 4xx except 429 is terminal (`Unauthorized`: someone must re-authorize or fix the
+/// client credentials); looping on it risks a ban. 429 and 5xx are worth a later retry.
+pub fn oauth_error(status: u16, body: &str, cfg: &AmoConfig) -> CrmError {
+    let problem = Problem::parse(body);
+    let summary = problem
+        .as_ref()
+        .map(Problem::summary)
+        .unwrap_or_else(|| "a body that is not JSON".to_string());
+    let message = format!("amoCRM token endpoint answered {status}: {summary}");
+    let kind = match status {
+        429 => CrmErrorKind::RateLimited,
+        s if s >= 500 => CrmErrorKind::Transient,
+        _ => CrmErrorKind::Unauthorized,
+    };
+    let cause = problem
+        .as_ref()
+        .and_then(|p| p.hint.as_deref())
+        .unwrap_or("");
+    let title = problem
+        .as_ref()
+        .and_then(|p| p.title.as_deref())
+        .unwrap_or("");
+    let hint = match kind {
+        CrmErrorKind::RateLimited => {
+            "The token endpoint is rate-limited; retry later, never in a tight loop.".to_string()
+        }
+        CrmErrorKind::Transient => {
+            "amoCRM's token endpoint failed; retry later. Keep the stored refresh token: it was \
+             not spent."
+                .to_string()
+        }
+        _ => oauth_hint(status, cause, title, cfg),
+    };
+    let mut err = CrmError::new(kind, message, hint).with_status(status);
+    if let Some(wait) = problem.and_then(|p| p.retry_after) {
+        err.retry_after = Some(Duration::from_secs(wait));
+    }
+    err
+}
+
+/// What to do about a token-endpoint refusal, by amoCRM's `hint` (or `title` when it has none).
+pub fn oauth_hint(status: u16, cause: &str, title: &str, cfg: &AmoConfig) -> String {
+    let reauthorize = format!(
+        "re-authorize the integration in amoCRM so a new authorization code is sent to {}",
+        cfg.redirect_uri
+    );
+    let cause_lc = cause.to_ascii_lowercase();
+    if cause_lc.contains("cannot decrypt the authorization code") {
+        format!(
+            "The redirect URI of the code and of the integration differ. In amoCRM → \
+             Integrations → this integration, the redirect URI must be exactly \
+             https://api.td-rss.ru/webhook/amocrm, and AMOCRM_REDIRECT_URI must be the same \
+             (now {}); then {reauthorize}.",
+            cfg.redirect_uri
+        )
+    } else if cause_lc.contains("authorization code has been revoked") {
+        format!("The authorization code was already used (codes are single-use); {reauthorize}.")
+    } else if cause_lc.contains("authorization code has expired") {
+        format!(
+            "The authorization code expired (codes live 20 minutes) before it was exchanged; \
+             {reauthorize} and let the integration exchange it at once."
+        )
+    } else if cause_lc.contains("client_id") {
+        format!(
+            "amoCRM does not know the client id. AMOCRM_CLIENT_ID (now {}) must be the \
+             integration id shown in amoCRM → Integrations → this integration → Keys and scopes.",
+            cfg.client_id
+        )
+    } else if cause_lc.contains("client_secret") {
+        "The client secret is wrong. Copy the secret key from amoCRM → Integrations → this \
+         integration → Keys and scopes into `amocrm_client_secret` of the app secret \
+         (APP_SECRET_ID). If the key was regenerated, old refresh tokens are void: re-authorize."
+            .to_string()
+    } else if cause_lc.contains("redirect uri is not associated") {
+        format!(
+            "The redirect URI sent does not match the integration's. AMOCRM_REDIRECT_URI (now {}) \
+             must equal the integration's redirect URI exactly: https://api.td-rss.ru/webhook/amocrm.",
+            cfg.redirect_uri
+        )
+    } else if cause_lc.contains("invalid account") {
+        format!(
+            "The token request went to the wrong account. AMOCRM_SUBDOMAIN/AMOCRM_BASE_URL (now \
+             {}) must be the account the integration is installed in (the `referer` of the \
+             redirect).",
+            cfg.base_url
+        )
+    } else if cause_lc.contains("token has been revoked") {
+        format!(
+            "The refresh token was revoked: already used once (refresh tokens are single-use), \
+             or the integration was re-authorized or disabled. Never run two refreshes at once; \
+             {reauthorize}."
+        )
+    } else if cause_lc.contains("token has expired") {
+        format!("The refresh token expired (3 months without use); {reauthorize}.")
+    } else if cause_lc.contains("invalid refresh token") {
+        format!("The stored refresh token is damaged or not a refresh token; {reauthorize}.")
+    } else if title.contains("Некорректный клиент") || status == 401 {
+        format!(
+            "\"Incorrect client\": the refresh used a client id or secret other than the ones the \
+             refresh token was issued for. Check AMOCRM_CLIENT_ID (now {}) and \
+             `amocrm_client_secret` in the app secret against amoCRM → Keys and scopes; if the \
+             secret changed, {reauthorize}.",
+            cfg.client_id
+        )
+    } else {
+        format!(
+            "amoCRM refused the token request. Check AMOCRM_CLIENT_ID, the client secret and \
+             AMOCRM_REDIRECT_URI (must be https://api.td-rss.ru/webhook/amocrm); if they are \
+             right, {reauthorize}."
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::amocrm::testkit::test_config;
+
+    fn map(status: u16, body: &str, request_body: Option<&Value>) -> CrmError {
+        let cfg = test_config("http://127.0.0.1:1");
+        CrmError::from_response(
+            &FailedResponse {
+                status,
+                content_type: None,
+                retry_after_header: None,
+                body,
+            },
+            &ResponseContext {
+                endpoint: "POST /api/v4/leads/complex",
+                config: &cfg,
+                request_body,
+            },
+        )
+    }
+
+    const VALIDATION_BODY: &str = r#"{"validation-errors":[{"request_id":"0","errors":[{"code":"NotSupportedChoice","path":"custom_fields_values.0.field_id","detail":"The value you selected is not a valid choice."}]}],"title":"Bad Request","type":"https://httpstatus.es/400","status":400,"detail":"Request validation failed"}"#;
+
+    #[test]
+    fn documented_validation_body_is_parsed_and_names_the_field_variable() {
+        let sent = json!([{
+            "name": "x",
+            "request_id": "01J0000000000000000000000",
+            "custom_fields_values": [
+                {"field_id": 712631, "values": [{"value": "16К20"}]},
+            ]
+        }]);
+        let err = map(400, VALIDATION_BODY, Some(&sent));
+        assert_eq!(err.kind, CrmErrorKind::Permanent);
+        assert_eq!(err.status, Some(400));
+        assert_eq!(
+            err.validation,
+            vec![ValidationError {
+                request_id: Some("0".into()),
+                code: "NotSupportedChoice".into(),
+                path: "custom_fields_values.0.field_id".into(),
+                detail: "The value you selected is not a valid choice.".into(),
+            }]
+        );
+        assert!(
+            err.message.contains("Request validation failed"),
+            "{}",
+            err.message
+        );
+        assert!(err.message.contains("POST /api/v4/leads/complex"));
+        assert!(
+            err.hint.contains("AMOCRM_FIELD_MODEL=712631"),
+            "{}",
+            err.hint
+        );
+        assert!(!err.is_retryable());
+    }
+
+    #[test]
+    fn pipeline_status_and_user_paths_name_their_variables() {
+        for (path, var) in [
+            ("pipeline_id", "AMOCRM_PIPELINE_ID=10226282"),
+            ("status_id", "AMOCRM_STATUS_ID=80953554"),
+            ("responsible_user_id", "AMOCRM_RESPONSIBLE_USER_ID=12380450"),
+            (
+                "_embedded.contacts.0.responsible_user_id",
+                "AMOCRM_RESPONSIBLE_USER_ID=12380450",
+            ),
+        ] {
+            let body = format!(
+                r#"{{"validation-errors":[{{"request_id":"0","errors":[{{"code":"InvalidType","path":"{path}","detail":"bad"}}]}}],"title":"Bad Request","status":400}}"#
+            );
+            let err = map(400, &body, None);
+            assert!(err.hint.contains(var), "{path}: {}", err.hint);
+        }
+    }
+
+    #[test]
+    fn field_index_is_resolved_in_the_item_our_request_id_names() {
+        let sent = json!([
+            {"request_id": "A", "custom_fields_values": [{"field_id": 712629, "values": []}]},
+            {"request_id": "B", "custom_fields_values": [
+                {"field_id": 712629, "values": []},
+                {"field_id": 712633, "values": []}
+            ]},
+        ]);
+        let body = r#"{"validation-errors":[{"request_id":"B","errors":[{"code":"InvalidType","path":"custom_fields_values.1.values.0.value","detail":"x"}]}]}"#;
+        let err = map(400, body, Some(&sent));
+        assert!(
+            err.hint.contains("AMOCRM_FIELD_TELEGRAM_ID=712633"),
+            "{}",
+            err.hint
+        );
+    }
+
+    #[test]
+    fn unknown_paths_ask_for_a_bug_report_instead_of_a_config_change() {
+        let body = r#"{"validation-errors":[{"request_id":"0","errors":[{"code":"TooFew","path":"custom_fields_values","detail":"This collection should contain 1 element or more."}]}],"title":"Bad Request","status":400}"#;
+        let err = map(400, body, None);
+        assert!(
+            err.hint
+                .contains("`custom_fields_values` was rejected (TooFew"),
+            "{}",
+            err.hint
+        );
+        assert!(!err.hint.contains("AMOCRM_"), "{}", err.hint);
+    }
+
+    #[test]
+    fn html_403_is_a_ban_and_json_403_is_rights_or_whitelist() {
+        let html = "<html>\r\n<head><title>403 Forbidden</title></head>\r\n<body>\r\n<center><h1>403 Forbidden</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
+        let ban = map(403, html, None);
+        assert_eq!(ban.kind, CrmErrorKind::Permanent);
+        assert!(
+            ban.message.contains("HTML page \"403 Forbidden\""),
+            "{}",
+            ban.message
+        );
+        assert!(ban.hint.contains("Do NOT retry"));
+        assert!(ban.hint.contains("amoCRM support"));
+        assert!(ban.hint.contains("new599bd9d13818a"));
+
+        let rights = map(
+            403,
+            r#"{"title":"Forbidden","type":"https://httpstatus.es/403","status":403,"detail":"Access denied"}"#,
+            None,
+        );
+        assert_eq!(rights.kind, CrmErrorKind::Permanent);
+        assert!(rights.hint.contains("whitelist"), "{}", rights.hint);
+        assert!(!rights.hint.contains("Do NOT retry"));
+    }
+
+    #[test]
+    fn status_table() {
+        let e401 = map(
+            401,
+            r#"{"title":"Unauthorized","type":"https://httpstatus.es/401","status":401,"detail":"Invalid user name or password"}"#,
+            None,
+        );
+        assert_eq!(e401.kind, CrmErrorKind::Unauthorized);
+        assert!(
+            e401.message
+                .contains("Unauthorized: Invalid user name or password")
+        );
+        assert!(e401.hint.contains("Keys and scopes"));
+        assert!(e401.hint.contains("https://api.td-rss.ru/webhook/amocrm"));
+
+        let e402 = map(
+            402,
+            r#"{"title":"Payment Required","type":"https://httpstatus.es/402","status":402,"detail":"Payment required"}"#,
+            None,
+        );
+        assert_eq!(e402.kind, CrmErrorKind::Permanent);
+        assert!(e402.hint.contains("not paid"));
+
+        let e404 = map(404, r#"{"title":"Not Found","status":404}"#, None);
+        assert_eq!(e404.kind, CrmErrorKind::Permanent);
+        assert!(e404.hint.contains("AMOCRM_SUBDOMAIN"));
+
+        let e422 = map(
+            422,
+            r#"{"title":"Unprocessable Entity","type":"https://httpstatus.es/422","status":422,"detail":"Limit 250 per page"}"#,
+            None,
+        );
+        assert_eq!(e422.kind, CrmErrorKind::Permanent);
+        assert!(e422.message.contains("Limit 250 per page"));
+
+        let e500 = map(
+            500,
+            r#"{"title":"ErrInternalServer","status":500,"detail":"oops","trace_id":"abc123"}"#,
+            None,
+        );
+        assert_eq!(e500.kind, CrmErrorKind::Transient);
+        assert!(e500.message.contains("trace_id abc123"));
+
+        let e503 = map(503, "", None);
+        assert_eq!(e503.kind, CrmErrorKind::Transient);
+        assert!(e503.message.contains("an empty body"));
+
+        let e405 = map(405, "nope", None);
+        assert_eq!(e405.kind, CrmErrorKind::Permanent);
+    }
+
+    #[test]
+    fn rate_limit_reads_retry_after_from_the_body_or_the_header() {
+        let json_429 = r#"{"title":"Too Many Requests","type":"https://httpstatus.es/429","status":429,"detail":"You have sent too many requests in a given amount of time. Please try again later.","retry_after":300}"#;
+        let e = map(429, json_429, None);
+        assert_eq!(e.kind, CrmErrorKind::RateLimited);
+        assert_eq!(e.retry_after, Some(Duration::from_secs(300)));
+
+        let html = map(429, "<html><body>Too many</body></html>", None);
+        assert_eq!(html.kind, CrmErrorKind::RateLimited);
+        assert_eq!(html.retry_after, None);
+
+        let cfg = test_config("http://127.0.0.1:1");
+        let header = CrmError::from_response(
+            &FailedResponse {
+                status: 429,
+                content_type: Some("text/html"),
+                retry_after_header: Some("7"),
+                body: "",
+            },
+            &ResponseContext {
+                endpoint: "GET /api/v4/leads",
+                config: &cfg,
+                request_body: None,
+            },
+        );
+        assert_eq!(header.retry_after, Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn problem_parsing_tolerates_missing_fields_odd_types_and_non_json() {
+        assert_eq!(Problem::parse("<html></html>"), None);
+        assert_eq!(Problem::parse(""), None);
+        assert_eq!(Problem::parse("[1,2]"), None);
+        let p = Problem::parse(r#"{"status":"429","retry_after":"12","validation-errors":"x"}"#)
+            .unwrap();
+        assert_eq!(p.status, Some(429));
+        assert_eq!(p.retry_after, Some(12));
+        assert!(p.validation.is_empty());
+        assert_eq!(p.title, None);
+        let flat =
+            Problem::parse(r#"{"validation-errors":[{"code":"InvalidType","path":"price"}]}"#)
+                .unwrap();
+        assert_eq!(flat.validation[0].path, "price");
+        assert_eq!(flat.validation[0].detail, "");
+    }
+
+    #[test]
+    fn network_failures_are_transient_and_say_where() {
+        let cfg = test_config("https://example.amocrm.ru");
+        let e = CrmError::network(NetworkFailure::Timeout, "GET /api/v4/account", &cfg);
+        assert_eq!(e.kind, CrmErrorKind::Transient);
+        assert_eq!(e.status, None);
+        assert!(e.message.contains("GET /api/v4/account"));
+        let e = CrmError::network(NetworkFailure::Connect, "GET /api/v4/account", &cfg);
+        assert!(e.hint.contains("https://example.amocrm.ru"));
+    }
+
+    #[test]
+    fn oauth_errors_from_the_brief_and_api_notes_get_their_fixes() {
+        let cfg = test_config("https://new599bd9d13818a.amocrm.ru");
+        let decrypt = oauth_error(
+            400,
+            r#"{"hint":"Cannot decrypt the authorization code","title":"Некорректный запрос","type":"https://developers.amocrm.ru/v3/errors/OAuthProblemJson","status":400,"detail":"В запросе отсутствует ряд параметров или параметры невалидны"}"#,
+            &cfg,
+        );
+        assert_eq!(decrypt.kind, CrmErrorKind::Unauthorized);
+        assert!(
+            decrypt
+                .message
+                .contains("(Cannot decrypt the authorization code)")
+        );
+        assert!(
+            decrypt
+                .hint
+                .contains("exactly https://api.td-rss.ru/webhook/amocrm"),
+            "{}",
+            decrypt.hint
+        );
+
+        let incorrect_client = oauth_error(
+            401,
+            r#"{"title":"Некорректный клиент","type":"https://developers.amocrm.ru/v3/errors/OAuthProblemJson","status":401,"detail":"Авторизация клиента не прошла"}"#,
+            &cfg,
+        );
+        assert_eq!(incorrect_client.kind, CrmErrorKind::Unauthorized);
+        assert!(incorrect_client.hint.contains("Incorrect client"));
+        assert!(
+            incorrect_client
+                .hint
+                .contains("2df855f6-d54d-4c3c-bb8a-1d8ea8b3c1cd")
+        );
+
+        for (cause, expect) in [
+            ("Authorization code has been revoked", "already used"),
+            ("Authorization code has expired", "20 minutes"),
+            ("Check the `client_id` parameter", "AMOCRM_CLIENT_ID"),
+            (
+                "Check the `client_secret` parameter",
+                "amocrm_client_secret",
+            ),
+            (
+                "Redirect URI is not associated with client",
+                "AMOCRM_REDIRECT_URI",
+            ),
+            ("Invalid account", "AMOCRM_SUBDOMAIN"),
+            ("Token has been revoked", "single-use"),
+            ("Token has expired", "3 months"),
+            ("Invalid refresh token", "damaged"),
+        ] {
+            let body =
+                format!(r#"{{"hint":"{cause}","title":"Некорректный запрос","status":400}}"#);
+            let e = oauth_error(400, &body, &cfg);
+            assert!(e.hint.contains(expect), "{cause}: {}", e.hint);
+        }
+
+        assert_eq!(
+            oauth_error(503, "<html>", &cfg).kind,
+            CrmErrorKind::Transient
+        );
+        assert_eq!(oauth_error(429, "{}", &cfg).kind, CrmErrorKind::RateLimited);
     }
 }

@@ -1,12 +1,18 @@
-//! amoCRM API v4: the HTTP client, its errors with operator hints, request pacing and the
-//! `Crm` port implementation used by lead delivery.
+//! amoCRM API v4: the HTTP client, its errors with operator hints, request pacing, the token
+//! source and the `Crm` port implementation used by lead delivery.
 
 pub mod client;
+pub mod deals;
 pub mod error;
 pub mod leads;
 pub mod pacing;
 pub mod token;
 pub mod webhook;
 
-pub use client::AmoClient;
-pub use error::{CrmError, CrmErrorKind, ValidationError};
+#[cfg(test)]
+pub(crate) mod testkit;
+
+pub use client::{AmoClient, RetryPolicy};
+pub use error::{CrmError, CrmErrorKind, ValidationError, oauth_error};
+pub use pacing::Pacer;
+pub use token::{LongLivedToken, TokenInfo, TokenKind, jwt_expiry};

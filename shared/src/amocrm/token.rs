@@ -1,1 +1,460 @@
-//! TODO
+//! Where the amoCRM bearer token comes from.
+//!
+//! Today: a long-lived token (private integration, valid up to 5 years, no refresh token) kept
+//! in a Secrets Manager secret as `{"kind":"long_lived","access_token":"…"}`. `TokenSecret`
+//! already knows the `oauth` kind so an OAuth `TokenSource` can be added beside
+//! `LongLivedToken` without changing the secret's format.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use super::error::{CrmError, CrmErrorKind};
+use crate::ports::{SecretError, SecretStore, TokenSource};
+
+/// How long a read token is trusted before the secret is read again, so an operator's
+/// replacement is picked up without a redeploy.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(5 * 60);
+
+const EXPECTED_SHAPE: &str = r#"{"kind":"long_lived","access_token":"<token>"}"#;
+
+/// Which kind of token a secret holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    LongLived,
+    /// Access + refresh pair from the OAuth code flow (its `TokenSource` is not written yet).
+    Oauth,
+}
+
+/// The token secret's JSON. `kind` defaults to `long_lived` (a bare `{"access_token"}`).
+#[derive(Clone, Deserialize)]
+pub struct TokenSecret {
+    #[serde(default = "default_kind")]
+    pub kind: TokenKind,
+    pub access_token: String,
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+fn default_kind() -> TokenKind {
+    TokenKind::LongLived
+}
+
+impl std::fmt::Debug for TokenSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSecret")
+            .field("kind", &self.kind)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenSecret {
+    /// Parses the secret's text; the error names the secret and the expected shape, never the value.
+    pub fn parse(secret_id: &str, raw: &str) -> Result<Self, CrmError> {
+        let malformed = |why: &str| {
+            CrmError::permanent(
+                format!("amoCRM token secret {secret_id} is malformed: {why}"),
+                format!(
+                    "Put the amoCRM token into secret {secret_id} as JSON: {EXPECTED_SHAPE} \
+                     (generate a long-lived token in amoCRM → Settings → Integrations → this \
+                     integration → Keys and scopes)."
+                ),
+            )
+        };
+        let parsed: TokenSecret = serde_json::from_str(raw).map_err(|e| {
+            // serde's message quotes at most a type and a column, never the input.
+            malformed(&format!("not the expected JSON ({})", e.classify_name()))
+        })?;
+        let token = parsed.access_token.trim();
+        if token.is_empty() {
+            return Err(malformed("`access_token` is empty"));
+        }
+        if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(malformed("`access_token` contains spaces or line breaks"));
+        }
+        Ok(TokenSecret {
+            access_token: token.to_string(),
+            ..parsed
+        })
+    }
+
+    /// When the access token expires: `expires_at` if stored, else the JWT's `exp`.
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.expires_at.or_else(|| jwt_expiry(&self.access_token))
+    }
+}
+
+trait ClassifyName {
+    fn classify_name(&self) -> &'static str;
+}
+
+impl ClassifyName for serde_json::Error {
+    fn classify_name(&self) -> &'static str {
+        use serde_json::error::Category;
+        match self.classify() {
+            Category::Io => "read error",
+            Category::Syntax => "invalid JSON",
+            Category::Data => "missing or non-string `access_token`, or unknown `kind`",
+            Category::Eof => "truncated JSON",
+        }
+    }
+}
+
+/// The `exp` claim of a JWT (amoCRM access and long-lived tokens are RS256 JWTs).
+/// The signature is not checked: this only tells operators when the token runs out.
+pub fn jwt_expiry(token: &str) -> Option<DateTime<Utc>> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let exp = match claims.get("exp")? {
+        serde_json::Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64))?,
+        serde_json::Value::String(s) => s.trim().parse().ok()?,
+        _ => return None,
+    };
+    DateTime::from_timestamp(exp, 0)
+}
+
+/// What health reporting may show about the token (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenInfo {
+    pub kind: TokenKind,
+    pub secret_id: String,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl TokenInfo {
+    /// Days left until expiry (negative when expired), if the expiry is known.
+    pub fn days_left(&self, now: DateTime<Utc>) -> Option<i64> {
+        self.expires_at.map(|e| (e - now).num_days())
+    }
+}
+
+struct Cached {
+    secret: TokenSecret,
+    read_at: Instant,
+}
+
+/// A long-lived token read from a secret, cached for `DEFAULT_CACHE_TTL`.
+pub struct LongLivedToken {
+    secrets: Arc<dyn SecretStore>,
+    secret_id: String,
+    cache_ttl: Duration,
+    cache: Mutex<Option<Cached>>,
+}
+
+impl LongLivedToken {
+    pub fn new(secrets: Arc<dyn SecretStore>, secret_id: String) -> Self {
+        LongLivedToken {
+            secrets,
+            secret_id,
+            cache_ttl: DEFAULT_CACHE_TTL,
+            cache: Mutex::new(None),
+        }
+    }
+
+    pub fn with_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.cache_ttl = ttl;
+        self
+    }
+
+    pub fn secret_id(&self) -> &str {
+        &self.secret_id
+    }
+
+    /// Kind and expiry of the current token, for health reporting.
+    pub async fn info(&self) -> Result<TokenInfo, CrmError> {
+        let secret = self.current().await?;
+        Ok(TokenInfo {
+            kind: secret.kind,
+            secret_id: self.secret_id.clone(),
+            expires_at: secret.expires_at(),
+        })
+    }
+
+    /// The cached secret, re-read when older than the TTL.
+    async fn current(&self) -> Result<TokenSecret, CrmError> {
+        let mut cache = self.cache.lock().await;
+        if let Some(c) = cache
+            .as_ref()
+            .filter(|c| c.read_at.elapsed() < self.cache_ttl)
+        {
+            return Ok(c.secret.clone());
+        }
+        let secret = self.read_secret().await?;
+        *cache = Some(Cached {
+            secret: secret.clone(),
+            read_at: Instant::now(),
+        });
+        Ok(secret)
+    }
+
+    async fn read_secret(&self) -> Result<TokenSecret, CrmError> {
+        let raw = self
+            .secrets
+            .read(&self.secret_id)
+            .await
+            .map_err(|e| secret_error(&self.secret_id, e))?;
+        let secret = TokenSecret::parse(&self.secret_id, &raw)?;
+        if secret.kind != TokenKind::LongLived {
+            return Err(CrmError::permanent(
+                format!(
+                    "amoCRM token secret {} holds an OAuth token pair, which this deployment does \
+                     not refresh",
+                    self.secret_id
+                ),
+                format!(
+                    "Store a long-lived token instead: {EXPECTED_SHAPE} in secret {}.",
+                    self.secret_id
+                ),
+            ));
+        }
+        Ok(secret)
+    }
+
+    fn rejected_hint(&self, expires_at: Option<DateTime<Utc>>) -> String {
+        let expiry = match expires_at {
+            Some(e) if e <= Utc::now() => {
+                format!("It expired on {}. ", e.format("%Y-%m-%d %H:%M UTC"))
+            }
+            Some(e) => format!(
+                "It is not expired (valid until {}), so it was revoked or the integration was \
+                 disabled. ",
+                e.format("%Y-%m-%d")
+            ),
+            None => String::new(),
+        };
+        format!(
+            "amoCRM rejected the long-lived token from secret {id} with 401. {expiry}Generate a \
+             new long-lived token in amoCRM → Settings → Integrations → this integration → Keys \
+             and scopes → \"Generate long-lived token\" and put it into secret {id} as \
+             {EXPECTED_SHAPE}; it is picked up within 5 minutes or on the next 401. \
+             Alternatively re-authorize OAuth at the redirect URI \
+             https://api.td-rss.ru/webhook/amocrm.",
+            id = self.secret_id
+        )
+    }
+}
+
+fn secret_error(secret_id: &str, e: SecretError) -> CrmError {
+    match e {
+        SecretError::Unavailable { reason, .. } => CrmError::transient(
+            format!("amoCRM token secret {secret_id} could not be read: {reason}"),
+            "Secrets Manager did not answer; retried automatically. If it persists, check the \
+             function's IAM permission secretsmanager:GetSecretValue and its network."
+                .to_string(),
+        ),
+        SecretError::Invalid { reason, .. } => CrmError::permanent(
+            format!("amoCRM token secret {secret_id} is missing or malformed: {reason}"),
+            format!(
+                "Create secret {secret_id} (AMOCRM_TOKEN_SECRET_ID) with the JSON \
+                 {EXPECTED_SHAPE}."
+            ),
+        ),
+    }
+}
+
+#[async_trait]
+impl TokenSource for LongLivedToken {
+    async fn bearer(&self) -> Result<String, CrmError> {
+        Ok(self.current().await?.access_token)
+    }
+
+    async fn after_unauthorized(&self, rejected: &str) -> Result<String, CrmError> {
+        let mut cache = self.cache.lock().await;
+        // Another request may already have picked up the replacement.
+        if let Some(c) = cache.as_ref().filter(|c| c.secret.access_token != rejected) {
+            return Ok(c.secret.access_token.clone());
+        }
+        let fresh = self.read_secret().await?;
+        *cache = Some(Cached {
+            secret: fresh.clone(),
+            read_at: Instant::now(),
+        });
+        if fresh.access_token != rejected {
+            tracing::info!(secret_id = %self.secret_id, "amoCRM token replaced in the secret; retrying with it");
+            return Ok(fresh.access_token);
+        }
+        Err(CrmError {
+            kind: CrmErrorKind::Unauthorized,
+            status: Some(401),
+            message: format!(
+                "amoCRM rejected the long-lived token (401) and secret {} holds no other",
+                self.secret_id
+            ),
+            hint: self.rejected_hint(fresh.expires_at()),
+            validation: Vec::new(),
+            retry_after: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::amocrm::testkit::{MemorySecrets, fake_jwt};
+
+    #[test]
+    fn jwt_expiry_reads_exp_without_checking_the_signature() {
+        let token = fake_jwt(1_928_361_600); // 2031-02-09 00:00:00 UTC
+        assert_eq!(
+            jwt_expiry(&token),
+            Some(Utc.with_ymd_and_hms(2031, 2, 9, 0, 0, 0).unwrap())
+        );
+        assert_eq!(jwt_expiry("not-a-jwt"), None);
+        assert_eq!(jwt_expiry("a.!!!.c"), None);
+        let no_exp = format!("h.{}.s", URL_SAFE_NO_PAD.encode(br#"{"sub":"1"}"#));
+        assert_eq!(jwt_expiry(&no_exp), None);
+        // Padded base64url is tolerated too.
+        let padded = format!("h.{}=.s", URL_SAFE_NO_PAD.encode(br#"{"exp":60}"#));
+        assert_eq!(jwt_expiry(&padded), DateTime::from_timestamp(60, 0));
+    }
+
+    #[test]
+    fn secret_shapes() {
+        let s =
+            TokenSecret::parse("tok", r#"{"kind":"long_lived","access_token":" abc "}"#).unwrap();
+        assert_eq!(
+            (s.kind, s.access_token.as_str()),
+            (TokenKind::LongLived, "abc")
+        );
+        let bare = TokenSecret::parse("tok", r#"{"access_token":"abc"}"#).unwrap();
+        assert_eq!(bare.kind, TokenKind::LongLived);
+        let oauth = TokenSecret::parse(
+            "tok",
+            r#"{"kind":"oauth","access_token":"a","refresh_token":"r","expires_at":"2026-02-10T00:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(oauth.kind, TokenKind::Oauth);
+        assert_eq!(
+            oauth.expires_at(),
+            Some(Utc.with_ymd_and_hms(2026, 2, 10, 0, 0, 0).unwrap())
+        );
+    }
+
+    #[test]
+    fn malformed_secret_names_the_secret_and_shape_but_never_the_value() {
+        for raw in [
+            "supersecretvalue",
+            r#"{"token":"supersecretvalue"}"#,
+            r#"{"access_token":""}"#,
+            r#"{"kind":"weird","access_token":"supersecretvalue"}"#,
+            "{\"access_token\":\"supersecret\\nvalue\"}",
+        ] {
+            let e = TokenSecret::parse("prod/amocrm-token", raw).unwrap_err();
+            assert_eq!(e.kind, CrmErrorKind::Permanent, "{raw}");
+            assert!(e.message.contains("prod/amocrm-token"));
+            assert!(e.hint.contains(r#""kind":"long_lived","access_token""#));
+            assert!(
+                !e.message.contains("supersecret") && !e.hint.contains("supersecret"),
+                "{e:?}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn token_is_cached_and_reread_after_five_minutes() {
+        let secrets = MemorySecrets::with("tok", r#"{"kind":"long_lived","access_token":"one"}"#);
+        let source = LongLivedToken::new(secrets.clone(), "tok".into());
+        assert_eq!(source.bearer().await.unwrap(), "one");
+        secrets.put("tok", r#"{"access_token":"two"}"#);
+        tokio::time::advance(Duration::from_secs(299)).await;
+        assert_eq!(source.bearer().await.unwrap(), "one");
+        assert_eq!(secrets.reads(), 1);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(source.bearer().await.unwrap(), "two");
+        assert_eq!(secrets.reads(), 2);
+    }
+
+    #[tokio::test]
+    async fn after_401_a_replaced_token_is_picked_up_at_once() {
+        let secrets = MemorySecrets::with("tok", r#"{"access_token":"old"}"#);
+        let source = LongLivedToken::new(secrets.clone(), "tok".into());
+        assert_eq!(source.bearer().await.unwrap(), "old");
+        secrets.put("tok", r#"{"access_token":"new"}"#);
+        assert_eq!(source.after_unauthorized("old").await.unwrap(), "new");
+        assert_eq!(source.bearer().await.unwrap(), "new");
+        // A second request rejected with the old token does not re-read the secret.
+        let reads = secrets.reads();
+        assert_eq!(source.after_unauthorized("old").await.unwrap(), "new");
+        assert_eq!(secrets.reads(), reads);
+    }
+
+    #[tokio::test]
+    async fn after_401_with_the_same_token_the_operator_is_told_what_to_do() {
+        let token = fake_jwt(1_600_000_000); // 2020: expired
+        let secrets = MemorySecrets::with(
+            "prod/amocrm-token",
+            &format!(r#"{{"access_token":"{token}"}}"#),
+        );
+        let source = LongLivedToken::new(secrets.clone(), "prod/amocrm-token".into());
+        let t = source.bearer().await.unwrap();
+        let e = source.after_unauthorized(&t).await.unwrap_err();
+        assert_eq!(e.kind, CrmErrorKind::Unauthorized);
+        assert_eq!(secrets.reads(), 2, "the secret is re-read once");
+        assert!(e.hint.contains("expired on 2020-09-13"), "{}", e.hint);
+        assert!(e.hint.contains("Keys and scopes"));
+        assert!(e.hint.contains("prod/amocrm-token"));
+        assert!(!e.hint.contains(&token) && !e.message.contains(&token));
+    }
+
+    #[tokio::test]
+    async fn missing_secret_is_permanent_and_unreachable_store_is_transient() {
+        let secrets = std::sync::Arc::new(MemorySecrets::default());
+        let source = LongLivedToken::new(secrets.clone(), "absent".into());
+        let e = source.bearer().await.unwrap_err();
+        assert_eq!(e.kind, CrmErrorKind::Permanent);
+        assert!(e.hint.contains("absent") && e.hint.contains("access_token"));
+
+        secrets.fail_with_unavailable(true);
+        let e = source.bearer().await.unwrap_err();
+        assert_eq!(e.kind, CrmErrorKind::Transient);
+    }
+
+    #[tokio::test]
+    async fn info_reports_kind_and_expiry_without_the_token() {
+        let token = fake_jwt(1_928_361_600);
+        let secrets = MemorySecrets::with(
+            "tok",
+            &format!(r#"{{"kind":"long_lived","access_token":"{token}"}}"#),
+        );
+        let info = LongLivedToken::new(secrets, "tok".into())
+            .info()
+            .await
+            .unwrap();
+        assert_eq!(info.kind, TokenKind::LongLived);
+        assert_eq!(
+            info.expires_at,
+            Some(Utc.with_ymd_and_hms(2031, 2, 9, 0, 0, 0).unwrap())
+        );
+        let now = Utc.with_ymd_and_hms(2031, 2, 1, 0, 0, 0).unwrap();
+        assert_eq!(info.days_left(now), Some(8));
+        assert!(!serde_json::to_string(&info).unwrap().contains(&token));
+    }
+
+    #[tokio::test]
+    async fn an_oauth_secret_is_refused_with_a_clear_error() {
+        let secrets = MemorySecrets::with(
+            "tok",
+            r#"{"kind":"oauth","access_token":"a","refresh_token":"r"}"#,
+        );
+        let e = LongLivedToken::new(secrets, "tok".into())
+            .bearer()
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, CrmErrorKind::Permanent);
+        assert!(e.message.contains("OAuth"));
+    }
+}
