@@ -10,7 +10,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::http::{body_bytes, error_response, header, json_response, secret_matches};
+use super::http::{body_bytes, error_response, header, json_response, route, secret_matches};
 use crate::amocrm::webhook::{MAX_BODY_BYTES, dedup_key, parse_webhook};
 use crate::ports::InboxStore;
 
@@ -24,6 +24,13 @@ pub struct WebhookReceiver {
 }
 
 impl WebhookReceiver {
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        match route(&req) {
+            ("POST", "/webhook/amocrm") => self.receive(&req).await,
+            _ => error_response(404, "not_found", "no such route"),
+        }
+    }
+
     pub async fn receive(&self, req: &Request) -> Response<Body> {
         let query = req.query_string_parameters();
         if !secret_matches(self.token.as_deref(), query.first("token")) {
