@@ -361,7 +361,7 @@ async fn a_crash_after_the_amocrm_create_still_gives_one_lead() {
         store: Arc::new(CrashAfterCreate { inner: leads_store(&stack), crashed: AtomicBool::new(false) }),
         ..stack.worker.clone()
     };
-    let first = stack.pump.pump_once(&crashing).await.unwrap();
+    let first = stack.pumps[0].pump_once(&crashing).await.unwrap();
     assert_eq!(first.batch_failures, 1, "{first:?}");
     assert_eq!(sandbox_list(&stack, "leads").await.len(), 1, "amoCRM has the lead…");
     let s = stored(&stack, id).await;

@@ -78,7 +78,8 @@ pub struct LocalStack {
     pub options: StackOptions,
     pub api_url: String,
     pub worker: CrmWorker,
-    pub pump: Arc<StreamPump>,
+    /// One per stream-enabled table (leads, inbox), like one event source mapping each.
+    pub pumps: Vec<Arc<StreamPump>>,
     front: tokio::task::JoinHandle<()>,
 }
 
@@ -116,6 +117,19 @@ pub async fn moto_sdk_config(moto_url: &str) -> aws_config::SdkConfig {
         .await
 }
 
+/// An `HttpFunction` calling `handle` on a shared API value.
+macro_rules! lambda {
+    ($api:ident) => {
+        front::function({
+            let api = Arc::clone(&$api);
+            move |req| {
+                let api = Arc::clone(&api);
+                async move { api.handle(req).await }
+            }
+        })
+    };
+}
+
 impl LocalStack {
     pub async fn start(mut options: StackOptions) -> Result<Self, InitError> {
         let moto = Moto::start(options.moto_port).await?;
@@ -126,6 +140,9 @@ impl LocalStack {
 
         let resources = LocalResources {
             leads_table: "leads".into(),
+            inbox_table: "inbox".into(),
+            passport_table: "passport".into(),
+            state_table: "state".into(),
             app_secret_id: "local/app".into(),
             token_secret_id: "local/amocrm-token".into(),
             mail_from: "noreply@td-rss.ru".into(),
@@ -143,6 +160,10 @@ impl LocalStack {
 
         let env = [
             ("LEADS_TABLE", resources.leads_table.clone()),
+            ("INBOX_TABLE", resources.inbox_table.clone()),
+            ("PASSPORT_TABLE", resources.passport_table.clone()),
+            ("STATE_TABLE", resources.state_table.clone()),
+            ("AMOCRM_ACCOUNT_ID", options.sandbox.account_id.to_string()),
             ("APP_SECRET_ID", resources.app_secret_id.clone()),
             ("AMOCRM_TOKEN_SECRET_ID", resources.token_secret_id.clone()),
             ("AMOCRM_BASE_URL", sandbox.url.clone()),
@@ -159,35 +180,26 @@ impl LocalStack {
                 .or_else(|| env.iter().find(|(name, _)| *name == k).map(|(_, v)| v.clone()))
         })?;
 
-        let ingest = Arc::new(wiring::lead_ingest(&config, &aws).await?);
         let worker = wiring::crm_worker(&config, &aws)?;
+        let ingest = Arc::new(wiring::lead_ingest(&config, &aws).await?);
+        let webhook = Arc::new(wiring::webhook_receiver(&config, &aws).await?);
+        let passport = Arc::new(wiring::passport_api(&config, &aws).await?);
+        // The routes of template.yaml, each to its function.
         let routes = front::Routes::default()
-            .add("POST", "/leads", front::function({
-                let api = Arc::clone(&ingest);
-                move |req| {
-                    let api = Arc::clone(&api);
-                    async move { api.handle(req).await }
-                }
-            }))
-            .add("OPTIONS", "/leads", front::function({
-                let api = Arc::clone(&ingest);
-                move |req| {
-                    let api = Arc::clone(&api);
-                    async move { api.handle(req).await }
-                }
-            }))
-            .add("GET", "/ingest/test-crm", front::function({
-                let api = Arc::clone(&ingest);
-                move |req| {
-                    let api = Arc::clone(&api);
-                    async move { api.handle(req).await }
-                }
-            }));
+            .add("POST", "/leads", lambda!(ingest))
+            .add("OPTIONS", "/leads", lambda!(ingest))
+            .add("GET", "/ingest/test-crm", lambda!(ingest))
+            .add("POST", "/webhook/amocrm", lambda!(webhook))
+            .add("GET", "/webhook/amocrm", lambda!(webhook))
+            .add("GET", "/oauth/start", lambda!(webhook))
+            .add("GET", "/passport", lambda!(passport))
+            .add("POST", "/passport/service-requests", lambda!(passport));
         let api_addr = SocketAddr::from(([127, 0, 0, 1], options.api_port.unwrap_or(0)));
         let (bound, front) = front::serve(api_addr, routes).await?;
-        let pump = Arc::new(
-            StreamPump::new(&moto.url, &aws, &resources.leads_table, options.stream_max_retries).await?,
-        );
+        let pumps = vec![
+            Arc::new(StreamPump::new(&moto.url, &aws, &resources.leads_table, options.stream_max_retries).await?),
+            Arc::new(StreamPump::new(&moto.url, &aws, &resources.inbox_table, options.stream_max_retries).await?),
+        ];
         Ok(Self {
             api_url: format!("http://{bound}"),
             moto,
@@ -197,7 +209,7 @@ impl LocalStack {
             resources,
             options,
             worker,
-            pump,
+            pumps,
             front,
         })
     }
@@ -212,12 +224,12 @@ impl LocalStack {
     pub async fn deliver_pending_with(&self, worker: &CrmWorker) -> Result<PumpStats, InitError> {
         let mut total = PumpStats::default();
         for _ in 0..50 {
-            let s = self.pump.pump_once(worker).await?;
-            total.records_read += s.records_read;
-            total.records_delivered += s.records_delivered;
-            total.batch_failures += s.batch_failures;
-            total.sent_to_failure_destination += s.sent_to_failure_destination;
-            if s == PumpStats::default() {
+            let mut pass = PumpStats::default();
+            for pump in &self.pumps {
+                pass.add(pump.pump_once(worker).await?);
+            }
+            total.add(pass);
+            if pass == PumpStats::default() {
                 break;
             }
         }
@@ -226,15 +238,44 @@ impl LocalStack {
 
     /// Polls the stream in the background, as the event source mapping does (`make run`).
     pub fn spawn_stream_worker(&self, every: Duration) -> tokio::task::JoinHandle<()> {
-        let pump = Arc::clone(&self.pump);
+        let pumps = self.pumps.clone();
         let worker = self.worker.clone();
         tokio::spawn(async move {
             loop {
-                if let Err(e) = pump.pump_once(&worker).await {
-                    tracing::error!(error = %e, "stream pump pass failed");
+                for pump in &pumps {
+                    if let Err(e) = pump.pump_once(&worker).await {
+                        tracing::error!(error = %e, "stream pump pass failed");
+                    }
                 }
                 tokio::time::sleep(every).await;
             }
         })
+    }
+
+    /// Registers the local webhook route at the sandbox, as `setup` does at amoCRM, so a lead
+    /// moved to «won» there reaches the passport by itself.
+    pub async fn register_webhook(&self) -> Result<(), InitError> {
+        let destination = format!(
+            "{}/webhook/amocrm?token={}",
+            self.api_url, self.options.webhook_token
+        );
+        let token = serde_json::from_str::<serde_json::Value>(&self.resources.token_secret_json)?
+            ["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let resp = reqwest::Client::new()
+            .post(format!("{}/api/v4/webhooks", self.sandbox.url))
+            .bearer_auth(token)
+            .json(&json!({
+                "destination": destination,
+                "settings": ["add_lead", "update_lead", "status_lead"],
+            }))
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            return Err(format!("webhook registration at the sandbox: {}", resp.status()).into());
+        }
+        Ok(())
     }
 }

@@ -8,6 +8,7 @@ use local_stack::{LocalStack, StackOptions};
 async fn main() -> Result<(), shared::wiring::InitError> {
     shared::observability::init_json_logs();
     let stack = LocalStack::start(StackOptions::from_env()).await?;
+    stack.register_webhook().await?;
     let _worker = stack.spawn_stream_worker(Duration::from_millis(500));
     let o = &stack.options;
     println!(

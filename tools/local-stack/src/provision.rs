@@ -6,13 +6,16 @@ use aws_sdk_dynamodb::types::{
     Projection, ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
     TimeToLiveSpecification,
 };
-use shared::store::STATUS_INDEX;
+use shared::store::{DEAL_INDEX, STATUS_INDEX};
 use shared::wiring::{Aws, InitError};
 
 /// Names and values of everything provisioned locally.
 #[derive(Debug, Clone)]
 pub struct LocalResources {
     pub leads_table: String,
+    pub inbox_table: String,
+    pub passport_table: String,
+    pub state_table: String,
     pub app_secret_id: String,
     pub token_secret_id: String,
     pub mail_from: String,
@@ -30,10 +33,86 @@ fn key(name: &str, kind: KeyType) -> Result<KeySchemaElement, InitError> {
 }
 
 fn attr(name: &str) -> Result<AttributeDefinition, InitError> {
+    typed_attr(name, ScalarAttributeType::S)
+}
+
+fn typed_attr(name: &str, kind: ScalarAttributeType) -> Result<AttributeDefinition, InitError> {
     Ok(AttributeDefinition::builder()
         .attribute_name(name)
-        .attribute_type(ScalarAttributeType::S)
+        .attribute_type(kind)
         .build()?)
+}
+
+fn stream() -> Result<StreamSpecification, InitError> {
+    Ok(StreamSpecification::builder()
+        .stream_enabled(true)
+        .stream_view_type(StreamViewType::NewAndOldImages)
+        .build()?)
+}
+
+async fn ttl(aws: &Aws, table: &str) -> Result<(), InitError> {
+    aws.dynamodb
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name("expires_at")
+                .build()?,
+        )
+        .send()
+        .await?;
+    Ok(())
+}
+
+/// Received webhooks; the stream drives crm-worker.
+pub async fn inbox_table(aws: &Aws, table: &str) -> Result<(), InitError> {
+    aws.dynamodb
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .attribute_definitions(attr("pk")?)
+        .stream_specification(stream()?)
+        .send()
+        .await?;
+    Ok(())
+}
+
+/// The Digital Passport: owner + serial, and a deal index.
+pub async fn passport_table(aws: &Aws, table: &str) -> Result<(), InitError> {
+    aws.dynamodb
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .key_schema(key("sk", KeyType::Range)?)
+        .attribute_definitions(attr("pk")?)
+        .attribute_definitions(attr("sk")?)
+        .attribute_definitions(typed_attr("amo_lead_id", ScalarAttributeType::N)?)
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(DEAL_INDEX)
+                .key_schema(key("amo_lead_id", KeyType::Hash)?)
+                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .build()?,
+        )
+        .send()
+        .await?;
+    Ok(())
+}
+
+/// Integration state: OAuth state nonces, the refresh lease, token health (TTL on expires_at).
+pub async fn state_table(aws: &Aws, table: &str) -> Result<(), InitError> {
+    aws.dynamodb
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .attribute_definitions(attr("pk")?)
+        .send()
+        .await?;
+    ttl(aws, table).await
 }
 
 pub async fn leads_table(aws: &Aws, table: &str) -> Result<(), InitError> {
@@ -53,26 +132,10 @@ pub async fn leads_table(aws: &Aws, table: &str) -> Result<(), InitError> {
                 .projection(Projection::builder().projection_type(ProjectionType::All).build())
                 .build()?,
         )
-        .stream_specification(
-            StreamSpecification::builder()
-                .stream_enabled(true)
-                .stream_view_type(StreamViewType::NewAndOldImages)
-                .build()?,
-        )
+        .stream_specification(stream()?)
         .send()
         .await?;
-    aws.dynamodb
-        .update_time_to_live()
-        .table_name(table)
-        .time_to_live_specification(
-            TimeToLiveSpecification::builder()
-                .enabled(true)
-                .attribute_name("expires_at")
-                .build()?,
-        )
-        .send()
-        .await?;
-    Ok(())
+    ttl(aws, table).await
 }
 
 pub async fn secret(aws: &Aws, id: &str, value: &str) -> Result<(), InitError> {
@@ -87,6 +150,9 @@ pub async fn secret(aws: &Aws, id: &str, value: &str) -> Result<(), InitError> {
 
 pub async fn all(aws: &Aws, r: &LocalResources) -> Result<(), InitError> {
     leads_table(aws, &r.leads_table).await?;
+    inbox_table(aws, &r.inbox_table).await?;
+    passport_table(aws, &r.passport_table).await?;
+    state_table(aws, &r.state_table).await?;
     secret(aws, &r.app_secret_id, &r.app_secret_json).await?;
     secret(aws, &r.token_secret_id, &r.token_secret_json).await?;
     aws.ses

@@ -41,13 +41,22 @@ pub struct PumpStats {
     pub sent_to_failure_destination: usize,
 }
 
+impl PumpStats {
+    pub fn add(&mut self, other: PumpStats) {
+        self.records_read += other.records_read;
+        self.records_delivered += other.records_delivered;
+        self.batch_failures += other.batch_failures;
+        self.sent_to_failure_destination += other.sent_to_failure_destination;
+    }
+}
+
 impl StreamPump {
     pub async fn new(moto_url: &str, aws: &Aws, table: &str, max_retries: u32) -> Result<Self, InitError> {
         let described = aws.dynamodb.describe_table().table_name(table).send().await?;
         let stream_arn = described
             .table()
             .and_then(|t| t.latest_stream_arn())
-            .ok_or("the leads table has no stream")?
+            .ok_or("the table has no stream")?
             .to_string();
         Ok(Self {
             http: reqwest::Client::new(),
