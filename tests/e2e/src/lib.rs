@@ -136,3 +136,74 @@ pub fn site_lead(name: &str, phone: &str) -> Value {
         "utm": {"source": "yandex", "campaign": "service-q4"},
     })
 }
+
+/// Polls `check` (running the stream workers between tries) until it yields or 15 s pass.
+pub async fn eventually<T, F, Fut>(stack: &LocalStack, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        stack.deliver_pending().await.expect("stream pumps");
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A properly signed Mini App initData for `user_id`, `age_secs` old.
+pub fn init_data(stack: &LocalStack, user_id: i64, age_secs: i64) -> String {
+    let auth_date = (chrono_now() - age_secs).to_string();
+    let user = json!({"id": user_id, "first_name": "Иван", "last_name": "Петров", "username": "ivan"}).to_string();
+    shared::telegram::sign_init_data(
+        &[("auth_date", &auth_date), ("query_id", "AAHdF6IQAAAAAN0XohDhrOrc"), ("user", &user)],
+        &stack.options.telegram_bot_token,
+    )
+}
+
+pub fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
+
+/// `GET /passport` as the Mini App calls it.
+pub async fn get_passport(stack: &LocalStack, authorization: &str) -> (u16, Value) {
+    read(
+        http()
+            .get(format!("{}/passport", stack.api_url))
+            .header("authorization", authorization)
+            .send()
+            .await
+            .expect("GET /passport"),
+    )
+    .await
+}
+
+/// Moves an amoCRM lead at the sandbox (which then sends its webhooks).
+pub async fn move_lead(stack: &LocalStack, amo_lead_id: i64, status_id: i64) {
+    let resp = http()
+        .post(format!("{}/_sandbox/leads/{amo_lead_id}/status", stack.sandbox.url))
+        .json(&json!({"status_id": status_id, "pipeline_id": 10226282}))
+        .send()
+        .await
+        .expect("move lead");
+    assert!(resp.status().is_success(), "move lead: {}", resp.status());
+}
+
+/// Posts a webhook body to our route the way amoCRM does.
+pub async fn post_webhook(stack: &LocalStack, token: &str, body: &str, request_id: Option<&str>) -> (u16, Value) {
+    let mut req = http()
+        .post(format!("{}/webhook/amocrm?token={token}", stack.api_url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("user-agent", "amoCRM-Webhooks/3.0")
+        .body(body.to_string());
+    if let Some(id) = request_id {
+        req = req.header("x-amocrm-requestid", id);
+    }
+    read(req.send().await.expect("POST /webhook/amocrm")).await
+}
