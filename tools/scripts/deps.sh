@@ -33,10 +33,10 @@ done
 
 say() { echo "deps: $*"; }
 
-# A fingerprint of everything that decides what ends up in .venv.
+# A fingerprint of everything that decides what ends up in .venv: its Python and the pins.
 fingerprint() {
     {
-        "$PYTHON" -c 'import sys; print(sys.version)'
+        "$VENV/bin/python" -c 'import sys; print(sys.version)'
         cat "$@"
     } | sha256sum | cut -d' ' -f1
 }
