@@ -1,0 +1,74 @@
+# Developer entry points. `make help` lists them; `make run` and `make test` are the two that matter.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+# Steps share .venv and cargo's target dir: one at a time, in the order written.
+.NOTPARALLEL:
+
+VENV        := $(CURDIR)/.venv
+MOTO_SERVER := $(VENV)/bin/moto_server
+SAM         := $(VENV)/bin/sam
+PYTHON      := $(VENV)/bin/python3
+
+API_PORT     ?= 3000
+SANDBOX_PORT ?= 3001
+MOTO_PORT    ?= 5000
+# Tests log only what went wrong; override with `make test RUST_LOG=debug`.
+RUST_LOG     ?= warn
+
+# sam validate --lint works offline; it only wants a region. No credentials, no telemetry.
+SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_REGION=eu-central-1 AWS_DEFAULT_REGION=eu-central-1
+
+step = @printf '\n==> %s\n' "$(1)"
+
+.PHONY: help deps run test fmt fmt-check lint clippy template-check cargo-test clean clean-all
+
+help: ## List the targets
+	@echo "make targets (variables: API_PORT=$(API_PORT) SANDBOX_PORT=$(SANDBOX_PORT) MOTO_PORT=$(MOTO_PORT)):"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  \1\t/' | expand -t 18
+
+deps: ## Install moto and aws-sam-cli into .venv (once; reruns are instant)
+	$(call step,deps: tools/scripts/deps.sh)
+	bash tools/scripts/deps.sh
+
+run: deps ## Run everything locally: moto, amoCRM sandbox, the HTTP API on 127.0.0.1:API_PORT, the worker
+	$(call step,run: local stack (API :$(API_PORT), amoCRM sandbox :$(SANDBOX_PORT), moto :$(MOTO_PORT)))
+	MOTO_SERVER=$(MOTO_SERVER) cargo run -p local-stack -- \
+		--api-port $(API_PORT) --sandbox-port $(SANDBOX_PORT) --moto-port $(MOTO_PORT)
+
+# Cheap checks first, cargo test last (its summary closes the output).
+test: deps fmt-check template-check clippy cargo-test ## Everything CI checks (.ci/run calls this)
+
+fmt: ## Format the Rust code
+	$(call step,fmt: cargo fmt --all)
+	cargo fmt --all
+
+fmt-check:
+	$(call step,fmt-check: cargo fmt --all -- --check)
+	cargo fmt --all -- --check
+
+lint: deps clippy template-check ## clippy with warnings as errors, plus the template checks
+
+clippy:
+	$(call step,clippy: cargo clippy --workspace --all-targets -- -D warnings)
+	cargo clippy --workspace --all-targets -- -D warnings
+
+template-check: deps
+	$(call step,template: sam validate --lint (offline, dummy region))
+	$(SAM_ENV) $(SAM) validate --lint --template template.yaml
+	$(call step,template: least-privilege policy check (self-test, then template.yaml))
+	$(PYTHON) tools/scripts/check_template.py --self-test
+	$(PYTHON) tools/scripts/check_template.py template.yaml
+
+cargo-test:
+	$(call step,cargo-test: cargo test --workspace (MOTO_SERVER=$(MOTO_SERVER), RUST_LOG=$(RUST_LOG)))
+	MOTO_SERVER=$(MOTO_SERVER) RUST_LOG=$(RUST_LOG) cargo test --workspace
+
+clean: ## Remove build output (cargo target dir, .aws-sam); keeps .venv
+	$(call step,clean: cargo clean; rm -rf .aws-sam)
+	cargo clean
+	rm -rf .aws-sam
+
+clean-all: clean ## Also remove .venv (next make reinstalls it, about a minute)
+	$(call step,clean-all: rm -rf .venv)
+	rm -rf $(VENV)

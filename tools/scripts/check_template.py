@@ -1,0 +1,380 @@
+#!/usr/bin/env python3
+"""Least-privilege check for the SAM template, run by `make test`.
+
+Fails (exit 1, one line per finding naming the resource) when a policy in the template:
+  * allows Action "*", or "service:*" on a data service (DynamoDB, Secrets Manager, SQS, ...);
+  * allows DynamoDB, Secrets Manager or SQS actions on Resource "*";
+  * uses NotAction / NotResource with Allow (everything except ... is never least privilege);
+  * grants a Secrets Manager write (PutSecretValue, UpdateSecret, ...) to a function that is not
+    on the allow-list (--allow-secret-writes, function logical ids; default: none);
+  * attaches a broad AWS managed policy or SAM policy template (FullAccess, SecretsManagerReadWrite, ...).
+
+Policies are found in AWS::IAM::Role (inline), AWS::IAM::Policy / ManagedPolicy (attached to roles),
+AWS::Serverless::Function `Policies`, and resource policies with a PolicyDocument. A role's grants
+count for every function whose `Role` points at it.
+
+Needs PyYAML (in .venv after tools/scripts/deps.sh). `--self-test` proves the check catches bad
+templates and passes a good one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import sys
+from dataclasses import dataclass, field
+
+try:
+    import yaml
+except ImportError:  # pragma: no cover - the message is the point
+    sys.exit("check_template: PyYAML is missing; run `make deps` and use .venv/bin/python3")
+
+# Services whose data a wildcard action would expose.
+DATA_SERVICES = {"dynamodb", "secretsmanager", "sqs", "sns", "s3", "kms", "ses", "kinesis", "logs"}
+# Services whose actions must name their resources (no Resource "*").
+SCOPED_SERVICES = {"dynamodb", "secretsmanager", "sqs"}
+# Secrets Manager actions that change a secret or who may read it.
+SECRET_WRITES = [
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:UpdateSecret",
+    "secretsmanager:UpdateSecretVersionStage",
+    "secretsmanager:CreateSecret",
+    "secretsmanager:DeleteSecret",
+    "secretsmanager:RestoreSecret",
+    "secretsmanager:RotateSecret",
+    "secretsmanager:CancelRotateSecret",
+    "secretsmanager:PutResourcePolicy",
+    "secretsmanager:DeleteResourcePolicy",
+    "secretsmanager:ReplicateSecretToRegions",
+    "secretsmanager:RemoveRegionsFromReplication",
+    "secretsmanager:StopReplicationToReplica",
+]
+# AWS managed policies (by name) and SAM policy templates too broad for these functions.
+BROAD_MANAGED = {
+    "AdministratorAccess": "full account access",
+    "PowerUserAccess": "near-full account access",
+    "SecretsManagerReadWrite": "writes every secret",
+    "AWSLambdaDynamoDBExecutionRole": "stream actions on Resource '*'",
+    "AWSLambdaSQSQueueExecutionRole": "queue actions on Resource '*'",
+}
+SAM_TEMPLATE_GRANTS = {
+    # template name -> actions it grants that this check cares about
+    "AWSSecretsManagerRotationPolicy": ["secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"],
+    "DynamoDBCrudPolicy": [],
+    "DynamoDBReadPolicy": [],
+    "DynamoDBWritePolicy": [],
+    "DynamoDBStreamReadPolicy": [],
+    "AWSSecretsManagerGetSecretValuePolicy": [],
+    "SESCrudPolicy": [],
+    "SESBulkTemplatedCrudPolicy": [],
+    "SQSSendMessagePolicy": [],
+    "SQSPollerPolicy": [],
+}
+PROTECTED_RESOURCE_TYPES = ("AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
+
+
+# --------------------------------------------------------------------------- YAML with SAM tags
+class CfnLoader(yaml.SafeLoader):
+    """SafeLoader that reads CloudFormation short forms (!Ref, !Sub, ...) as their long forms."""
+
+
+def _long_form(tag: str):
+    name = "Ref" if tag == "Ref" else ("Condition" if tag == "Condition" else f"Fn::{tag}")
+
+    def construct(loader: CfnLoader, node: yaml.Node):
+        if isinstance(node, yaml.ScalarNode):
+            value = loader.construct_scalar(node)
+            if tag == "GetAtt":
+                value = value.split(".", 1)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)
+        return {name: value}
+
+    return construct
+
+
+for _tag in ("Ref", "Condition", "GetAtt", "Sub", "Join", "If", "Select", "Split", "Equals", "Not",
+             "And", "Or", "FindInMap", "Base64", "Cidr", "ImportValue", "GetAZs", "Transform",
+             "Length", "ToJsonString"):
+    CfnLoader.add_constructor(f"!{_tag}", _long_form(_tag))
+
+
+def load_template(text: str) -> dict:
+    doc = yaml.load(text, Loader=CfnLoader)  # noqa: S506 - CfnLoader is a SafeLoader
+    if not isinstance(doc, dict) or not isinstance(doc.get("Resources"), dict):
+        raise ValueError("not a CloudFormation template (no Resources mapping)")
+    return doc
+
+
+# --------------------------------------------------------------------------- collecting grants
+@dataclass
+class Grant:
+    """One policy statement and who holds it."""
+
+    where: str  # resource holding the policy, e.g. "CrmWorkerRole"
+    label: str  # the statement's Sid or its position
+    statement: dict
+    holders: list[str] = field(default_factory=list)  # functions (or roles) that get it
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _ref_target(value) -> str | None:
+    """Logical id behind !Ref X or !GetAtt X.Arn, else None."""
+    if isinstance(value, dict):
+        if "Ref" in value and isinstance(value["Ref"], str):
+            return value["Ref"]
+        if "Fn::GetAtt" in value:
+            target = value["Fn::GetAtt"]
+            if isinstance(target, list) and target and isinstance(target[0], str):
+                return target[0]
+    return None
+
+
+def _functions_by_role(resources: dict) -> dict[str, list[str]]:
+    by_role: dict[str, list[str]] = {}
+    for name, res in resources.items():
+        if res.get("Type") in ("AWS::Serverless::Function", "AWS::Lambda::Function"):
+            role = _ref_target((res.get("Properties") or {}).get("Role"))
+            if role:
+                by_role.setdefault(role, []).append(name)
+    return by_role
+
+
+def _statements(where: str, document, holders: list[str]) -> list[Grant]:
+    if not isinstance(document, dict):
+        return []
+    grants = []
+    for i, st in enumerate(_as_list(document.get("Statement")), start=1):
+        if isinstance(st, dict):
+            grants.append(Grant(where, st.get("Sid") or f"statement {i}", st, holders))
+    return grants
+
+
+def collect(resources: dict, findings: list[str]) -> list[Grant]:
+    by_role = _functions_by_role(resources)
+    grants: list[Grant] = []
+    for name, res in resources.items():
+        kind = res.get("Type")
+        props = res.get("Properties") or {}
+        if kind == "AWS::IAM::Role":
+            holders = by_role.get(name) or [name]
+            for pol in _as_list(props.get("Policies")):
+                if isinstance(pol, dict):
+                    grants += _statements(name, pol.get("PolicyDocument"), holders)
+            for arn in _as_list(props.get("ManagedPolicyArns")):
+                _check_managed(name, arn, findings)
+        elif kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            holders = []
+            for role in _as_list(props.get("Roles")):
+                role_id = _ref_target(role)
+                holders += by_role.get(role_id, [role_id]) if role_id else []
+            grants += _statements(name, props.get("PolicyDocument"), holders or [name])
+        elif kind == "AWS::Serverless::Function":
+            for pol in _as_list(props.get("Policies")):
+                if isinstance(pol, str):
+                    _check_managed(name, pol, findings)
+                elif isinstance(pol, dict) and "Statement" in pol:
+                    grants += _statements(name, pol, [name])
+                elif isinstance(pol, dict):
+                    for template_name in pol:
+                        actions = SAM_TEMPLATE_GRANTS.get(template_name)
+                        if actions is None:
+                            findings.append(f"{name}: SAM policy template {template_name!r} is not one "
+                                            "this check knows; write the statement out instead")
+                        elif actions:
+                            stmt = {"Effect": "Allow", "Action": actions, "Resource": "(template)"}
+                            grants.append(Grant(name, f"template {template_name}", stmt, [name]))
+        elif isinstance(props.get("PolicyDocument"), dict):
+            # Resource policies (queue, topic, secret): who may act on the resource.
+            grants += _statements(name, props["PolicyDocument"], [name])
+    return grants
+
+
+def _check_managed(where: str, arn, findings: list[str]) -> None:
+    text = arn if isinstance(arn, str) else str(arn)
+    policy_name = text.rsplit("/", 1)[-1]
+    if policy_name in BROAD_MANAGED:
+        findings.append(f"{where}: managed policy {policy_name} ({BROAD_MANAGED[policy_name]})")
+    elif policy_name.endswith("FullAccess"):
+        findings.append(f"{where}: managed policy {policy_name} (full access to a service)")
+
+
+# --------------------------------------------------------------------------- the rules
+def _service(action: str) -> str:
+    return action.split(":", 1)[0].lower() if ":" in action else ""
+
+
+def _is_secret_write(action: str) -> bool:
+    pattern = action.lower()
+    return any(fnmatch.fnmatchcase(w.lower(), pattern) for w in SECRET_WRITES)
+
+
+def check_grant(g: Grant, allowed_writers: set[str]) -> list[str]:
+    st = g.statement
+    if str(st.get("Effect", "Allow")) != "Allow":
+        return []
+    at = f"{g.where} ({g.label})"
+    out = []
+    actions = [a for a in _as_list(st.get("Action")) if isinstance(a, str)]
+    resources = _as_list(st.get("Resource"))
+    if "NotAction" in st:
+        out.append(f"{at}: Allow with NotAction grants every other action")
+    if "NotResource" in st:
+        out.append(f"{at}: Allow with NotResource grants every other resource")
+    for action in actions:
+        if action == "*":
+            out.append(f"{at}: Action '*'")
+        elif action.endswith(":*") and _service(action) in DATA_SERVICES:
+            out.append(f"{at}: Action {action!r} on a data service")
+    if "*" in resources:
+        scoped = sorted({_service(a) for a in actions if _service(a) in SCOPED_SERVICES or a == "*"} - {""})
+        if scoped or "*" in actions:
+            out.append(f"{at}: Resource '*' with {', '.join(scoped) or 'all'} actions")
+    writes = sorted({a for a in actions if a == "*" or _is_secret_write(a)})
+    if writes:
+        for holder in g.holders:
+            if holder not in allowed_writers:
+                out.append(f"{at}: Secrets Manager write {', '.join(writes)} granted to {holder}, "
+                           "which is not allowed to change secrets (--allow-secret-writes)")
+    return out
+
+
+def check(text: str, allowed_writers: set[str]) -> tuple[list[str], int]:
+    """Returns (findings, number of statements checked)."""
+    resources = load_template(text)["Resources"]
+    findings: list[str] = []
+    grants = collect(resources, findings)
+    for g in grants:
+        findings += check_grant(g, allowed_writers)
+    return findings, len(grants)
+
+
+# --------------------------------------------------------------------------- self-test
+_GOOD = """
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  Table: {Type: AWS::DynamoDB::Table}
+  Secret: {Type: AWS::SecretsManager::Secret}
+  FnRole:
+    Type: AWS::IAM::Role
+    Properties:
+      Policies:
+        - PolicyName: p
+          PolicyDocument:
+            Statement:
+              - Sid: Table
+                Effect: Allow
+                Action: [dynamodb:PutItem, dynamodb:GetItem]
+                Resource: [!GetAtt Table.Arn, !Sub '${Table.Arn}/index/*']
+              - Sid: Read
+                Effect: Allow
+                Action: secretsmanager:GetSecretValue
+                Resource: !Ref Secret
+              - Sid: Traces
+                Effect: Allow
+                Action: [xray:PutTraceSegments]
+                Resource: '*'
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties: {Role: !GetAtt FnRole.Arn, CodeUri: ., Handler: bootstrap}
+"""
+
+# (name, template text, allow-list, text the finding must contain)
+_BAD_CASES = [
+    ("star action", _GOOD.replace("[xray:PutTraceSegments]", "['*']"), set(), "FnRole (Traces): Action '*'"),
+    ("service wildcard", _GOOD.replace("[dynamodb:PutItem, dynamodb:GetItem]", "dynamodb:*"), set(),
+     "FnRole (Table): Action 'dynamodb:*'"),
+    ("star resource on secrets", _GOOD.replace("Resource: !Ref Secret", "Resource: '*'"), set(),
+     "FnRole (Read): Resource '*' with secretsmanager"),
+    ("secret write via role", _GOOD.replace("Action: secretsmanager:GetSecretValue",
+                                            "Action: [secretsmanager:GetSecretValue, secretsmanager:PutSecretValue]"),
+     set(), "granted to Fn"),
+    ("secret write via wildcard", _GOOD.replace("Action: secretsmanager:GetSecretValue",
+                                                "Action: secretsmanager:Put*"), set(), "granted to Fn"),
+    ("secret write inline on function", _GOOD + """
+  Other:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: .
+      Policies:
+        - Statement:
+            - Effect: Allow
+              Action: secretsmanager:UpdateSecret
+              Resource: !Ref Secret
+""", {"Fn"}, "granted to Other"),
+    ("NotAction", _GOOD.replace("Action: [xray:PutTraceSegments]", "NotAction: [iam:*]"), set(),
+     "NotAction"),
+    ("managed full access", _GOOD.replace("      Policies:\n", "      ManagedPolicyArns:\n"
+                                          "        - arn:aws:iam::aws:policy/AmazonDynamoDBFullAccess\n"
+                                          "      Policies:\n", 1), set(), "AmazonDynamoDBFullAccess"),
+    ("SAM rotation template", _GOOD + """
+  Rotator:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: .
+      Policies:
+        - AWSSecretsManagerRotationPolicy: {FunctionName: x}
+""", set(), "granted to Rotator"),
+]
+
+
+def self_test() -> int:
+    failures = []
+    findings, _ = check(_GOOD, set())
+    if findings:
+        failures.append(f"good template flagged: {findings}")
+    write = _BAD_CASES[3][1]
+    findings, _ = check(write, {"Fn"})
+    if findings:
+        failures.append(f"allow-listed writer still flagged: {findings}")
+    for name, text, allowed, expected in _BAD_CASES:
+        findings, _ = check(text, allowed)
+        if not any(expected in f for f in findings):
+            failures.append(f"{name}: expected a finding containing {expected!r}, got {findings}")
+    for f in failures:
+        print(f"check_template self-test FAILED: {f}", file=sys.stderr)
+    total = len(_BAD_CASES) + 2
+    if failures:
+        return 1
+    print(f"check_template self-test: all {total} cases behave (1 good template, 1 allow-list, "
+          f"{len(_BAD_CASES)} bad templates caught)")
+    return 0
+
+
+# --------------------------------------------------------------------------- command line
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("template", nargs="?", default="template.yaml")
+    parser.add_argument("--allow-secret-writes", metavar="FUNCTION", action="append", default=[],
+                        help="logical id of a function allowed to change secrets (repeatable or comma-separated)")
+    parser.add_argument("--self-test", action="store_true", help="prove the rules catch bad templates")
+    args = parser.parse_args(argv)
+    if args.self_test:
+        return self_test()
+    allowed = {n.strip() for item in args.allow_secret_writes for n in item.split(",") if n.strip()}
+    try:
+        with open(args.template, encoding="utf-8") as fh:
+            findings, statements = check(fh.read(), allowed)
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        print(f"check_template: {args.template}: {err}", file=sys.stderr)
+        return 1
+    for f in findings:
+        print(f"check_template: {args.template}: {f}", file=sys.stderr)
+    if findings:
+        print(f"check_template: {len(findings)} least-privilege violation(s)", file=sys.stderr)
+        return 1
+    writers = ", ".join(sorted(allowed)) or "none"
+    print(f"check_template: {args.template}: {statements} policy statements least-privilege; "
+          f"secret writers allowed: {writers}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
