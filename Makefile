@@ -33,8 +33,8 @@ deps: ## Install moto and aws-sam-cli into .venv (once; reruns are instant)
 
 run: deps ## Run everything locally: moto, amoCRM sandbox, the HTTP API on 127.0.0.1:API_PORT, the worker
 	$(call step,run: local stack (API :$(API_PORT), amoCRM sandbox :$(SANDBOX_PORT), moto :$(MOTO_PORT)))
-	MOTO_SERVER=$(MOTO_SERVER) cargo run -p local-stack -- \
-		--api-port $(API_PORT) --sandbox-port $(SANDBOX_PORT) --moto-port $(MOTO_PORT)
+	MOTO_SERVER=$(MOTO_SERVER) API_PORT=$(API_PORT) SANDBOX_PORT=$(SANDBOX_PORT) MOTO_PORT=$(MOTO_PORT) \
+		cargo run -p local-stack
 
 # Cheap checks first, cargo test last (its summary closes the output).
 test: deps fmt-check template-check clippy cargo-test ## Everything CI checks (.ci/run calls this)

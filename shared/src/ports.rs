@@ -238,8 +238,10 @@ pub trait PassportStore: Send + Sync {
         telegram_id: i64,
     ) -> Result<Vec<crate::passport::Equipment>, StoreError>;
     /// Equipment registered from one deal.
-    async fn by_deal(&self, amo_lead_id: i64)
-    -> Result<Vec<crate::passport::Equipment>, StoreError>;
+    async fn by_deal(
+        &self,
+        amo_lead_id: i64,
+    ) -> Result<Vec<crate::passport::Equipment>, StoreError>;
     async fn set_state(
         &self,
         telegram_id: i64,
@@ -295,8 +297,12 @@ pub struct InboxEvent {
 #[async_trait]
 pub trait InboxStore: Send + Sync {
     /// Stores the event unless one with the same id exists; true when newly stored.
-    async fn insert_new(&self, id: &str, body: &str, received_at: DateTime<Utc>)
-    -> Result<bool, StoreError>;
+    async fn insert_new(
+        &self,
+        id: &str,
+        body: &str,
+        received_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     async fn get(&self, id: &str) -> Result<Option<InboxEvent>, StoreError>;
     async fn set_status(
         &self,

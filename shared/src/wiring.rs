@@ -73,7 +73,10 @@ async fn app_secrets(config: &Config, aws: &Aws) -> Result<AppSecrets, InitError
 pub async fn lead_ingest(config: &Config, aws: &Aws) -> Result<LeadIngestApi, InitError> {
     let secrets = app_secrets(config, aws).await?;
     Ok(LeadIngestApi {
-        store: Arc::new(DynamoLeadStore::new(aws.dynamodb.clone(), &config.leads_table)),
+        store: Arc::new(DynamoLeadStore::new(
+            aws.dynamodb.clone(),
+            &config.leads_table,
+        )),
         probe: Arc::new(amo_client(config, aws.secret_store())?),
         admin_key: secrets.admin_key,
         cors: Cors {
@@ -108,7 +111,10 @@ pub fn crm_worker(config: &Config, aws: &Aws) -> Result<CrmWorker, InitError> {
         _ => None,
     };
     Ok(CrmWorker {
-        store: Arc::new(DynamoLeadStore::new(aws.dynamodb.clone(), &config.leads_table)),
+        store: Arc::new(DynamoLeadStore::new(
+            aws.dynamodb.clone(),
+            &config.leads_table,
+        )),
         crm: amo,
         notifier: Arc::new(SesNotifier::new(aws.ses.clone(), &config.mail_from)),
         mail: MailSettings {
@@ -137,7 +143,10 @@ pub async fn passport_api(config: &Config, aws: &Aws) -> Result<PassportApi, Ini
     let secrets = app_secrets(config, aws).await?;
     Ok(PassportApi {
         passport: Arc::new(DynamoPassportStore::new(aws.dynamodb.clone(), passport)),
-        leads: Arc::new(DynamoLeadStore::new(aws.dynamodb.clone(), &config.leads_table)),
+        leads: Arc::new(DynamoLeadStore::new(
+            aws.dynamodb.clone(),
+            &config.leads_table,
+        )),
         bot_token: secrets.telegram_bot_token,
         repeat: repeat_policy(config),
     })

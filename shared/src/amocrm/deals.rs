@@ -39,7 +39,11 @@ pub fn deal_from_json(lead: &Value) -> Option<CrmDeal> {
         .collect();
     let contacts = lead["_embedded"]["contacts"].as_array();
     let main_contact_id = contacts
-        .and_then(|c| c.iter().find(|c| c["is_main"].as_bool() == Some(true)).or(c.first()))
+        .and_then(|c| {
+            c.iter()
+                .find(|c| c["is_main"].as_bool() == Some(true))
+                .or(c.first())
+        })
         .and_then(|c| c["id"].as_i64());
     Some(CrmDeal {
         id: int("id")?,
@@ -59,10 +63,16 @@ impl CrmDeals for AmoClient {
     async fn deals(&self, ids: &[i64]) -> Result<Vec<CrmDeal>, CrmError> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(MAX_IDS_PER_REQUEST) {
-            let mut query: Vec<(&str, String)> = chunk.iter().map(|id| ("filter[id][]", id.to_string())).collect();
+            let mut query: Vec<(&str, String)> = chunk
+                .iter()
+                .map(|id| ("filter[id][]", id.to_string()))
+                .collect();
             query.push(("with", "contacts".into()));
             query.push(("limit", MAX_IDS_PER_REQUEST.to_string()));
-            let Some(body) = self.request(Method::GET, "/api/v4/leads", &query, None).await? else {
+            let Some(body) = self
+                .request(Method::GET, "/api/v4/leads", &query, None)
+                .await?
+            else {
                 continue; // 204: none of them exists any more
             };
             out.extend(

@@ -32,9 +32,11 @@ impl LeadIngestApi {
             ("POST", "/leads") => self.post_lead(&req).await,
             ("OPTIONS", "/leads") => return self.cors.preflight(&req, "POST, OPTIONS"),
             ("GET", "/ingest/test-crm") => self.test_crm(&req).await,
-            (_, "/leads") | (_, "/ingest/test-crm") => {
-                error_response(405, "method_not_allowed", "method not allowed on this route")
-            }
+            (_, "/leads") | (_, "/ingest/test-crm") => error_response(
+                405,
+                "method_not_allowed",
+                "method not allowed on this route",
+            ),
             _ => error_response(404, "not_found", "no such route"),
         };
         self.cors.apply(&req, resp)
@@ -66,7 +68,9 @@ impl LeadIngestApi {
         };
         let idempotency_key = header(req, "idempotency-key").map(str::trim);
         if let Some(key) = idempotency_key
-            && (key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || key.chars().any(char::is_control))
+            && (key.is_empty()
+                || key.len() > MAX_IDEMPOTENCY_KEY
+                || key.chars().any(char::is_control))
         {
             return validation_failed(vec![json!({
                 "field": "Idempotency-Key",
@@ -85,7 +89,10 @@ impl LeadIngestApi {
             }
             Err(IntakeError::Invalid(fields)) => {
                 return validation_failed(
-                    fields.iter().map(|f| json!({"field": f.field, "message": f.message})).collect(),
+                    fields
+                        .iter()
+                        .map(|f| json!({"field": f.field, "message": f.message}))
+                        .collect(),
                 );
             }
         };
@@ -94,7 +101,15 @@ impl LeadIngestApi {
             request.phone.as_deref().map(mask_phone),
             request.email.as_deref().map(mask_email),
         );
-        match accept_lead(self.store.as_ref(), request, idempotency_key, Utc::now(), self.repeat).await {
+        match accept_lead(
+            self.store.as_ref(),
+            request,
+            idempotency_key,
+            Utc::now(),
+            self.repeat,
+        )
+        .await
+        {
             Ok(accepted_lead) => {
                 info!(
                     lead_id = %accepted_lead.lead_id,
@@ -113,7 +128,8 @@ impl LeadIngestApi {
                     "temporarily_unavailable",
                     "the request was not saved; please retry",
                 );
-                resp.headers_mut().insert("retry-after", "5".parse().expect("static"));
+                resp.headers_mut()
+                    .insert("retry-after", "5".parse().expect("static"));
                 resp
             }
         }
@@ -124,7 +140,11 @@ impl LeadIngestApi {
             error!("test-crm called but no admin_key is set in the app secret");
         }
         if !secret_matches(self.admin_key.as_deref(), header(req, "x-admin-key")) {
-            return error_response(401, "unauthorized", "a valid X-Admin-Key header is required");
+            return error_response(
+                401,
+                "unauthorized",
+                "a valid X-Admin-Key header is required",
+            );
         }
         match self.probe.create_test_lead().await {
             Ok(id) => json_response(200, &json!({"status": "success", "amo_lead_id": id})),
@@ -144,5 +164,8 @@ fn accepted(lead_id: &str) -> Response<Body> {
 }
 
 fn validation_failed(fields: Vec<serde_json::Value>) -> Response<Body> {
-    json_response(400, &json!({"error": "validation_failed", "fields": fields}))
+    json_response(
+        400,
+        &json!({"error": "validation_failed", "fields": fields}),
+    )
 }

@@ -55,7 +55,11 @@ impl PassportApi {
     /// The verified Telegram user, or the 401 to answer.
     fn user(&self, req: &Request) -> Result<TelegramUser, Response<Body>> {
         let unauthorized = || {
-            error_response(401, "unauthorized", "send Authorization: tma <initData> from the Mini App")
+            error_response(
+                401,
+                "unauthorized",
+                "send Authorization: tma <initData> from the Mini App",
+            )
         };
         let Some(bot_token) = self.bot_token.as_deref() else {
             tracing::error!("telegram_bot_token is not set in the app secret");
@@ -64,19 +68,34 @@ impl PassportApi {
         let init_data = header(req, "authorization")
             .and_then(|v| v.strip_prefix("tma "))
             .ok_or_else(unauthorized)?;
-        verify_init_data(init_data.trim(), bot_token, Utc::now().timestamp(), DEFAULT_MAX_AGE_SECS)
-            .map_err(|e| {
-                warn!(reason = %e, "initData refused");
-                unauthorized()
-            })
+        verify_init_data(
+            init_data.trim(),
+            bot_token,
+            Utc::now().timestamp(),
+            DEFAULT_MAX_AGE_SECS,
+        )
+        .map_err(|e| {
+            warn!(reason = %e, "initData refused");
+            unauthorized()
+        })
     }
 
-    async fn active_equipment(&self, user: &TelegramUser) -> Result<Vec<Equipment>, Response<Body>> {
+    async fn active_equipment(
+        &self,
+        user: &TelegramUser,
+    ) -> Result<Vec<Equipment>, Response<Body>> {
         match self.passport.for_owner(user.id).await {
-            Ok(all) => Ok(all.into_iter().filter(|e| e.state == EquipmentState::Active).collect()),
+            Ok(all) => Ok(all
+                .into_iter()
+                .filter(|e| e.state == EquipmentState::Active)
+                .collect()),
             Err(e) => {
                 tracing::error!(error = %e, "passport read failed");
-                Err(error_response(503, "temporarily_unavailable", "retry later"))
+                Err(error_response(
+                    503,
+                    "temporarily_unavailable",
+                    "retry later",
+                ))
             }
         }
     }
@@ -97,12 +116,23 @@ impl PassportApi {
     async fn service_request(&self, req: &Request, user: &TelegramUser) -> Response<Body> {
         let body = body_bytes(req);
         if body.len() > MAX_REQUEST_BYTES {
-            return json_response(413, &json!({"error": "payload_too_large", "limit_bytes": MAX_REQUEST_BYTES}));
+            return json_response(
+                413,
+                &json!({"error": "payload_too_large", "limit_bytes": MAX_REQUEST_BYTES}),
+            );
         }
         let Ok(asked) = serde_json::from_slice::<Value>(body) else {
-            return error_response(400, "malformed_body", "send a JSON object {\"serial\", \"message\"}");
+            return error_response(
+                400,
+                "malformed_body",
+                "send a JSON object {\"serial\", \"message\"}",
+            );
         };
-        let Some(serial) = asked["serial"].as_str().map(str::trim).filter(|s| !s.is_empty()) else {
+        let Some(serial) = asked["serial"]
+            .as_str()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        else {
             return json_response(
                 400,
                 &json!({"error": "validation_failed", "fields": [{"field": "serial", "message": "Укажите серийный номер оборудования"}]}),
@@ -134,19 +164,33 @@ impl PassportApi {
             Ok(Intake::Lead(r)) => r,
             Ok(Intake::Spam) => unreachable!("no honeypot field is set here"),
             Err(IntakeError::Invalid(fields)) => {
-                return json_response(400, &json!({"error": "validation_failed", "fields": fields}));
+                return json_response(
+                    400,
+                    &json!({"error": "validation_failed", "fields": fields}),
+                );
             }
-            Err(IntakeError::Malformed(reason)) => return error_response(400, "malformed_body", &reason),
+            Err(IntakeError::Malformed(reason)) => {
+                return error_response(400, "malformed_body", &reason);
+            }
         };
-        let key = header(req, "idempotency-key").map(str::trim).filter(|k| !k.is_empty() && k.len() <= 200);
+        let key = header(req, "idempotency-key")
+            .map(str::trim)
+            .filter(|k| !k.is_empty() && k.len() <= 200);
         match accept_lead(self.leads.as_ref(), request, key, Utc::now(), self.repeat).await {
             Ok(accepted) => {
                 info!(lead_id = %accepted.lead_id, repeat = accepted.repeat, "service request accepted");
-                json_response(202, &json!({"lead_id": accepted.lead_id, "status": "accepted"}))
+                json_response(
+                    202,
+                    &json!({"lead_id": accepted.lead_id, "status": "accepted"}),
+                )
             }
             Err(e) => {
                 tracing::error!(error = %e, "service request could not be stored");
-                error_response(503, "temporarily_unavailable", "the request was not saved; please retry")
+                error_response(
+                    503,
+                    "temporarily_unavailable",
+                    "the request was not saved; please retry",
+                )
             }
         }
     }

@@ -53,10 +53,15 @@ impl WebhookReceiver {
                 .subdomain
                 .as_deref()
                 .is_some_and(|s| !s.eq_ignore_ascii_case(&self.subdomain));
-            let wrong_id = matches!((account.id, self.account_id), (Some(got), Some(want)) if got != want);
+            let wrong_id =
+                matches!((account.id, self.account_id), (Some(got), Some(want)) if got != want);
             if wrong_subdomain || wrong_id {
                 warn!(subdomain = ?account.subdomain, id = ?account.id, "webhook from another account refused");
-                return error_response(401, "wrong_account", "webhook is not from the configured amoCRM account");
+                return error_response(
+                    401,
+                    "wrong_account",
+                    "webhook is not from the configured amoCRM account",
+                );
             }
         }
         let key = dedup_key(header(req, "x-amocrm-requestid"), body);

@@ -126,16 +126,38 @@ mod tests {
         let store = MemoryLeadStore::default();
         let t0 = Utc::now();
         let policy = RepeatPolicy::default();
-        let first = accept_lead(&store, request("Иван"), None, t0, policy).await.unwrap();
-        let again = accept_lead(&store, request("Иван"), None, t0 + Duration::minutes(9), policy)
+        let first = accept_lead(&store, request("Иван"), None, t0, policy)
             .await
             .unwrap();
-        assert_eq!(again, Accepted { lead_id: first.lead_id.clone(), repeat: true });
-        let other = accept_lead(&store, request("Пётр"), None, t0, policy).await.unwrap();
+        let again = accept_lead(
+            &store,
+            request("Иван"),
+            None,
+            t0 + Duration::minutes(9),
+            policy,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            again,
+            Accepted {
+                lead_id: first.lead_id.clone(),
+                repeat: true
+            }
+        );
+        let other = accept_lead(&store, request("Пётр"), None, t0, policy)
+            .await
+            .unwrap();
         assert!(!other.repeat);
-        let later = accept_lead(&store, request("Иван"), None, t0 + Duration::minutes(11), policy)
-            .await
-            .unwrap();
+        let later = accept_lead(
+            &store,
+            request("Иван"),
+            None,
+            t0 + Duration::minutes(11),
+            policy,
+        )
+        .await
+        .unwrap();
         assert!(!later.repeat);
         assert_eq!(store.all().len(), 3);
     }
@@ -145,8 +167,12 @@ mod tests {
         let store = MemoryLeadStore::default();
         let now = Utc::now();
         let p = RepeatPolicy::default();
-        let a = accept_lead(&store, request("Иван"), Some("k-1"), now, p).await.unwrap();
-        let b = accept_lead(&store, request("Иван И."), Some("k-1"), now, p).await.unwrap();
+        let a = accept_lead(&store, request("Иван"), Some("k-1"), now, p)
+            .await
+            .unwrap();
+        let b = accept_lead(&store, request("Иван И."), Some("k-1"), now, p)
+            .await
+            .unwrap();
         assert_eq!(a.lead_id, b.lead_id);
         assert!(b.repeat);
         assert_eq!(store.all().len(), 1);

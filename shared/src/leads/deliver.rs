@@ -26,13 +26,20 @@ pub struct Deliverer<'a> {
 /// What became of one delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Delivered { amo_lead_id: i64 },
+    Delivered {
+        amo_lead_id: i64,
+    },
     /// Nothing to do: already delivered or parked, or no such lead.
     Skipped,
     /// A retry can help: the stream should deliver this record again.
-    Retry { reason: String },
+    Retry {
+        reason: String,
+    },
     /// A retry cannot help: kept with the error and a hint for an operator.
-    Parked { error: String, hint: String },
+    Parked {
+        error: String,
+        hint: String,
+    },
 }
 
 /// Why a step failed, as the delivery loop needs to know it.
@@ -79,10 +86,17 @@ impl Deliverer<'_> {
         let stored = match self.store.get(lead_id).await {
             Ok(Some(stored)) => stored,
             Ok(None) => {
-                warn!(lead_id, "stream record for a lead that is not stored; skipped");
+                warn!(
+                    lead_id,
+                    "stream record for a lead that is not stored; skipped"
+                );
                 return Outcome::Skipped;
             }
-            Err(e) => return Outcome::Retry { reason: e.to_string() },
+            Err(e) => {
+                return Outcome::Retry {
+                    reason: e.to_string(),
+                };
+            }
         };
         if stored.status != LeadStatus::Pending {
             return Outcome::Skipped;
@@ -98,9 +112,16 @@ impl Deliverer<'_> {
                     .save_delivery(lead_id, LeadStatus::Delivered, &delivery)
                     .await
                 {
-                    return Outcome::Retry { reason: e.to_string() };
+                    return Outcome::Retry {
+                        reason: e.to_string(),
+                    };
                 }
-                info!(lead_id, amo_lead_id, attempts = delivery.attempts, "lead delivered");
+                info!(
+                    lead_id,
+                    amo_lead_id,
+                    attempts = delivery.attempts,
+                    "lead delivered"
+                );
                 Outcome::Delivered { amo_lead_id }
             }
             Err(StepError::Transient(err, hint)) => {
@@ -123,7 +144,9 @@ impl Deliverer<'_> {
                     .save_delivery(lead_id, LeadStatus::Parked, &delivery)
                     .await
                 {
-                    return Outcome::Retry { reason: e.to_string() };
+                    return Outcome::Retry {
+                        reason: e.to_string(),
+                    };
                 }
                 Outcome::Parked { error: err, hint }
             }
@@ -138,7 +161,11 @@ impl Deliverer<'_> {
         };
         if d.amo_note_id.is_none() {
             let existing = match d.note_started_at {
-                Some(_) => self.crm.find_note(amo_lead_id, &render::note_marker(lead)).await?,
+                Some(_) => {
+                    self.crm
+                        .find_note(amo_lead_id, &render::note_marker(lead))
+                        .await?
+                }
                 None => None,
             };
             let note_id = match existing {
@@ -170,7 +197,11 @@ impl Deliverer<'_> {
 
     /// Steps 1–2: find or create the contact, then the lead, recording the intent first so a
     /// crash between amoCRM's answer and our write is healed by looking the lead up.
-    async fn create_crm_lead(&self, stored: &StoredLead, d: &mut Delivery) -> Result<i64, StepError> {
+    async fn create_crm_lead(
+        &self,
+        stored: &StoredLead,
+        d: &mut Delivery,
+    ) -> Result<i64, StepError> {
         let lead = &stored.lead;
         if d.create_started_at.is_some()
             && let Some(found) = self.crm.find_lead_for(lead).await?
@@ -183,7 +214,10 @@ impl Deliverer<'_> {
         }
         if d.amo_contact_id.is_none() {
             let req = &lead.request;
-            for query in [req.phone.as_deref(), req.email.as_deref()].into_iter().flatten() {
+            for query in [req.phone.as_deref(), req.email.as_deref()]
+                .into_iter()
+                .flatten()
+            {
                 if let Some(id) = self.crm.find_contact(query).await? {
                     d.amo_contact_id = Some(id);
                     break;

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use aws_sdk_sesv2::Client;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
 
-use crate::ports::{MailMessage, NotifyError, Notifier};
+use crate::ports::{MailMessage, Notifier, NotifyError};
 
 #[derive(Clone)]
 pub struct SesNotifier {
@@ -45,7 +45,11 @@ impl Notifier for SesNotifier {
             .client
             .send_email()
             .from_email_address(&self.from)
-            .destination(Destination::builder().set_to_addresses(Some(mail.to.clone())).build())
+            .destination(
+                Destination::builder()
+                    .set_to_addresses(Some(mail.to.clone()))
+                    .build(),
+            )
             .content(EmailContent::builder().simple(message).build());
         if let Some(reply_to) = &mail.reply_to {
             req = req.reply_to_addresses(reply_to);

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use tracing::{error, info, warn};
 
-use super::register::{DealOutcome, PassportError, PassportFields, Registrar, WON_STATUS_ID};
 use super::MaintenancePolicy;
+use super::register::{DealOutcome, PassportError, PassportFields, Registrar, WON_STATUS_ID};
 use crate::amocrm::webhook::{Event, LeadAction, Webhook, parse_webhook};
 use crate::passport::EquipmentState;
 use crate::ports::{CrmDeals, InboxStatus, InboxStore, PassportStore};
@@ -40,8 +40,12 @@ pub fn won_and_reopened(webhook: &Webhook) -> (Vec<i64>, Vec<i64>) {
 pub enum EventOutcome {
     Done,
     /// Kept for later data or an operator (e.g. a won deal without a serial).
-    Parked { reason: String },
-    Retry { reason: String },
+    Parked {
+        reason: String,
+    },
+    Retry {
+        reason: String,
+    },
     Skipped,
 }
 
@@ -58,7 +62,11 @@ impl EventProcessor {
         let event = match self.inbox.get(event_id).await {
             Ok(Some(e)) => e,
             Ok(None) => return EventOutcome::Skipped,
-            Err(e) => return EventOutcome::Retry { reason: e.to_string() },
+            Err(e) => {
+                return EventOutcome::Retry {
+                    reason: e.to_string(),
+                };
+            }
         };
         if event.status != InboxStatus::Pending {
             return EventOutcome::Skipped;
@@ -81,26 +89,40 @@ impl EventProcessor {
         let (status, error, hint) = match &outcome {
             Ok(None) => (InboxStatus::Done, None, None),
             Ok(Some(reason)) => (InboxStatus::Parked, Some(reason.clone()), None),
-            Err(e) if e.is_retryable() => (InboxStatus::Pending, Some(e.to_string()), Some(e.hint())),
+            Err(e) if e.is_retryable() => {
+                (InboxStatus::Pending, Some(e.to_string()), Some(e.hint()))
+            }
             Err(e) => (InboxStatus::Parked, Some(e.to_string()), Some(e.hint())),
         };
         if let Err(e) = self
             .inbox
-            .set_status(event_id, status, attempts, error.as_deref(), hint.as_deref())
+            .set_status(
+                event_id,
+                status,
+                attempts,
+                error.as_deref(),
+                hint.as_deref(),
+            )
             .await
         {
-            return EventOutcome::Retry { reason: e.to_string() };
+            return EventOutcome::Retry {
+                reason: e.to_string(),
+            };
         }
         match (outcome, status) {
             (Ok(None), _) => EventOutcome::Done,
             (Ok(Some(reason)), _) => EventOutcome::Parked { reason },
             (Err(e), InboxStatus::Pending) => {
                 warn!(event_id, error = %e, "webhook processing failed, will retry");
-                EventOutcome::Retry { reason: e.to_string() }
+                EventOutcome::Retry {
+                    reason: e.to_string(),
+                }
             }
             (Err(e), _) => {
                 error!(event_id, alert = true, error = %e, hint = %e.hint(), "webhook parked");
-                EventOutcome::Parked { reason: e.to_string() }
+                EventOutcome::Parked {
+                    reason: e.to_string(),
+                }
             }
         }
     }

@@ -28,7 +28,11 @@ impl MaintenancePolicy {
     /// Parses `MAINTENANCE_MODEL_MONTHS`, e.g. `16К20=6;1К62=12`.
     pub fn parse(default_months: u32, overrides: &str) -> Result<Self, String> {
         let mut per_model = HashMap::new();
-        for part in overrides.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        for part in overrides
+            .split(';')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
             let (model, months) = part
                 .rsplit_once('=')
                 .ok_or_else(|| format!("expected MODEL=MONTHS, got {part:?}"))?;
@@ -70,15 +74,35 @@ mod tests {
     fn per_model_override_beats_the_default_and_month_ends_are_clamped() {
         let p = MaintenancePolicy::parse(12, "16К20=6; 1к62 = 3").unwrap();
         let jan31 = Utc.with_ymd_and_hms(2026, 1, 31, 10, 0, 0).unwrap();
-        assert_eq!(p.next_due(jan31, Some("16к20")), NaiveDate::from_ymd_opt(2026, 7, 31).unwrap());
-        assert_eq!(p.next_due(jan31, Some("1К62")), NaiveDate::from_ymd_opt(2026, 4, 30).unwrap());
-        assert_eq!(p.next_due(jan31, Some("unknown")), NaiveDate::from_ymd_opt(2027, 1, 31).unwrap());
-        assert_eq!(p.next_due(jan31, None), NaiveDate::from_ymd_opt(2027, 1, 31).unwrap());
+        assert_eq!(
+            p.next_due(jan31, Some("16к20")),
+            NaiveDate::from_ymd_opt(2026, 7, 31).unwrap()
+        );
+        assert_eq!(
+            p.next_due(jan31, Some("1К62")),
+            NaiveDate::from_ymd_opt(2026, 4, 30).unwrap()
+        );
+        assert_eq!(
+            p.next_due(jan31, Some("unknown")),
+            NaiveDate::from_ymd_opt(2027, 1, 31).unwrap()
+        );
+        assert_eq!(
+            p.next_due(jan31, None),
+            NaiveDate::from_ymd_opt(2027, 1, 31).unwrap()
+        );
     }
 
     #[test]
     fn malformed_overrides_are_refused_with_the_reason() {
-        assert!(MaintenancePolicy::parse(12, "16К20").unwrap_err().contains("MODEL=MONTHS"));
-        assert!(MaintenancePolicy::parse(12, "16К20=0").unwrap_err().contains("1..=120"));
+        assert!(
+            MaintenancePolicy::parse(12, "16К20")
+                .unwrap_err()
+                .contains("MODEL=MONTHS")
+        );
+        assert!(
+            MaintenancePolicy::parse(12, "16К20=0")
+                .unwrap_err()
+                .contains("1..=120")
+        );
     }
 }

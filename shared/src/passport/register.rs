@@ -47,7 +47,9 @@ impl PassportError {
 pub enum DealOutcome {
     Registered(RegisterOutcome),
     /// Not registered yet: these fields are missing (a note on the deal says so, once).
-    Waiting { missing: Vec<&'static str> },
+    Waiting {
+        missing: Vec<&'static str>,
+    },
     /// amoCRM says the deal is no longer won (a later change overtook the webhook).
     NotWon,
 }
@@ -100,7 +102,9 @@ impl Registrar<'_> {
             return Ok(DealOutcome::NotWon);
         }
         let serial = deal.field_text(self.fields.serial);
-        let owner = deal.field_text(self.fields.telegram_id).and_then(telegram_id);
+        let owner = deal
+            .field_text(self.fields.telegram_id)
+            .and_then(telegram_id);
         let mut missing = Vec::new();
         if serial.is_none() {
             missing.push("Серийный номер");
@@ -109,7 +113,11 @@ impl Registrar<'_> {
             missing.push("Telegram ID");
         }
         let (Some(serial), Some(owner)) = (serial, owner) else {
-            if self.store.mark_waiting(deal.id, &missing.join(", ")).await? {
+            if self
+                .store
+                .mark_waiting(deal.id, &missing.join(", "))
+                .await?
+            {
                 self.crm
                     .note_on_deal(deal.id, &missing_data_note(&missing))
                     .await?;
@@ -138,7 +146,11 @@ impl Registrar<'_> {
         };
         let outcome = self.store.register(&equipment).await?;
         self.store.clear_waiting(deal.id).await?;
-        info!(amo_lead_id = deal.id, ?outcome, "equipment registered in the passport");
+        info!(
+            amo_lead_id = deal.id,
+            ?outcome,
+            "equipment registered in the passport"
+        );
         Ok(DealOutcome::Registered(outcome))
     }
 
@@ -154,7 +166,11 @@ impl Registrar<'_> {
             }
         }
         if n > 0 {
-            info!(amo_lead_id = deal_id, revoked = n, "deal reopened; equipment revoked");
+            info!(
+                amo_lead_id = deal_id,
+                revoked = n,
+                "deal reopened; equipment revoked"
+            );
         }
         Ok(n)
     }

@@ -33,11 +33,10 @@ impl SecretStore for SecretsManagerStore {
                 id: secret_id.to_string(),
                 reason: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
             })?;
-        out.secret_string
-            .ok_or_else(|| SecretError::Invalid {
-                id: secret_id.to_string(),
-                reason: "no SecretString".into(),
-            })
+        out.secret_string.ok_or_else(|| SecretError::Invalid {
+            id: secret_id.to_string(),
+            reason: "no SecretString".into(),
+        })
     }
 
     async fn write(&self, secret_id: &str, value: &str) -> Result<(), SecretError> {
@@ -80,7 +79,10 @@ impl MemorySecrets {
     pub fn with(pairs: &[(&str, &str)]) -> Self {
         let s = Self::default();
         for (k, v) in pairs {
-            s.values.lock().unwrap().insert(k.to_string(), v.to_string());
+            s.values
+                .lock()
+                .unwrap()
+                .insert(k.to_string(), v.to_string());
         }
         s
     }

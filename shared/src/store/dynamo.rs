@@ -47,7 +47,9 @@ fn ts(t: DateTime<Utc>) -> String {
 }
 
 fn get_s<'a>(item: &'a Item, key: &str) -> Option<&'a str> {
-    item.get(key).and_then(|v| v.as_s().ok()).map(String::as_str)
+    item.get(key)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
 }
 
 fn get_n<T: std::str::FromStr>(item: &Item, key: &str) -> Option<T> {
@@ -63,8 +65,7 @@ fn get_ts(item: &Item, key: &str) -> Option<DateTime<Utc>> {
 }
 
 fn lead_item(lead: &Lead, claim_key: &str) -> Result<Item, StoreError> {
-    let payload =
-        serde_json::to_string(lead).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let payload = serde_json::to_string(lead).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let now = ts(lead.received_at);
     Ok(HashMap::from([
         ("pk".into(), s(format!("{LEAD_PREFIX}{}", lead.id))),
@@ -83,8 +84,9 @@ fn lead_item(lead: &Lead, claim_key: &str) -> Result<Item, StoreError> {
 /// Reads a lead item back; any missing core attribute means the item is corrupt.
 pub(crate) fn stored_lead_from_item(item: &Item) -> Result<StoredLead, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("lead item without {what}"));
-    let lead: Lead = serde_json::from_str(get_s(item, "payload").ok_or_else(|| corrupt("payload"))?)
-        .map_err(|e| StoreError::Corrupt(format!("lead payload: {e}")))?;
+    let lead: Lead =
+        serde_json::from_str(get_s(item, "payload").ok_or_else(|| corrupt("payload"))?)
+            .map_err(|e| StoreError::Corrupt(format!("lead payload: {e}")))?;
     let status = get_s(item, "status")
         .and_then(LeadStatus::parse)
         .ok_or_else(|| corrupt("status"))?;
@@ -148,11 +150,10 @@ impl LeadStore for DynamoLeadStore {
         };
         // Reason 0 is the claim: a failed condition there means "seen before".
         let claim_taken = match err.as_service_error() {
-            Some(TransactWriteItemsError::TransactionCanceledException(e)) => e
-                .cancellation_reasons()
-                .first()
-                .and_then(|r| r.code())
-                == Some("ConditionalCheckFailed"),
+            Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
+                e.cancellation_reasons().first().and_then(|r| r.code())
+                    == Some("ConditionalCheckFailed")
+            }
             _ => false,
         };
         if !claim_taken {
@@ -196,7 +197,11 @@ impl LeadStore for DynamoLeadStore {
         status: LeadStatus,
         delivery: &Delivery,
     ) -> Result<(), StoreError> {
-        let mut set = vec!["#status = :status", "updated_at = :now", "attempts = :attempts"];
+        let mut set = vec![
+            "#status = :status",
+            "updated_at = :now",
+            "attempts = :attempts",
+        ];
         let mut remove = Vec::new();
         let mut values: Item = HashMap::from([
             (":status".into(), s(status.as_str())),
@@ -206,9 +211,15 @@ impl LeadStore for DynamoLeadStore {
         let optional: [(&str, Option<AttributeValue>); 8] = [
             ("amo_contact_id", delivery.amo_contact_id.map(n)),
             ("amo_lead_id", delivery.amo_lead_id.map(n)),
-            ("create_started_at", delivery.create_started_at.map(|t| s(ts(t)))),
+            (
+                "create_started_at",
+                delivery.create_started_at.map(|t| s(ts(t))),
+            ),
             ("amo_note_id", delivery.amo_note_id.map(n)),
-            ("note_started_at", delivery.note_started_at.map(|t| s(ts(t)))),
+            (
+                "note_started_at",
+                delivery.note_started_at.map(|t| s(ts(t))),
+            ),
             ("mailed_at", delivery.mailed_at.map(|t| s(ts(t)))),
             ("last_error", delivery.last_error.clone().map(s)),
             ("hint", delivery.hint.clone().map(s)),

@@ -120,8 +120,14 @@ impl InboxStore for DynamoInboxStore {
     ) -> Result<(), StoreError> {
         let mut values = HashMap::from([
             (":status".to_string(), s(status.as_str())),
-            (":now".to_string(), s(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true))),
-            (":attempts".to_string(), AttributeValue::N(attempts.to_string())),
+            (
+                ":now".to_string(),
+                s(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            ),
+            (
+                ":attempts".to_string(),
+                AttributeValue::N(attempts.to_string()),
+            ),
         ]);
         let mut expr = "SET #status = :status, updated_at = :now, attempts = :attempts".to_string();
         let mut remove = Vec::new();

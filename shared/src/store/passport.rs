@@ -62,8 +62,14 @@ fn to_item(e: &Equipment) -> Item {
         ("serial".to_string(), s(&e.serial)),
         ("purchased_at".to_string(), s(e.purchased_at.to_rfc3339())),
         ("amo_lead_id".to_string(), n(e.amo_lead_id)),
-        ("maintenance_status".to_string(), s(e.maintenance.status.as_str())),
-        ("next_due".to_string(), s(e.maintenance.next_due.to_string())),
+        (
+            "maintenance_status".to_string(),
+            s(e.maintenance.status.as_str()),
+        ),
+        (
+            "next_due".to_string(),
+            s(e.maintenance.next_due.to_string()),
+        ),
         ("state".to_string(), s(e.state.as_str())),
         ("updated_at".to_string(), s(e.updated_at.to_rfc3339())),
     ]);

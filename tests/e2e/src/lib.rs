@@ -39,7 +39,11 @@ pub async fn post_lead(stack: &LocalStack, body: &Value) -> (u16, Value) {
     post_lead_with(stack, body, &[]).await
 }
 
-pub async fn post_lead_with(stack: &LocalStack, body: &Value, headers: &[(&str, &str)]) -> (u16, Value) {
+pub async fn post_lead_with(
+    stack: &LocalStack,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
     let mut req = http()
         .post(format!("{}/leads", stack.api_url))
         .header("content-type", "application/json")
@@ -77,7 +81,11 @@ pub async fn inject(stack: &LocalStack, fault: Value) {
         .send()
         .await
         .expect("inject fault");
-    assert!(resp.status().is_success(), "fault {fault} refused: {}", resp.status());
+    assert!(
+        resp.status().is_success(),
+        "fault {fault} refused: {}",
+        resp.status()
+    );
 }
 
 /// Requests the sandbox saw, as `(method, path, status)`.
@@ -112,15 +120,22 @@ pub fn field_value(lead: &Value, field_id: i64) -> Option<String> {
         .as_array()?
         .iter()
         .find(|f| f["field_id"].as_i64() == Some(field_id))
-        .and_then(|f| f["values"][0]["value"].as_str().map(str::to_string).or_else(|| {
-            f["values"][0]["value"].as_i64().map(|n| n.to_string())
-        }))
+        .and_then(|f| {
+            f["values"][0]["value"]
+                .as_str()
+                .map(str::to_string)
+                .or_else(|| f["values"][0]["value"].as_i64().map(|n| n.to_string()))
+        })
 }
 
 pub fn tag_names(lead: &Value) -> Vec<String> {
     lead["_embedded"]["tags"]
         .as_array()
-        .map(|t| t.iter().filter_map(|t| t["name"].as_str().map(str::to_string)).collect())
+        .map(|t| {
+            t.iter()
+                .filter_map(|t| t["name"].as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -149,7 +164,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -157,9 +175,15 @@ where
 /// A properly signed Mini App initData for `user_id`, `age_secs` old.
 pub fn init_data(stack: &LocalStack, user_id: i64, age_secs: i64) -> String {
     let auth_date = (chrono_now() - age_secs).to_string();
-    let user = json!({"id": user_id, "first_name": "Иван", "last_name": "Петров", "username": "ivan"}).to_string();
+    let user =
+        json!({"id": user_id, "first_name": "Иван", "last_name": "Петров", "username": "ivan"})
+            .to_string();
     shared::telegram::sign_init_data(
-        &[("auth_date", &auth_date), ("query_id", "AAHdF6IQAAAAAN0XohDhrOrc"), ("user", &user)],
+        &[
+            ("auth_date", &auth_date),
+            ("query_id", "AAHdF6IQAAAAAN0XohDhrOrc"),
+            ("user", &user),
+        ],
         &stack.options.telegram_bot_token,
     )
 }
@@ -187,7 +211,10 @@ pub async fn get_passport(stack: &LocalStack, authorization: &str) -> (u16, Valu
 /// Moves an amoCRM lead at the sandbox (which then sends its webhooks).
 pub async fn move_lead(stack: &LocalStack, amo_lead_id: i64, status_id: i64) {
     let resp = http()
-        .post(format!("{}/_sandbox/leads/{amo_lead_id}/status", stack.sandbox.url))
+        .post(format!(
+            "{}/_sandbox/leads/{amo_lead_id}/status",
+            stack.sandbox.url
+        ))
         .json(&json!({"status_id": status_id, "pipeline_id": 10226282}))
         .send()
         .await
@@ -196,7 +223,12 @@ pub async fn move_lead(stack: &LocalStack, amo_lead_id: i64, status_id: i64) {
 }
 
 /// Posts a webhook body to our route the way amoCRM does.
-pub async fn post_webhook(stack: &LocalStack, token: &str, body: &str, request_id: Option<&str>) -> (u16, Value) {
+pub async fn post_webhook(
+    stack: &LocalStack,
+    token: &str,
+    body: &str,
+    request_id: Option<&str>,
+) -> (u16, Value) {
     let mut req = http()
         .post(format!("{}/webhook/amocrm?token={token}", stack.api_url))
         .header("content-type", "application/x-www-form-urlencoded")

@@ -24,7 +24,11 @@ fn leads_store(stack: &local_stack::LocalStack) -> DynamoLeadStore {
 }
 
 async fn stored(stack: &local_stack::LocalStack, lead_id: &str) -> StoredLead {
-    leads_store(stack).get(lead_id).await.unwrap().expect("lead stored")
+    leads_store(stack)
+        .get(lead_id)
+        .await
+        .unwrap()
+        .expect("lead stored")
 }
 
 fn amo_lead_named<'a>(leads: &'a [Value], our_id: &str) -> &'a Value {
@@ -42,10 +46,10 @@ async fn leads_from_every_source_arrive_in_amocrm_with_contact_fields_note_and_m
         json!({"source": "bot", "intent": "parts", "name": "Пётр", "telegram_id": 555000111,
                "message": "Нужен ремкомплект"}),
         json!({"source": "cart", "intent": "parts", "name": "ООО Ромашка", "email": "buyer@romashka.ru",
-               "items": [
-                   {"sku": "BRG-6205", "name": "Подшипник 6205", "qty": 4, "price": 350.5},
-                   {"sku": "BLT-A1", "name": "Ремень A-1000", "qty": 1, "price": "1200"},
-               ]}),
+        "items": [
+            {"sku": "BRG-6205", "name": "Подшипник 6205", "qty": 4, "price": 350.5},
+            {"sku": "BLT-A1", "name": "Ремень A-1000", "qty": 1, "price": "1200"},
+        ]}),
         json!({"source": "tma", "intent": "service", "name": "Сергей", "telegram_id": 777000222,
                "phone": "+7 903 111-22-33", "equipment": {"model": "1К62", "serial": "SN-77"}}),
     ];
@@ -92,7 +96,9 @@ async fn leads_from_every_source_arrive_in_amocrm_with_contact_fields_note_and_m
     // The contact was created with the normalised phone.
     let contacts = sandbox_list(&stack, "contacts").await;
     assert!(
-        contacts.iter().any(|c| c.to_string().contains("+79123456789")),
+        contacts
+            .iter()
+            .any(|c| c.to_string().contains("+79123456789")),
         "{contacts:?}"
     );
     // One note per lead, with the cart as a readable list.
@@ -103,11 +109,17 @@ async fn leads_from_every_source_arrive_in_amocrm_with_contact_fields_note_and_m
         .find(|n| n["entity_id"] == cart["id"])
         .expect("note on the cart lead")
         .to_string();
-    assert!(cart_note.contains("Подшипник 6205") && cart_note.contains("Ремень A-1000"), "{cart_note}");
+    assert!(
+        cart_note.contains("Подшипник 6205") && cart_note.contains("Ремень A-1000"),
+        "{cart_note}"
+    );
     // One mail per lead to the sales mailbox.
     let mail = stack.moto.sent_mail().await;
     assert_eq!(mail.len(), 4, "{mail:?}");
-    assert!(mail.iter().all(|m| m.to_string().contains("zakaz@tdrusstankosbyt.ru")));
+    assert!(
+        mail.iter()
+            .all(|m| m.to_string().contains("zakaz@tdrusstankosbyt.ru"))
+    );
 }
 
 #[tokio::test]
@@ -194,11 +206,33 @@ async fn bad_input_is_refused_with_every_bad_field_and_nothing_is_stored() {
             f["field"].as_str().unwrap().to_string()
         })
         .collect();
-    for expected in ["source", "intent", "name", "phone", "email", "telegram_id", "message", "page_url"] {
-        assert!(fields.iter().any(|f| f == expected), "{expected} missing from {fields:?}");
+    for expected in [
+        "source",
+        "intent",
+        "name",
+        "phone",
+        "email",
+        "telegram_id",
+        "message",
+        "page_url",
+    ] {
+        assert!(
+            fields.iter().any(|f| f == expected),
+            "{expected} missing from {fields:?}"
+        );
     }
-    assert!(fields.iter().any(|f| f.starts_with("items") && f.contains("qty")), "{fields:?}");
-    assert!(fields.iter().any(|f| f.starts_with("items") && f.contains("price")), "{fields:?}");
+    assert!(
+        fields
+            .iter()
+            .any(|f| f.starts_with("items") && f.contains("qty")),
+        "{fields:?}"
+    );
+    assert!(
+        fields
+            .iter()
+            .any(|f| f.starts_with("items") && f.contains("price")),
+        "{fields:?}"
+    );
 
     // No way to reach the customer at all.
     let (status, body) = post_lead(&stack, &json!({"source": "site", "name": "Иван"})).await;
@@ -206,20 +240,40 @@ async fn bad_input_is_refused_with_every_bad_field_and_nothing_is_stored() {
 
     let client = http();
     let url = format!("{}/leads", stack.api_url);
-    let malformed = client.post(&url).header("content-type", "application/json").body("{\"source\":").send().await.unwrap();
+    let malformed = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{\"source\":")
+        .send()
+        .await
+        .unwrap();
     let (status, body) = read(malformed).await;
     assert_eq!(status, 400, "{body}");
-    let plain = client.post(&url).header("content-type", "text/plain").body("hello").send().await.unwrap();
+    let plain = client
+        .post(&url)
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(read(plain).await.0, 415);
     let huge = client
         .post(&url)
         .header("content-type", "application/json")
-        .body(format!("{{\"source\":\"site\",\"name\":\"{}\"}}", "a".repeat(70 * 1024)))
+        .body(format!(
+            "{{\"source\":\"site\",\"name\":\"{}\"}}",
+            "a".repeat(70 * 1024)
+        ))
         .send()
         .await
         .unwrap();
     assert_eq!(read(huge).await.0, 413);
-    let bad_key = post_lead_with(&stack, &site_lead("Иван", "+79123456789"), &[("Idempotency-Key", &"k".repeat(300))]).await;
+    let bad_key = post_lead_with(
+        &stack,
+        &site_lead("Иван", "+79123456789"),
+        &[("Idempotency-Key", &"k".repeat(300))],
+    )
+    .await;
     assert_eq!(bad_key.0, 400);
 
     // The honeypot looks like success and stores nothing.
@@ -228,7 +282,11 @@ async fn bad_input_is_refused_with_every_bad_field_and_nothing_is_stored() {
     let (status, body) = post_lead(&stack, &spam).await;
     assert_eq!(status, 202, "{body}");
 
-    assert_eq!(table_items(&stack).await, 0, "a refused request stored something");
+    assert_eq!(
+        table_items(&stack).await,
+        0,
+        "a refused request stored something"
+    );
     stack.deliver_pending().await.unwrap();
     assert!(sandbox_list(&stack, "leads").await.is_empty());
 }
@@ -270,8 +328,16 @@ async fn cors_allows_the_configured_site_origins_only() {
     };
     let ok = preflight("https://td-rss.ru").await.unwrap();
     assert_eq!(ok.status(), 204);
-    assert_eq!(ok.headers()["access-control-allow-origin"], "https://td-rss.ru");
-    assert!(ok.headers()["access-control-allow-headers"].to_str().unwrap().contains("Idempotency-Key"));
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://td-rss.ru"
+    );
+    assert!(
+        ok.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("Idempotency-Key")
+    );
     let evil = preflight("https://evil.example").await.unwrap();
     assert!(evil.headers().get("access-control-allow-origin").is_none());
 }
@@ -279,7 +345,11 @@ async fn cors_allows_the_configured_site_origins_only() {
 #[tokio::test]
 async fn server_errors_three_times_then_ok_give_exactly_one_amocrm_lead() {
     let stack = stack().await;
-    inject(&stack, json!({"kind": "status", "status": 503, "count": 3, "path": "/api/v4/leads/complex"})).await;
+    inject(
+        &stack,
+        json!({"kind": "status", "status": 503, "count": 3, "path": "/api/v4/leads/complex"}),
+    )
+    .await;
     let (_, resp) = post_lead(&stack, &site_lead("Иван", "+79123456789")).await;
     stack.deliver_pending().await.unwrap();
     let leads = sandbox_list(&stack, "leads").await;
@@ -291,34 +361,57 @@ async fn server_errors_three_times_then_ok_give_exactly_one_amocrm_lead() {
         .into_iter()
         .filter(|r| r["path"] == "/api/v4/leads/complex")
         .collect();
-    assert_eq!(complex_calls.len(), 4, "3 failures then one success: {complex_calls:?}");
+    assert_eq!(
+        complex_calls.len(),
+        4,
+        "3 failures then one success: {complex_calls:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_429_is_waited_out_and_the_lead_still_arrives() {
     let stack = stack().await;
-    inject(&stack, json!({"kind": "rate_limit", "count": 2, "style": "html"})).await;
+    inject(
+        &stack,
+        json!({"kind": "rate_limit", "count": 2, "style": "html"}),
+    )
+    .await;
     let (_, resp) = post_lead(&stack, &site_lead("Иван", "+79123456789")).await;
     stack.deliver_pending().await.unwrap();
     assert_eq!(sandbox_list(&stack, "leads").await.len(), 1);
     let s = stored(&stack, resp["lead_id"].as_str().unwrap()).await;
     assert_eq!(s.status, LeadStatus::Delivered);
-    let statuses: Vec<i64> = sandbox_requests(&stack).await.iter().filter_map(|r| r["status"].as_i64()).collect();
-    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 2, "{statuses:?}");
+    let statuses: Vec<i64> = sandbox_requests(&stack)
+        .await
+        .iter()
+        .filter_map(|r| r["status"].as_i64())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        2,
+        "{statuses:?}"
+    );
 }
 
 #[tokio::test]
 async fn failures_that_outlast_the_client_retries_go_back_to_the_stream_and_are_delivered_later() {
     let stack = stack().await;
     // More 5xx than the client's own attempts: the record is reported as a batch failure.
-    inject(&stack, json!({"kind": "status", "status": 502, "count": 6, "path": "/api/v4/leads/complex"})).await;
+    inject(
+        &stack,
+        json!({"kind": "status", "status": 502, "count": 6, "path": "/api/v4/leads/complex"}),
+    )
+    .await;
     let (_, a) = post_lead(&stack, &site_lead("Иван", "+79123456789")).await;
     let (_, b) = post_lead(&stack, &site_lead("Пётр", "+79031112233")).await;
     let stats = stack.deliver_pending().await.unwrap();
     assert!(stats.batch_failures >= 1, "{stats:?}");
     assert_eq!(stats.sent_to_failure_destination, 0, "{stats:?}");
     for id in [&a, &b] {
-        assert_eq!(stored(&stack, id["lead_id"].as_str().unwrap()).await.status, LeadStatus::Delivered);
+        assert_eq!(
+            stored(&stack, id["lead_id"].as_str().unwrap()).await.status,
+            LeadStatus::Delivered
+        );
     }
     assert_eq!(sandbox_list(&stack, "leads").await.len(), 2);
 }
@@ -332,13 +425,22 @@ struct CrashAfterCreate {
 
 #[async_trait]
 impl LeadStore for CrashAfterCreate {
-    async fn insert(&self, lead: &Lead, claim: &IdempotencyClaim) -> Result<InsertOutcome, StoreError> {
+    async fn insert(
+        &self,
+        lead: &Lead,
+        claim: &IdempotencyClaim,
+    ) -> Result<InsertOutcome, StoreError> {
         self.inner.insert(lead, claim).await
     }
     async fn get(&self, id: &str) -> Result<Option<StoredLead>, StoreError> {
         self.inner.get(id).await
     }
-    async fn save_delivery(&self, id: &str, status: LeadStatus, d: &Delivery) -> Result<(), StoreError> {
+    async fn save_delivery(
+        &self,
+        id: &str,
+        status: LeadStatus,
+        d: &Delivery,
+    ) -> Result<(), StoreError> {
         if d.amo_lead_id.is_some() {
             self.crashed.store(true, Ordering::SeqCst);
         }
@@ -347,7 +449,11 @@ impl LeadStore for CrashAfterCreate {
         }
         self.inner.save_delivery(id, status, d).await
     }
-    async fn list_by_status(&self, s: LeadStatus, limit: usize) -> Result<Vec<StoredLead>, StoreError> {
+    async fn list_by_status(
+        &self,
+        s: LeadStatus,
+        limit: usize,
+    ) -> Result<Vec<StoredLead>, StoreError> {
         self.inner.list_by_status(s, limit).await
     }
 }
@@ -358,12 +464,19 @@ async fn a_crash_after_the_amocrm_create_still_gives_one_lead() {
     let (_, resp) = post_lead(&stack, &site_lead("Иван", "+79123456789")).await;
     let id = resp["lead_id"].as_str().unwrap();
     let crashing = shared::worker::CrmWorker {
-        store: Arc::new(CrashAfterCreate { inner: leads_store(&stack), crashed: AtomicBool::new(false) }),
+        store: Arc::new(CrashAfterCreate {
+            inner: leads_store(&stack),
+            crashed: AtomicBool::new(false),
+        }),
         ..stack.worker.clone()
     };
     let first = stack.pumps[0].pump_once(&crashing).await.unwrap();
     assert_eq!(first.batch_failures, 1, "{first:?}");
-    assert_eq!(sandbox_list(&stack, "leads").await.len(), 1, "amoCRM has the lead…");
+    assert_eq!(
+        sandbox_list(&stack, "leads").await.len(),
+        1,
+        "amoCRM has the lead…"
+    );
     let s = stored(&stack, id).await;
     assert_eq!(s.delivery.amo_lead_id, None, "…but we never recorded it");
     assert!(s.delivery.create_started_at.is_some());
@@ -371,7 +484,11 @@ async fn a_crash_after_the_amocrm_create_still_gives_one_lead() {
     // The stream delivers the record again to a fresh worker.
     stack.deliver_pending().await.unwrap();
     let leads = sandbox_list(&stack, "leads").await;
-    assert_eq!(leads.len(), 1, "a second amoCRM lead was created: {leads:?}");
+    assert_eq!(
+        leads.len(),
+        1,
+        "a second amoCRM lead was created: {leads:?}"
+    );
     let s = stored(&stack, id).await;
     assert_eq!(s.status, LeadStatus::Delivered);
     assert_eq!(s.delivery.amo_lead_id, leads[0]["id"].as_i64());
@@ -380,17 +497,27 @@ async fn a_crash_after_the_amocrm_create_still_gives_one_lead() {
 
 #[tokio::test]
 async fn an_amocrm_validation_error_parks_the_lead_with_a_hint() {
-    let stack = stack_with(|o| o.config_overrides.push(("AMOCRM_FIELD_SERIAL".into(), "999999".into()))).await;
+    let stack = stack_with(|o| {
+        o.config_overrides
+            .push(("AMOCRM_FIELD_SERIAL".into(), "999999".into()))
+    })
+    .await;
     let (_, resp) = post_lead(&stack, &site_lead("Иван", "+79123456789")).await;
     let stats = stack.deliver_pending().await.unwrap();
-    assert_eq!(stats.batch_failures, 0, "a permanent error is not retried: {stats:?}");
+    assert_eq!(
+        stats.batch_failures, 0,
+        "a permanent error is not retried: {stats:?}"
+    );
     let s = stored(&stack, resp["lead_id"].as_str().unwrap()).await;
     assert_eq!(s.status, LeadStatus::Parked);
     let hint = s.delivery.hint.unwrap_or_default();
     assert!(hint.contains("AMOCRM_FIELD_SERIAL"), "{hint}");
     assert!(s.delivery.last_error.is_some());
     assert!(sandbox_list(&stack, "leads").await.is_empty());
-    let parked = leads_store(&stack).list_by_status(LeadStatus::Parked, 10).await.unwrap();
+    let parked = leads_store(&stack)
+        .list_by_status(LeadStatus::Parked, 10)
+        .await
+        .unwrap();
     assert_eq!(parked.len(), 1);
 }
 
@@ -400,12 +527,27 @@ async fn test_crm_needs_the_admin_key_and_creates_a_lead_synchronously() {
     let url = format!("{}/ingest/test-crm", stack.api_url);
     let (status, _) = read(http().get(&url).send().await.unwrap()).await;
     assert_eq!(status, 401);
-    let (status, _) = read(http().get(&url).header("x-admin-key", "wrong").send().await.unwrap()).await;
+    let (status, _) = read(
+        http()
+            .get(&url)
+            .header("x-admin-key", "wrong")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 401);
     assert!(sandbox_list(&stack, "leads").await.is_empty());
 
-    let (status, body) =
-        read(http().get(&url).header("x-admin-key", &stack.options.admin_key).send().await.unwrap()).await;
+    let (status, body) = read(
+        http()
+            .get(&url)
+            .header("x-admin-key", &stack.options.admin_key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "success");
     let leads = sandbox_list(&stack, "leads").await;
@@ -413,9 +555,20 @@ async fn test_crm_needs_the_admin_key_and_creates_a_lead_synchronously() {
     assert_eq!(leads[0]["id"], body["amo_lead_id"]);
 
     // amoCRM down: 502 with an operator hint, and no token in the answer.
-    inject(&stack, json!({"kind": "status", "status": 500, "count": 10})).await;
-    let (status, body) =
-        read(http().get(&url).header("x-admin-key", &stack.options.admin_key).send().await.unwrap()).await;
+    inject(
+        &stack,
+        json!({"kind": "status", "status": 500, "count": 10}),
+    )
+    .await;
+    let (status, body) = read(
+        http()
+            .get(&url)
+            .header("x-admin-key", &stack.options.admin_key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["status"], "error");
     assert!(!body["hint"].as_str().unwrap_or_default().is_empty());

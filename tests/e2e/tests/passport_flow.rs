@@ -8,7 +8,11 @@ const WON: i64 = 142;
 const NEW_REQUEST: i64 = 80953554;
 
 /// A TMA customer's lead, delivered to the sandbox; returns (our id, amoCRM id).
-async fn delivered_lead(stack: &local_stack::LocalStack, telegram_id: i64, serial: Option<&str>) -> i64 {
+async fn delivered_lead(
+    stack: &local_stack::LocalStack,
+    telegram_id: i64,
+    serial: Option<&str>,
+) -> i64 {
     let mut body = site_lead("Иван Петров", "+79123456789");
     body["telegram_id"] = json!(telegram_id);
     body["equipment"] = json!({"model": "16К20", "serial": serial});
@@ -25,7 +29,8 @@ async fn delivered_lead(stack: &local_stack::LocalStack, telegram_id: i64, seria
 }
 
 async fn passport_of(stack: &local_stack::LocalStack, telegram_id: i64) -> Vec<Value> {
-    let (status, body) = get_passport(stack, &format!("tma {}", init_data(stack, telegram_id, 10))).await;
+    let (status, body) =
+        get_passport(stack, &format!("tma {}", init_data(stack, telegram_id, 10))).await;
     assert_eq!(status, 200, "{body}");
     body["equipment"].as_array().cloned().unwrap_or_default()
 }
@@ -51,7 +56,11 @@ async fn a_won_deal_reaches_the_passport_through_the_webhook_and_the_tma_shows_i
     assert_eq!(e["maintenance"]["status"], "ok");
     let purchased = e["purchased_at"].as_str().unwrap();
     let due = e["maintenance"]["next_due"].as_str().unwrap();
-    assert_eq!(&due[..4], &(purchased[..4].parse::<i32>().unwrap() + 1).to_string(), "12 months by default");
+    assert_eq!(
+        &due[..4],
+        &(purchased[..4].parse::<i32>().unwrap() + 1).to_string(),
+        "12 months by default"
+    );
 
     // Another user sees nothing of it.
     assert!(passport_of(&stack, 5151).await.is_empty());
@@ -68,10 +77,18 @@ async fn forged_expired_or_missing_init_data_is_refused() {
     assert_eq!(get_passport(&stack, "").await.0, 401);
     assert_eq!(get_passport(&stack, &format!("Bearer {good}")).await.0, 401);
     let signed_by_another_bot = shared::telegram::sign_init_data(
-        &[("auth_date", &chrono_now().to_string()), ("user", &json!({"id": 4242, "first_name": "X"}).to_string())],
+        &[
+            ("auth_date", &chrono_now().to_string()),
+            ("user", &json!({"id": 4242, "first_name": "X"}).to_string()),
+        ],
         "999:another-bot",
     );
-    assert_eq!(get_passport(&stack, &format!("tma {signed_by_another_bot}")).await.0, 401);
+    assert_eq!(
+        get_passport(&stack, &format!("tma {signed_by_another_bot}"))
+            .await
+            .0,
+        401
+    );
     assert_eq!(get_passport(&stack, &format!("tma {good}")).await.0, 200);
 }
 
@@ -100,7 +117,13 @@ async fn duplicate_and_replayed_webhooks_give_one_equipment() {
         post_webhook(&stack, &token, &body, None).await;
     }
     // The same deal "won again" in a different body.
-    post_webhook(&stack, &token, &format!("{body}&leads%5Bstatus%5D%5B0%5D%5Bname%5D=x"), None).await;
+    post_webhook(
+        &stack,
+        &token,
+        &format!("{body}&leads%5Bstatus%5D%5B0%5D%5Bname%5D=x"),
+        None,
+    )
+    .await;
     stack.deliver_pending().await.unwrap();
     let equipment = passport_of(&stack, 4242).await;
     assert_eq!(equipment.len(), 1, "{equipment:?}");
@@ -111,14 +134,26 @@ async fn webhooks_without_the_token_or_from_another_account_are_refused_and_noth
     let stack = stack().await;
     let body = status_hook(1, WON, NEW_REQUEST, stack.options.sandbox.account_id);
     assert_eq!(post_webhook(&stack, "wrong", &body, None).await.0, 401);
-    let resp = http().post(format!("{}/webhook/amocrm", stack.api_url)).body(body.clone()).send().await.unwrap();
+    let resp = http()
+        .post(format!("{}/webhook/amocrm", stack.api_url))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
     let foreign = body.replace("new599bd9d13818a", "someone-else");
     let token = stack.options.webhook_token.clone();
     assert_eq!(post_webhook(&stack, &token, &foreign, None).await.0, 401);
     let (status, resp) = post_webhook(&stack, &token, "{\"not\":\"a webhook\"}", None).await;
     assert_eq!(status, 400, "{resp}");
-    let inbox = stack.aws.dynamodb.scan().table_name(&stack.resources.inbox_table).send().await.unwrap();
+    let inbox = stack
+        .aws
+        .dynamodb
+        .scan()
+        .table_name(&stack.resources.inbox_table)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(inbox.count(), 0);
 }
 
@@ -139,10 +174,11 @@ async fn a_won_deal_without_a_serial_gets_a_note_and_is_registered_once_the_seri
     assert!(passport_of(&stack, 4242).await.is_empty());
 
     // A manager fills the serial in amoCRM: the update webhook carries it.
-    let token = serde_json::from_str::<Value>(&stack.resources.token_secret_json).unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token =
+        serde_json::from_str::<Value>(&stack.resources.token_secret_json).unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
     let resp = http()
         .patch(format!("{}/api/v4/leads/{amo_id}", stack.sandbox.url))
         .bearer_auth(token)
@@ -151,15 +187,22 @@ async fn a_won_deal_without_a_serial_gets_a_note_and_is_registered_once_the_seri
         .await
         .unwrap();
     assert!(resp.status().is_success(), "{}", resp.status());
-    let equipment = eventually(&stack, "registration after the serial was filled", || async {
-        let e = passport_of(&stack, 4242).await;
-        (!e.is_empty()).then_some(e)
-    })
+    let equipment = eventually(
+        &stack,
+        "registration after the serial was filled",
+        || async {
+            let e = passport_of(&stack, 4242).await;
+            (!e.is_empty()).then_some(e)
+        },
+    )
     .await;
     assert_eq!(equipment[0]["serial"], "SN-LATE");
     // The note was added once, not per webhook.
     let notes = sandbox_list(&stack, "notes").await;
-    let missing_notes = notes.iter().filter(|n| n.to_string().contains("Серийный номер")).count();
+    let missing_notes = notes
+        .iter()
+        .filter(|n| n.to_string().contains("Серийный номер"))
+        .count();
     assert_eq!(missing_notes, 1, "{notes:?}");
 }
 
@@ -169,14 +212,32 @@ async fn a_reopened_deal_revokes_the_equipment_without_deleting_it() {
     stack.register_webhook().await.unwrap();
     let amo_id = delivered_lead(&stack, 4242, Some("SN-9")).await;
     move_lead(&stack, amo_id, WON).await;
-    eventually(&stack, "registered", || async { (!passport_of(&stack, 4242).await.is_empty()).then_some(()) }).await;
+    eventually(&stack, "registered", || async {
+        (!passport_of(&stack, 4242).await.is_empty()).then_some(())
+    })
+    .await;
     move_lead(&stack, amo_id, NEW_REQUEST).await;
-    eventually(&stack, "revoked", || async { passport_of(&stack, 4242).await.is_empty().then_some(()) }).await;
-    let items = stack.aws.dynamodb.scan().table_name(&stack.resources.passport_table).send().await.unwrap();
+    eventually(&stack, "revoked", || async {
+        passport_of(&stack, 4242).await.is_empty().then_some(())
+    })
+    .await;
+    let items = stack
+        .aws
+        .dynamodb
+        .scan()
+        .table_name(&stack.resources.passport_table)
+        .send()
+        .await
+        .unwrap();
     let revoked = items
         .items()
         .iter()
-        .filter(|i| i.get("state").and_then(|v| v.as_s().ok()).map(String::as_str) == Some("revoked"))
+        .filter(|i| {
+            i.get("state")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+                == Some("revoked")
+        })
         .count();
     assert_eq!(revoked, 1, "kept as revoked");
 }
@@ -187,7 +248,10 @@ async fn a_service_request_from_the_tma_becomes_a_service_lead_for_that_machine(
     stack.register_webhook().await.unwrap();
     let amo_id = delivered_lead(&stack, 4242, Some("SN-77")).await;
     move_lead(&stack, amo_id, WON).await;
-    eventually(&stack, "registered", || async { (!passport_of(&stack, 4242).await.is_empty()).then_some(()) }).await;
+    eventually(&stack, "registered", || async {
+        (!passport_of(&stack, 4242).await.is_empty()).then_some(())
+    })
+    .await;
 
     let auth = format!("tma {}", init_data(&stack, 4242, 10));
     let post = |body: Value| {
@@ -198,13 +262,26 @@ async fn a_service_request_from_the_tma_becomes_a_service_lead_for_that_machine(
             .body(body.to_string())
             .send()
     };
-    let (status, _) = read(post(json!({"serial": "NOPE", "message": "?"})).await.unwrap()).await;
+    let (status, _) = read(
+        post(json!({"serial": "NOPE", "message": "?"}))
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 404);
-    let (status, resp) = read(post(json!({"serial": "SN-77", "message": "Стучит шпиндель"})).await.unwrap()).await;
+    let (status, resp) = read(
+        post(json!({"serial": "SN-77", "message": "Стучит шпиндель"}))
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 202, "{resp}");
     let our_id = resp["lead_id"].as_str().unwrap().to_string();
     let lead = eventually(&stack, "service lead in amoCRM", || async {
-        sandbox_list(&stack, "leads").await.into_iter().find(|l| l["name"].as_str().is_some_and(|n| n.contains(&our_id)))
+        sandbox_list(&stack, "leads")
+            .await
+            .into_iter()
+            .find(|l| l["name"].as_str().is_some_and(|n| n.contains(&our_id)))
     })
     .await;
     assert_eq!(field_value(&lead, 712629).as_deref(), Some("SN-77"));

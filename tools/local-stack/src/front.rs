@@ -52,7 +52,12 @@ impl Routes {
 }
 
 /// The API Gateway v2 event for one request.
-pub fn gateway_event(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> serde_json::Value {
+pub fn gateway_event(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> serde_json::Value {
     let mut header_map: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in headers {
         let v = String::from_utf8_lossy(value.as_bytes()).to_string();
@@ -119,13 +124,21 @@ async fn dispatch(
 ) -> Response {
     let Some(function) = routes.find(method.as_str(), uri.path()) else {
         // What API Gateway answers for a route it does not have.
-        return (StatusCode::NOT_FOUND, axum::Json(json!({"message": "Not Found"}))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"message": "Not Found"})),
+        )
+            .into_response();
     };
     let event = gateway_event(&method, &uri, &headers, &body);
     let request = match lambda_http::request::from_str(&event.to_string()) {
         Ok(r) => r,
         Err(e) => {
-            return (StatusCode::INTERNAL_SERVER_ERROR, format!("event conversion: {e}")).into_response();
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("event conversion: {e}"),
+            )
+                .into_response();
         }
     };
     let resp = function(request).await;
@@ -143,7 +156,10 @@ async fn dispatch(
 }
 
 /// Serves `routes` on `addr` until the returned task is aborted.
-pub async fn serve(addr: SocketAddr, routes: Routes) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+pub async fn serve(
+    addr: SocketAddr,
+    routes: Routes,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let app = Router::new()
         .fallback(dispatch)
         .with_state(Arc::new(routes))

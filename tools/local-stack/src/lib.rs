@@ -61,7 +61,10 @@ impl StackOptions {
             moto_port: None,
             admin_key: var("LOCAL_ADMIN_KEY", "local-admin-key"),
             webhook_token: var("LOCAL_WEBHOOK_TOKEN", "local-webhook-token"),
-            telegram_bot_token: var("LOCAL_TELEGRAM_BOT_TOKEN", "123456:local-telegram-bot-token"),
+            telegram_bot_token: var(
+                "LOCAL_TELEGRAM_BOT_TOKEN",
+                "123456:local-telegram-bot-token",
+            ),
             sandbox: SandboxConfig::default(),
             stream_max_retries: 3,
             config_overrides: Vec::new(),
@@ -133,7 +136,10 @@ macro_rules! lambda {
 impl LocalStack {
     pub async fn start(mut options: StackOptions) -> Result<Self, InitError> {
         let moto = Moto::start(options.moto_port).await?;
-        let token = long_lived_token(options.sandbox.account_id, Duration::from_secs(5 * 365 * 86_400));
+        let token = long_lived_token(
+            options.sandbox.account_id,
+            Duration::from_secs(5 * 365 * 86_400),
+        );
         options.sandbox.long_lived_tokens.push(token.clone());
         let sandbox_addr = SocketAddr::from(([127, 0, 0, 1], options.sandbox_port.unwrap_or(0)));
         let sandbox = Sandbox::start(options.sandbox.clone(), sandbox_addr).await?;
@@ -175,9 +181,11 @@ impl LocalStack {
         ];
         let config = Config::from_lookup(|k| {
             let overridden = options.config_overrides.iter().find(|(name, _)| name == k);
-            overridden
-                .map(|(_, v)| v.clone())
-                .or_else(|| env.iter().find(|(name, _)| *name == k).map(|(_, v)| v.clone()))
+            overridden.map(|(_, v)| v.clone()).or_else(|| {
+                env.iter()
+                    .find(|(name, _)| *name == k)
+                    .map(|(_, v)| v.clone())
+            })
         })?;
 
         let worker = wiring::crm_worker(&config, &aws)?;
@@ -197,8 +205,24 @@ impl LocalStack {
         let api_addr = SocketAddr::from(([127, 0, 0, 1], options.api_port.unwrap_or(0)));
         let (bound, front) = front::serve(api_addr, routes).await?;
         let pumps = vec![
-            Arc::new(StreamPump::new(&moto.url, &aws, &resources.leads_table, options.stream_max_retries).await?),
-            Arc::new(StreamPump::new(&moto.url, &aws, &resources.inbox_table, options.stream_max_retries).await?),
+            Arc::new(
+                StreamPump::new(
+                    &moto.url,
+                    &aws,
+                    &resources.leads_table,
+                    options.stream_max_retries,
+                )
+                .await?,
+            ),
+            Arc::new(
+                StreamPump::new(
+                    &moto.url,
+                    &aws,
+                    &resources.inbox_table,
+                    options.stream_max_retries,
+                )
+                .await?,
+            ),
         ];
         Ok(Self {
             api_url: format!("http://{bound}"),

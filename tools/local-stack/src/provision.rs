@@ -2,8 +2,8 @@
 //! index), the two secrets and the SES sender identity. Keep in step with template.yaml.
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    Projection, ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
     TimeToLiveSpecification,
 };
 use shared::store::{DEAL_INDEX, STATUS_INDEX};
@@ -94,7 +94,11 @@ pub async fn passport_table(aws: &Aws, table: &str) -> Result<(), InitError> {
             GlobalSecondaryIndex::builder()
                 .index_name(DEAL_INDEX)
                 .key_schema(key("amo_lead_id", KeyType::Hash)?)
-                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
                 .build()?,
         )
         .send()
@@ -129,7 +133,11 @@ pub async fn leads_table(aws: &Aws, table: &str) -> Result<(), InitError> {
                 .index_name(STATUS_INDEX)
                 .key_schema(key("status", KeyType::Hash)?)
                 .key_schema(key("updated_at", KeyType::Range)?)
-                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
                 .build()?,
         )
         .stream_specification(stream()?)

@@ -51,8 +51,18 @@ impl PumpStats {
 }
 
 impl StreamPump {
-    pub async fn new(moto_url: &str, aws: &Aws, table: &str, max_retries: u32) -> Result<Self, InitError> {
-        let described = aws.dynamodb.describe_table().table_name(table).send().await?;
+    pub async fn new(
+        moto_url: &str,
+        aws: &Aws,
+        table: &str,
+        max_retries: u32,
+    ) -> Result<Self, InitError> {
+        let described = aws
+            .dynamodb
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await?;
         let stream_arn = described
             .table()
             .and_then(|t| t.latest_stream_arn())
@@ -97,8 +107,14 @@ impl StreamPump {
             .streams("DescribeStream", json!({"StreamArn": self.stream_arn}))
             .await?;
         let mut shards = self.shards.lock().await;
-        for shard in described["StreamDescription"]["Shards"].as_array().into_iter().flatten() {
-            let Some(id) = shard["ShardId"].as_str() else { continue };
+        for shard in described["StreamDescription"]["Shards"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let Some(id) = shard["ShardId"].as_str() else {
+                continue;
+            };
             if !shards.contains_key(id) {
                 let it = self
                     .streams(
@@ -126,7 +142,10 @@ impl StreamPump {
         for cursor in shards.values_mut() {
             if let Some(iterator) = cursor.iterator.clone() {
                 let got = self
-                    .streams("GetRecords", json!({"ShardIterator": iterator, "Limit": 1000}))
+                    .streams(
+                        "GetRecords",
+                        json!({"ShardIterator": iterator, "Limit": 1000}),
+                    )
                     .await?;
                 cursor.iterator = got["NextShardIterator"].as_str().map(str::to_string);
                 for mut record in got["Records"].as_array().cloned().unwrap_or_default() {
@@ -158,9 +177,11 @@ impl StreamPump {
                 .iter()
                 .filter_map(|f| f.item_identifier.clone())
                 .collect();
-            let first_failed = batch
-                .iter()
-                .position(|r| r["dynamodb"]["SequenceNumber"].as_str().is_some_and(|s| failed.iter().any(|f| f == s)));
+            let first_failed = batch.iter().position(|r| {
+                r["dynamodb"]["SequenceNumber"]
+                    .as_str()
+                    .is_some_and(|s| failed.iter().any(|f| f == s))
+            });
             match first_failed {
                 None => {
                     stats.records_delivered += n;
