@@ -28,20 +28,31 @@ pub enum Work {
     ApplyWebhook(String),
 }
 
-/// The work in a stream record: a pending lead or a pending webhook event. The event source
-/// mappings filter the same way; this guards local runs and filter drift.
+/// The work in a stream record: a lead or webhook event that just became pending (inserted,
+/// or re-driven by an operator). Progress saves keep the status pending and must not wake the
+/// worker again. The event source mappings filter the same way; this guards local runs and
+/// filter drift.
 pub fn work_of(record: &EventRecord) -> Option<Work> {
-    if !matches!(record.event_name.as_str(), "INSERT" | "MODIFY") {
+    fn image(img: &impl serde::Serialize) -> Option<serde_json::Value> {
+        serde_json::to_value(img).ok()
+    }
+    let new = image(&record.change.new_image)?;
+    let attr =
+        |v: &serde_json::Value, name: &str| v.get(name)?.get("S")?.as_str().map(str::to_string);
+    let became_pending = match record.event_name.as_str() {
+        "INSERT" => true,
+        "MODIFY" => {
+            let old = image(&record.change.old_image)?;
+            attr(&old, "status").as_deref() != Some("pending")
+        }
+        _ => false,
+    };
+    if !became_pending || attr(&new, "status")?.as_str() != "pending" {
         return None;
     }
-    let image = serde_json::to_value(&record.change.new_image).ok()?;
-    let attr = |name: &str| image.get(name)?.get("S")?.as_str().map(str::to_string);
-    if attr("status")?.as_str() != "pending" {
-        return None;
-    }
-    match attr("kind")?.as_str() {
-        "lead" => attr("lead_id").map(Work::DeliverLead),
-        "webhook" => attr("event_id").map(Work::ApplyWebhook),
+    match attr(&new, "kind")?.as_str() {
+        "lead" => attr(&new, "lead_id").map(Work::DeliverLead),
+        "webhook" => attr(&new, "event_id").map(Work::ApplyWebhook),
         _ => None,
     }
 }
