@@ -1,1 +1,54 @@
-fn main() {}
+//! `amocrm-sandbox [--port 3001] [--host 127.0.0.1]`: runs the amoCRM imitation until Ctrl-C.
+//! Long-lived tokens come from `SANDBOX_LONG_LIVED_TOKEN` (comma list), the client secret
+//! from `SANDBOX_CLIENT_SECRET`, the revoke hook URL from `SANDBOX_REVOKE_HOOK_URL`.
+
+use std::net::{IpAddr, SocketAddr};
+
+use amocrm_sandbox::{Sandbox, SandboxConfig};
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args: Vec<String> = std::env::args().collect();
+    let port: u16 = arg(&args, "--port")
+        .map(|p| p.parse())
+        .transpose()?
+        .unwrap_or(3001);
+    let host: IpAddr = arg(&args, "--host")
+        .map(|h| h.parse())
+        .transpose()?
+        .unwrap_or([127, 0, 0, 1].into());
+    let mut cfg = SandboxConfig::default();
+    if let Ok(tokens) = std::env::var("SANDBOX_LONG_LIVED_TOKEN") {
+        cfg.long_lived_tokens = tokens
+            .split(',')
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect();
+    }
+    if let Ok(secret) = std::env::var("SANDBOX_CLIENT_SECRET") {
+        cfg.client_secret = secret;
+    }
+    cfg.revoke_hook_url = std::env::var("SANDBOX_REVOKE_HOOK_URL").ok();
+    if cfg.long_lived_tokens.is_empty() {
+        tracing::warn!(
+            "no long-lived token configured: set SANDBOX_LONG_LIVED_TOKEN or POST /_sandbox/tokens"
+        );
+    }
+    let running = Sandbox::start(cfg, SocketAddr::new(host, port)).await?;
+    println!("{}", running.url);
+    tokio::signal::ctrl_c().await?;
+    running.shutdown().await;
+    Ok(())
+}
