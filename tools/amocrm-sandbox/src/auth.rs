@@ -110,8 +110,9 @@ pub fn mint_jwt(cfg: &SandboxConfig, grant_type: &str, issued_at: i64, expires_a
 /// seconds). Register it with `SandboxConfig::long_lived_tokens` or
 /// `SandboxHandle::add_long_lived_token`.
 pub fn mint_long_lived_token(cfg: &SandboxConfig, expires_at: i64) -> String {
-    let now = expires_at.min(crate::clock::Clock::default().now());
-    mint_jwt(cfg, "long_lived", now, expires_at)
+    // Issued now, unless the caller asks for a token that has already expired.
+    let issued_at = crate::clock::Clock::default().now().min(expires_at);
+    mint_jwt(cfg, "long_lived", issued_at, expires_at)
 }
 
 /// The `exp` claim of a JWT-shaped token, if it has one.

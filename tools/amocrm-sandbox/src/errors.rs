@@ -116,8 +116,15 @@ pub enum ApiError {
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
-/// A JSON object with its keys in the given order (amoCRM's order; `serde_json` would sort).
+/// A JSON object with its keys in the given order (amoCRM's order; `serde_json::Value`
+/// would sort them).
 pub fn ordered_json(pairs: &[(&str, Value)]) -> String {
+    let raw: Vec<(&str, String)> = pairs.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    ordered_raw_json(&raw)
+}
+
+/// Like `ordered_json`, with values given as JSON text.
+fn ordered_raw_json(pairs: &[(&str, String)]) -> String {
     let fields: Vec<String> = pairs
         .iter()
         .map(|(k, v)| format!("{}:{}", Value::from(*k), v))
@@ -139,7 +146,11 @@ fn problem(status: StatusCode, title: &str, detail: &str) -> Vec<(&'static str, 
 
 /// A response with a problem JSON body.
 pub fn problem_response(status: StatusCode, body: &[(&str, Value)]) -> Response {
-    let mut res = (status, ordered_json(body)).into_response();
+    problem_text_response(status, ordered_json(body))
+}
+
+fn problem_text_response(status: StatusCode, body: String) -> Response {
+    let mut res = (status, body).into_response();
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     res
@@ -179,14 +190,20 @@ impl IntoResponse for ApiError {
                 &problem(StatusCode::BAD_REQUEST, "Bad Request", &detail),
             ),
             ApiError::Validation(items) => {
-                // amoCRM puts `validation-errors` first.
-                let mut body = vec![("validation-errors", json!(items))];
-                body.extend(problem(
-                    StatusCode::BAD_REQUEST,
-                    "Bad Request",
-                    "Request validation failed",
-                ));
-                problem_response(StatusCode::BAD_REQUEST, &body)
+                // amoCRM puts `validation-errors` first; items keep their field order
+                // (`request_id`, `errors`; `code`, `path`, `detail`).
+                let items = serde_json::to_string(&items).unwrap_or_else(|_| "[]".into());
+                let mut body = vec![("validation-errors", items)];
+                body.extend(
+                    problem(
+                        StatusCode::BAD_REQUEST,
+                        "Bad Request",
+                        "Request validation failed",
+                    )
+                    .into_iter()
+                    .map(|(k, v)| (k, v.to_string())),
+                );
+                problem_text_response(StatusCode::BAD_REQUEST, ordered_raw_json(&body))
             }
             ApiError::NotFound => problem_response(
                 StatusCode::NOT_FOUND,

@@ -14,7 +14,7 @@ use crate::errors::{ApiError, Violation};
 use crate::faults::Fault;
 use crate::oauth;
 use crate::state::{RequestLog, Sb};
-use crate::webhooks::{self, Delivery, KNOWN_SETTINGS};
+use crate::webhooks::{self, Delivery};
 
 /// Why a control action was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,6 +25,16 @@ pub enum ControlError {
     Rejected(Vec<Violation>),
     #[error("{0}")]
     Invalid(String),
+}
+
+/// An API refusal as a control error.
+fn refusal(e: ApiError) -> ControlError {
+    match e {
+        ApiError::Validation(items) => {
+            ControlError::Rejected(items.into_iter().flat_map(|i| i.errors).collect())
+        }
+        other => ControlError::Invalid(format!("{other:?}")),
+    }
 }
 
 /// A token grant as shown to operators (the token itself masked).
@@ -116,40 +126,12 @@ impl SandboxHandle {
             .collect()
     }
 
-    /// Subscribes `destination` to `settings` (as `POST /api/v4/webhooks` would).
+    /// Subscribes `destination` to `settings`, checked as `POST /api/v4/webhooks` checks them.
     pub fn subscribe(&self, destination: &str, settings: &[&str]) -> Result<(), ControlError> {
-        if !subscriptions::is_http_url(destination) {
-            return Err(ControlError::Invalid(format!(
-                "destination: not an http(s) URL: {destination}"
-            )));
-        }
-        if let Some(bad) = settings.iter().find(|s| !KNOWN_SETTINGS.contains(s)) {
-            return Err(ControlError::Invalid(format!(
-                "settings: unknown event {bad}"
-            )));
-        }
-        let now = self.now();
-        let mut st = self.sb.lock();
-        let settings: Vec<String> = settings.iter().map(|s| s.to_string()).collect();
-        if let Some(s) = st
-            .subscriptions
-            .iter_mut()
-            .find(|s| s.destination == destination)
-        {
-            s.settings = settings;
-            s.updated_at = now;
-            return Ok(());
-        }
-        let id = crate::state::next(&mut st.ids.subscription);
-        st.subscriptions.push(crate::model::Subscription {
-            id,
-            destination: destination.to_string(),
-            settings,
-            sort: 1,
-            created_at: now,
-            updated_at: now,
-        });
-        Ok(())
+        let item = json!({ "destination": destination, "settings": settings });
+        subscriptions::register(&self.sb, &item)
+            .map(|_| ())
+            .map_err(refusal)
     }
 
     /// Every webhook delivery so far, oldest first.
@@ -291,11 +273,8 @@ impl SandboxHandle {
         leads::update_single(&self.sb, lead_id, &patch, user)
             .map(|_| ())
             .map_err(|e| match e {
-                ApiError::Validation(items) => {
-                    ControlError::Rejected(items.into_iter().flat_map(|i| i.errors).collect())
-                }
                 ApiError::NotFound => ControlError::LeadNotFound(lead_id),
-                other => ControlError::Invalid(format!("{other:?}")),
+                other => refusal(other),
             })
     }
 

@@ -264,6 +264,10 @@ impl Shared {
     /// Back to the seeded account: entities, tokens, faults, logs, bans and clock.
     pub fn reset(&self) {
         self.clock.reset();
-        *self.lock() = State::seeded(&self.cfg, self.clock.now());
+        let mut st = self.lock();
+        // Deliveries still in flight find their record by id: never hand an old id out again.
+        let next_delivery = st.ids.delivery;
+        *st = State::seeded(&self.cfg, self.clock.now());
+        st.ids.delivery = next_delivery;
     }
 }

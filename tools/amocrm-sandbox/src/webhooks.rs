@@ -98,6 +98,14 @@ fn account_pairs(cfg: &SandboxConfig) -> Vec<(String, String)> {
     ]
 }
 
+/// `tags[i][id|name]` pairs of an entity under `prefix`.
+fn tag_pairs(st: &State, prefix: &str, ids: &[i64], out: &mut Vec<(String, String)>) {
+    for (i, tag) in ids.iter().filter_map(|id| st.tags.get(id)).enumerate() {
+        out.push((format!("{prefix}[tags][{i}][id]"), tag.id.to_string()));
+        out.push((format!("{prefix}[tags][{i}][name]"), tag.name.clone()));
+    }
+}
+
 /// `custom_fields[i][…]` pairs of an entity under `prefix`.
 fn custom_field_pairs(
     st: &State,
@@ -176,12 +184,7 @@ fn lead_pairs(
             lead.pipeline_id.to_string(),
         ),
     ]);
-    for (i, tag_id) in lead.tag_ids.iter().enumerate() {
-        if let Some(tag) = st.tags.get(tag_id) {
-            out.push((format!("{prefix}[tags][{i}][id]"), tag.id.to_string()));
-            out.push((format!("{prefix}[tags][{i}][name]"), tag.name.clone()));
-        }
-    }
+    tag_pairs(st, prefix, &lead.tag_ids, &mut out);
     out.push((format!("{prefix}[account_id]"), cfg.account_id.to_string()));
     custom_field_pairs(st, prefix, &lead.custom_fields, &mut out);
     out.push((format!("{prefix}[created_at]"), lead.created_at.to_string()));
@@ -221,12 +224,7 @@ fn contact_pairs(
         (format!("{prefix}[account_id]"), cfg.account_id.to_string()),
     ];
     custom_field_pairs(st, prefix, &contact.custom_fields, &mut out);
-    for (i, tag_id) in contact.tag_ids.iter().enumerate() {
-        if let Some(tag) = st.tags.get(tag_id) {
-            out.push((format!("{prefix}[tags][{i}][id]"), tag.id.to_string()));
-            out.push((format!("{prefix}[tags][{i}][name]"), tag.name.clone()));
-        }
-    }
+    tag_pairs(st, prefix, &contact.tag_ids, &mut out);
     for lead in st
         .leads
         .values()

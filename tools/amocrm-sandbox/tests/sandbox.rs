@@ -12,4 +12,6 @@ mod sandbox {
     mod custom_fields;
     mod faults;
     mod leads;
+    mod oauth;
+    mod webhooks;
 }

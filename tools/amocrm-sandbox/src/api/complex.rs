@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use crate::errors::{ApiError, ItemErrors, Violations};
+use crate::errors::{ApiError, Violations};
 use crate::model::Company;
 use crate::seed::ADMIN_USER_ID;
 use crate::state::{Sb, State as Account, next};
@@ -17,7 +17,7 @@ use crate::webhooks::{self, LeadChange};
 use super::contacts::{self, ContactDraft};
 use super::lead_input::{self, LeadDraft, Mode};
 use super::leads::refuse_large_batch;
-use super::{batch_body, hal, request_id_of};
+use super::{batch_body, check_batch, hal, request_id_of};
 
 /// amoCRM's limit for this endpoint.
 pub const MAX_COMPLEX: usize = 50;
@@ -118,23 +118,7 @@ pub async fn add(State(sb): State<Sb>, body: Bytes) -> Result<Response, ApiError
     let mut st = sb.lock();
     refuse_large_batch(&st, items.len())?;
 
-    let mut checked = Vec::new();
-    let mut failures = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let mut v = Violations::default();
-        let c = check_item(&st, item, &mut v);
-        if v.is_empty() {
-            checked.push(c);
-        } else {
-            failures.push(ItemErrors {
-                request_id: request_id_of(item, i),
-                errors: v.0,
-            });
-        }
-    }
-    if !failures.is_empty() {
-        return Err(ApiError::Validation(failures));
-    }
+    let checked = check_batch(&items, |item, v| Some(check_item(&st, item, v)))?;
 
     let mut out = Vec::new();
     let mut new_contacts = Vec::new();

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use crate::errors::{ApiError, ItemErrors, Violations};
+use crate::errors::{ApiError, Violations};
 use crate::model::{Contact, Entity};
 use crate::seed::ADMIN_USER_ID;
 use crate::state::{Sb, State as Account, next};
@@ -17,7 +17,7 @@ use crate::webhooks;
 use super::field_values::{self, FieldPatch};
 use super::params::{self, Params};
 use super::render::{self, self_link};
-use super::{MAX_BATCH, batch_body, check, hal, no_content, path_id, request_id_of};
+use super::{MAX_BATCH, batch_body, check, check_batch, hal, no_content, path_id, request_id_of};
 
 /// A checked new contact.
 #[derive(Debug, Clone, Default)]
@@ -187,29 +187,7 @@ pub async fn add(State(sb): State<Sb>, body: Bytes) -> Result<Response, ApiError
     let now = sb.clock.now();
     let base = sb.base_url();
     let mut st = sb.lock();
-    let mut drafts = Vec::new();
-    let mut failures = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let mut v = Violations::default();
-        let draft = parse(&st, item, "", &mut v);
-        if let Some(r) = item.get("request_id")
-            && !r.is_string()
-            && !r.is_null()
-        {
-            v.invalid_type("request_id", "string");
-        }
-        if v.is_empty() {
-            drafts.push(draft);
-        } else {
-            failures.push(ItemErrors {
-                request_id: request_id_of(item, i),
-                errors: v.0,
-            });
-        }
-    }
-    if !failures.is_empty() {
-        return Err(ApiError::Validation(failures));
-    }
+    let drafts = check_batch(&items, |item, v| Some(parse(&st, item, "", v)))?;
     let mut out = Vec::new();
     let mut ids = Vec::new();
     for (i, (item, draft)) in items.iter().zip(&drafts).enumerate() {

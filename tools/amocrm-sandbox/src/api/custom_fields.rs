@@ -7,13 +7,13 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use crate::errors::{ApiError, ItemErrors, Violations};
+use crate::errors::{ApiError, Violations};
 use crate::model::{CustomField, Entity, FieldEnum, FieldType};
 use crate::state::{Sb, State as Account, next};
 
 use super::params::{self, Params};
 use super::render::self_link;
-use super::{MAX_BATCH, batch_body, check, hal, no_content, request_id_of};
+use super::{MAX_BATCH, batch_body, check, check_batch, hal, no_content, request_id_of};
 
 fn entity_path(entity: Entity) -> &'static str {
     match entity {
@@ -174,21 +174,7 @@ fn create_fields(sb: &Sb, entity: Entity, body: &Bytes) -> Result<Response, ApiE
     let items = batch_body(body, MAX_BATCH)?;
     let base = sb.base_url();
     let mut st = sb.lock();
-    let mut checked = Vec::new();
-    let mut failures = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let mut v = Violations::default();
-        match check_field(&st, entity, item, &mut v) {
-            Some(f) if v.is_empty() => checked.push(f),
-            _ => failures.push(ItemErrors {
-                request_id: request_id_of(item, i),
-                errors: v.0,
-            }),
-        }
-    }
-    if !failures.is_empty() {
-        return Err(ApiError::Validation(failures));
-    }
+    let checked = check_batch(&items, |item, v| check_field(&st, entity, item, v))?;
     let mut out = Vec::new();
     for (i, (item, (name, field_type, code, sort, enums))) in items.iter().zip(checked).enumerate()
     {

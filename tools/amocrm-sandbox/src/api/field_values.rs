@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use crate::errors::Violations;
-use crate::model::{CustomField, Entity, FieldType, FieldValues};
+use crate::model::{CustomField, Entity, FieldEnum, FieldType, FieldValues};
 use crate::state::State;
 
 /// amoCRM accepts at most 40 custom field values per entity in one write.
@@ -194,42 +194,42 @@ fn check_value(field: &CustomField, value: &Value, p: &str, v: &mut Violations) 
     }
 }
 
+/// The option named by the first of `keys` present in `value` (`enum_id` by id, the others
+/// by option value, e.g. `MOB` or `Плановое`); `None` when no key is present.
+fn named_option<'a>(
+    field: &'a CustomField,
+    value: &Value,
+    keys: &[&str],
+    p: &str,
+    v: &mut Violations,
+) -> Option<Option<&'a FieldEnum>> {
+    let (key, given) = keys
+        .iter()
+        .find_map(|k| value.get(*k).filter(|x| !x.is_null()).map(|x| (*k, x)))?;
+    let path = format!("{p}.{key}");
+    let found = match (key, given) {
+        ("enum_id", Value::Number(n)) => field.enums.iter().find(|e| Some(e.id) == n.as_i64()),
+        ("enum_id", _) => {
+            v.invalid_type(&path, "int");
+            return Some(None);
+        }
+        (_, Value::String(s)) => field.enums.iter().find(|e| e.value == *s),
+        _ => {
+            v.invalid_type(&path, "string");
+            return Some(None);
+        }
+    };
+    if found.is_none() {
+        v.not_a_choice(&path);
+    }
+    Some(found)
+}
+
 /// Selects accept `enum_id`, or `value`/`enum_code` naming an option.
 fn check_choice(field: &CustomField, value: &Value, p: &str, v: &mut Violations) -> Option<Value> {
-    let found = match (
-        value.get("enum_id"),
-        value.get("value"),
-        value.get("enum_code"),
-    ) {
-        (Some(Value::Number(n)), _, _) => {
-            let e = field.enums.iter().find(|e| Some(e.id) == n.as_i64());
-            if e.is_none() {
-                v.not_a_choice(&format!("{p}.enum_id"));
-            }
-            e
-        }
-        (Some(x), _, _) if !x.is_null() => {
-            v.invalid_type(&format!("{p}.enum_id"), "int");
-            None
-        }
-        (_, Some(Value::String(s)), _) => {
-            let e = field.enums.iter().find(|e| e.value == *s);
-            if e.is_none() {
-                v.not_a_choice(&format!("{p}.value"));
-            }
-            e
-        }
-        (_, _, Some(Value::String(code))) => {
-            let e = field.enums.iter().find(|e| e.value == *code);
-            if e.is_none() {
-                v.not_a_choice(&format!("{p}.enum_code"));
-            }
-            e
-        }
-        _ => {
-            v.blank(&format!("{p}.enum_id"));
-            None
-        }
+    let Some(found) = named_option(field, value, &["enum_id", "value", "enum_code"], p, v) else {
+        v.blank(&format!("{p}.enum_id"));
+        return None;
     };
     found.map(|e| json!({ "value": e.value, "enum_id": e.id, "enum_code": null }))
 }
@@ -254,31 +254,8 @@ fn check_multitext(
             None
         }
     };
-    let option = match (value.get("enum_id"), value.get("enum_code")) {
-        (Some(Value::Number(n)), _) => {
-            let e = field.enums.iter().find(|e| Some(e.id) == n.as_i64());
-            if e.is_none() {
-                v.not_a_choice(&format!("{p}.enum_id"));
-            }
-            e
-        }
-        (Some(x), _) if !x.is_null() => {
-            v.invalid_type(&format!("{p}.enum_id"), "int");
-            None
-        }
-        (_, Some(Value::String(code))) => {
-            let e = field.enums.iter().find(|e| e.value == *code);
-            if e.is_none() {
-                v.not_a_choice(&format!("{p}.enum_code"));
-            }
-            e
-        }
-        (_, Some(x)) if !x.is_null() => {
-            v.invalid_type(&format!("{p}.enum_code"), "string");
-            None
-        }
-        _ => field.enums.first(),
-    };
+    let option = named_option(field, value, &["enum_id", "enum_code"], p, v)
+        .unwrap_or_else(|| field.enums.first());
     match (text, option) {
         (Some(text), Some(e)) => {
             Some(json!({ "value": text, "enum_id": e.id, "enum_code": e.value }))

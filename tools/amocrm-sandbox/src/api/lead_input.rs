@@ -101,12 +101,6 @@ pub fn parse(
     if let Some(raw) = item.get("custom_fields_values") {
         d.fields = field_values::parse(st, Entity::Leads, raw, "custom_fields_values", v);
     }
-    if let Some(request_id) = item.get("request_id")
-        && !request_id.is_string()
-        && !request_id.is_null()
-    {
-        v.invalid_type("request_id", "string");
-    }
     match item.get("_embedded") {
         None | Some(Value::Null) => {}
         Some(embedded @ Value::Object(_)) => parse_embedded(st, embedded, mode, &mut d, v),

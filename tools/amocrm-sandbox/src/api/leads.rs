@@ -17,7 +17,9 @@ use super::field_values;
 use super::lead_input::{self, LeadDraft, Mode};
 use super::params::{self, Params};
 use super::render::{self, self_link};
-use super::{MAX_BATCH, batch_body, check, hal, json_body, no_content, path_id, request_id_of};
+use super::{
+    MAX_BATCH, batch_body, check, check_batch, hal, json_body, no_content, path_id, request_id_of,
+};
 
 fn in_range(value: Option<i64>, params: &Params, key: &str) -> bool {
     if let Some(exact) = params.int(key) {
@@ -142,44 +144,33 @@ pub fn refuse_large_batch(st: &Account, len: usize) -> Result<(), ApiError> {
     }
 }
 
-/// Checks every item; any violation fails the whole batch.
+/// Checks a batch of leads; in update mode each item names an existing lead by `id`.
 fn check_all(st: &Account, items: &[Value], mode: Mode) -> Result<Vec<LeadDraft>, ApiError> {
-    let mut drafts = Vec::new();
-    let mut failures = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let mut v = Violations::default();
+    check_batch(items, |item, v| {
         let existing = match mode {
             Mode::Create => None,
-            Mode::Update => match check::int(item, "id", "id", &mut v) {
-                Some(id) => {
-                    let lead = st.leads.get(&id);
-                    if lead.is_none() {
-                        v.not_a_choice("id");
-                    }
-                    lead
-                }
-                None => {
-                    if item.get("id").is_none() && item.is_object() {
-                        v.blank("id");
-                    }
-                    None
-                }
-            },
+            Mode::Update => existing_lead(st, item, v),
         };
-        let draft = lead_input::parse(st, item, mode, existing, &mut v);
-        if v.is_empty() {
-            drafts.push(draft);
-        } else {
-            failures.push(ItemErrors {
-                request_id: request_id_of(item, i),
-                errors: v.0,
-            });
+        Some(lead_input::parse(st, item, mode, existing, v))
+    })
+}
+
+/// The lead an update item names by `id` (violations when missing or unknown).
+fn existing_lead<'a>(st: &'a Account, item: &Value, v: &mut Violations) -> Option<&'a Lead> {
+    match check::int(item, "id", "id", v) {
+        Some(id) => {
+            let lead = st.leads.get(&id);
+            if lead.is_none() {
+                v.not_a_choice("id");
+            }
+            lead
         }
-    }
-    if failures.is_empty() {
-        Ok(drafts)
-    } else {
-        Err(ApiError::Validation(failures))
+        None => {
+            if item.get("id").is_none() && item.is_object() {
+                v.blank("id");
+            }
+            None
+        }
     }
 }
 

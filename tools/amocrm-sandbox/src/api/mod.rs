@@ -265,6 +265,39 @@ fn single_item_errors(request_id: &str, v: Violations) -> ApiError {
     }])
 }
 
+/// Checks every item of a batch with `check`: any violation fails the whole batch, and
+/// amoCRM reports every failing item at once (by its `request_id`). `check` returns `None`
+/// only after recording why.
+pub fn check_batch<T>(
+    items: &[Value],
+    mut check: impl FnMut(&Value, &mut Violations) -> Option<T>,
+) -> Result<Vec<T>, ApiError> {
+    let mut checked = Vec::new();
+    let mut failures = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let mut v = Violations::default();
+        let result = check(item, &mut v);
+        if let Some(r) = item.get("request_id")
+            && !r.is_string()
+            && !r.is_null()
+        {
+            v.invalid_type("request_id", "string");
+        }
+        match result {
+            Some(t) if v.is_empty() => checked.push(t),
+            _ => failures.push(ItemErrors {
+                request_id: request_id_of(item, i),
+                errors: v.0,
+            }),
+        }
+    }
+    if failures.is_empty() {
+        Ok(checked)
+    } else {
+        Err(ApiError::Validation(failures))
+    }
+}
+
 /// The `request_id` of a batch item: its own string, or its index as amoCRM's SDK sends.
 pub fn request_id_of(item: &Value, index: usize) -> String {
     match item.get("request_id") {

@@ -7,14 +7,14 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use crate::errors::{ApiError, ItemErrors, Violations};
+use crate::errors::{ApiError, Violations};
 use crate::model::Note;
 use crate::seed::ADMIN_USER_ID;
 use crate::state::{Sb, State as Account, next};
 
 use super::params::{self, Params};
 use super::render::self_link;
-use super::{MAX_BATCH, batch_body, check, hal, no_content, path_id, request_id_of};
+use super::{MAX_BATCH, batch_body, check, check_batch, hal, no_content, path_id, request_id_of};
 
 /// Note types amoCRM accepts from integrations; those with text need `params.text`.
 const NOTE_TYPES: &[&str] = &[
@@ -106,22 +106,7 @@ fn add_notes(sb: &Sb, body: &Bytes, entity_id: Option<i64>) -> Result<Response, 
     {
         return Err(ApiError::NotFound);
     }
-    let mut checked = Vec::new();
-    let mut failures = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let mut v = Violations::default();
-        let note = check_note(&st, item, entity_id, &mut v);
-        match note {
-            Some(n) if v.is_empty() => checked.push(n),
-            _ => failures.push(ItemErrors {
-                request_id: request_id_of(item, i),
-                errors: v.0,
-            }),
-        }
-    }
-    if !failures.is_empty() {
-        return Err(ApiError::Validation(failures));
-    }
+    let checked = check_batch(&items, |item, v| check_note(&st, item, entity_id, v))?;
     let mut out = Vec::new();
     for (i, (item, (entity_id, note_type, params))) in items.iter().zip(checked).enumerate() {
         let id = next(&mut st.ids.note);

@@ -35,7 +35,7 @@ fn render(account_id: i64, s: &Subscription) -> Value {
 }
 
 /// An absolute http(s) URL with a host.
-pub fn is_http_url(s: &str) -> bool {
+fn is_http_url(s: &str) -> bool {
     let rest = s
         .strip_prefix("https://")
         .or_else(|| s.strip_prefix("http://"));
@@ -96,14 +96,14 @@ fn failed(v: Violations) -> ApiError {
     }])
 }
 
-/// `POST /api/v4/webhooks`.
-pub async fn subscribe(State(sb): State<Sb>, body: Bytes) -> Result<Response, ApiError> {
-    let item = json_body(&body)?;
+/// Checks a subscription (`destination`, `settings`, `sort`) and registers it; a known
+/// destination gets its settings replaced.
+pub fn register(sb: &Sb, item: &Value) -> Result<Subscription, ApiError> {
     let mut v = Violations::default();
-    if !check::object(&item, &mut v) {
+    if !check::object(item, &mut v) {
         return Err(failed(v));
     }
-    let destination = destination_of(&item, &mut v);
+    let destination = destination_of(item, &mut v);
     let mut settings = Vec::new();
     match item.get("settings") {
         Some(Value::Array(list)) if !list.is_empty() => {
@@ -122,47 +122,47 @@ pub async fn subscribe(State(sb): State<Sb>, body: Bytes) -> Result<Response, Ap
         Some(Value::Array(_)) | None | Some(Value::Null) => v.too_few("settings", 1),
         Some(_) => v.invalid_type("settings", "array"),
     }
-    let sort = check::int(&item, "sort", "sort", &mut v);
+    let sort = check::int(item, "sort", "sort", &mut v);
     let (Some(destination), true) = (destination, v.is_empty()) else {
         return Err(failed(v));
     };
     let now = sb.clock.now();
     let mut st = sb.lock();
-    let index = match st
+    if let Some(s) = st
         .subscriptions
-        .iter()
-        .position(|s| s.destination == destination)
+        .iter_mut()
+        .find(|s| s.destination == destination)
     {
-        Some(i) => {
-            let s = &mut st.subscriptions[i];
-            s.settings = settings;
-            s.updated_at = now;
-            if let Some(sort) = sort {
-                s.sort = sort;
-            }
-            i
+        s.settings = settings;
+        s.updated_at = now;
+        if let Some(sort) = sort {
+            s.sort = sort;
         }
-        None => {
-            if st.subscriptions.len() >= MAX_SUBSCRIPTIONS {
-                let mut v = Violations::default();
-                v.too_many("destination", MAX_SUBSCRIPTIONS);
-                return Err(failed(v));
-            }
-            let id = next(&mut st.ids.subscription);
-            st.subscriptions.push(Subscription {
-                id,
-                destination,
-                settings,
-                sort: sort.unwrap_or(1),
-                created_at: now,
-                updated_at: now,
-            });
-            st.subscriptions.len() - 1
-        }
+        return Ok(s.clone());
+    }
+    if st.subscriptions.len() >= MAX_SUBSCRIPTIONS {
+        let mut v = Violations::default();
+        v.too_many("destination", MAX_SUBSCRIPTIONS);
+        return Err(failed(v));
+    }
+    let subscription = Subscription {
+        id: next(&mut st.ids.subscription),
+        destination,
+        settings,
+        sort: sort.unwrap_or(1),
+        created_at: now,
+        updated_at: now,
     };
+    st.subscriptions.push(subscription.clone());
+    Ok(subscription)
+}
+
+/// `POST /api/v4/webhooks`.
+pub async fn subscribe(State(sb): State<Sb>, body: Bytes) -> Result<Response, ApiError> {
+    let subscription = register(&sb, &json_body(&body)?)?;
     Ok(hal(
         StatusCode::OK,
-        render(sb.cfg.account_id, &st.subscriptions[index]),
+        render(sb.cfg.account_id, &subscription),
     ))
 }
 

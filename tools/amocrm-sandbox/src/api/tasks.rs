@@ -7,14 +7,14 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use crate::errors::{ApiError, ItemErrors, Violations};
+use crate::errors::{ApiError, Violations};
 use crate::model::Task;
 use crate::seed::{ADMIN_USER_ID, TASK_TYPES};
 use crate::state::{Sb, State as Account, next};
 
 use super::params::{self, Params};
 use super::render::self_link;
-use super::{MAX_BATCH, batch_body, check, hal, no_content, path_id, request_id_of};
+use super::{MAX_BATCH, batch_body, check, check_batch, hal, no_content, path_id, request_id_of};
 
 fn check_task(st: &Account, item: &Value, v: &mut Violations) -> Option<Task> {
     if !check::object(item, v) {
@@ -99,21 +99,7 @@ pub async fn add(State(sb): State<Sb>, body: Bytes) -> Result<Response, ApiError
     let now = sb.clock.now();
     let base = sb.base_url();
     let mut st = sb.lock();
-    let mut checked = Vec::new();
-    let mut failures = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let mut v = Violations::default();
-        match check_task(&st, item, &mut v) {
-            Some(t) if v.is_empty() => checked.push(t),
-            _ => failures.push(ItemErrors {
-                request_id: request_id_of(item, i),
-                errors: v.0,
-            }),
-        }
-    }
-    if !failures.is_empty() {
-        return Err(ApiError::Validation(failures));
-    }
+    let checked = check_batch(&items, |item, v| check_task(&st, item, v))?;
     let mut out = Vec::new();
     for (i, (item, mut task)) in items.iter().zip(checked).enumerate() {
         task.id = next(&mut st.ids.task);

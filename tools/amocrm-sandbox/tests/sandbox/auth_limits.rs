@@ -20,6 +20,10 @@ async fn requests_without_a_valid_token_get_amocrms_401() {
     let none = env.send(env.http.get(env.url("/api/v4/account"))).await;
     assert_eq!(none.status, 401);
     assert_eq!(none.json, expected);
+    assert_eq!(
+        none.text,
+        r#"{"title":"Unauthorized","type":"https://httpstatus.es/401","status":401,"detail":"Invalid user name or password"}"#
+    );
     assert_eq!(none.content_type(), "application/problem+json");
 
     let unknown = env

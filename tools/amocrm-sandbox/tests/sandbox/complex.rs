@@ -127,6 +127,11 @@ async fn one_invalid_lead_fails_the_whole_batch_and_creates_nothing() {
         .await;
     assert_eq!(a.status, 400);
     assert_eq!(a.content_type(), "application/problem+json");
+    // Byte for byte, in amoCRM's key order.
+    assert_eq!(
+        a.text,
+        r#"{"validation-errors":[{"request_id":"lead-2","errors":[{"code":"NotSupportedChoice","path":"custom_fields_values.1.field_id","detail":"The value you selected is not a valid choice."}]}],"title":"Bad Request","type":"https://httpstatus.es/400","status":400,"detail":"Request validation failed"}"#
+    );
     assert_eq!(a.json["title"], "Bad Request");
     assert_eq!(a.json["detail"], "Request validation failed");
     assert_eq!(

@@ -144,3 +144,74 @@ async fn faults_tokens_and_status_changes_over_http() {
         "tokens added at run time are gone"
     );
 }
+
+#[tokio::test]
+async fn codes_clock_settings_and_manager_edits_over_http() {
+    let env = start().await;
+    let post = reqwest::Method::POST;
+    let code = control(&env, post.clone(), "/_sandbox/oauth/codes", json!({})).await;
+    let exchanged = env
+        .send(env.http.post(env.url("/oauth2/access_token")).json(&json!({
+            "client_id": "2df855f6-d54d-4c3c-bb8a-1d8ea8b3c1cd",
+            "client_secret": amocrm_sandbox::config::DEFAULT_CLIENT_SECRET,
+            "grant_type": "authorization_code",
+            "code": code.json["code"],
+            "redirect_uri": "https://api.td-rss.ru/webhook/amocrm",
+        })))
+        .await;
+    assert_eq!(exchanged.status, 200, "{}", exchanged.text);
+
+    let before = env.handle().now();
+    let clock = control(
+        &env,
+        post.clone(),
+        "/_sandbox/clock",
+        json!({ "advance_secs": 3600 }),
+    )
+    .await;
+    assert!(clock.json["now"].as_i64().unwrap() >= before + 3600);
+
+    let a = env.create_lead("A").await;
+    let b = env.create_lead("B").await;
+    control(
+        &env,
+        post.clone(),
+        "/_sandbox/settings",
+        json!({ "batch_504_above": 1 }),
+    )
+    .await;
+    let batch = json!([{ "id": a, "price": 1 }, { "id": b, "price": 1 }]);
+    assert_eq!(env.patch("/api/v4/leads", batch.clone()).await.status, 504);
+    control(
+        &env,
+        post,
+        "/_sandbox/settings",
+        json!({ "batch_504_above": null }),
+    )
+    .await;
+    assert_eq!(env.patch("/api/v4/leads", batch).await.status, 200);
+
+    let edit = control(
+        &env,
+        reqwest::Method::PATCH,
+        &format!("/_sandbox/leads/{a}"),
+        json!({ "custom_fields_values": [
+            { "field_id": 712631, "values": [{ "value": "16К20" }] }
+        ]}),
+    )
+    .await;
+    assert_eq!(edit.status, 200, "{}", edit.text);
+    assert_eq!(
+        edit.json["custom_fields_values"][0]["values"][0]["value"],
+        "16К20"
+    );
+    let refused = control(
+        &env,
+        reqwest::Method::PATCH,
+        &format!("/_sandbox/leads/{a}"),
+        json!({ "price": "дорого" }),
+    )
+    .await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.json["violations"][0]["code"], "InvalidType");
+}
