@@ -97,7 +97,7 @@ pub async fn sandbox_requests(stack: &LocalStack) -> Vec<Value> {
         .expect("sandbox requests")
         .json::<Value>()
         .await
-        .map(|v| v.as_array().cloned().unwrap_or_default())
+        .map(|v| v["requests"].as_array().cloned().unwrap_or_default())
         .unwrap_or_default()
 }
 
