@@ -319,6 +319,13 @@ fn parse_complex_response(resp: &Value, request_id: &str) -> Option<ComplexCreat
     })
 }
 
+#[async_trait::async_trait]
+impl crate::ports::CrmProbe for AmoClient {
+    async fn create_test_lead(&self) -> Result<i64, CrmError> {
+        AmoClient::create_test_lead(self).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -733,12 +740,5 @@ mod tests {
         );
         assert_eq!(parse_complex_response(&json!([]), LEAD_ID), None);
         assert_eq!(parse_complex_response(&json!({"id": 1}), LEAD_ID), None);
-    }
-}
-
-#[async_trait::async_trait]
-impl crate::ports::CrmProbe for AmoClient {
-    async fn create_test_lead(&self) -> Result<i64, CrmError> {
-        AmoClient::create_test_lead(self).await
     }
 }

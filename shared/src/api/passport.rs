@@ -12,7 +12,7 @@ use super::http::{body_bytes, error_response, header, json_response, route};
 use crate::leads::accept::{RepeatPolicy, accept_lead};
 use crate::leads::intake::{self, Intake, IntakeError};
 use crate::passport::{Equipment, EquipmentState};
-use crate::ports::{LeadStore, PassportStore};
+use crate::ports::{LeadStore, PassportStore, StoreError};
 use crate::telegram::{DEFAULT_MAX_AGE_SECS, TelegramUser, verify_init_data};
 
 const MAX_REQUEST_BYTES: usize = 16 * 1024;
@@ -41,9 +41,12 @@ fn equipment_json(e: &Equipment) -> Value {
 
 impl PassportApi {
     pub async fn handle(&self, req: Request) -> Response<Body> {
-        let user = match self.user(&req) {
-            Ok(user) => user,
-            Err(resp) => return resp,
+        let Some(user) = self.user(&req) else {
+            return error_response(
+                401,
+                "unauthorized",
+                "send Authorization: tma <initData> from the Mini App",
+            );
         };
         match route(&req) {
             ("GET", "/passport") => self.passport(&user).await,
@@ -52,56 +55,34 @@ impl PassportApi {
         }
     }
 
-    /// The verified Telegram user, or the 401 to answer.
-    fn user(&self, req: &Request) -> Result<TelegramUser, Response<Body>> {
-        let unauthorized = || {
-            error_response(
-                401,
-                "unauthorized",
-                "send Authorization: tma <initData> from the Mini App",
-            )
-        };
+    /// The verified Telegram user; `None` (logged with the reason) means 401.
+    fn user(&self, req: &Request) -> Option<TelegramUser> {
         let Some(bot_token) = self.bot_token.as_deref() else {
             tracing::error!("telegram_bot_token is not set in the app secret");
-            return Err(unauthorized());
+            return None;
         };
-        let init_data = header(req, "authorization")
-            .and_then(|v| v.strip_prefix("tma "))
-            .ok_or_else(unauthorized)?;
+        let init_data = header(req, "authorization")?.strip_prefix("tma ")?;
         verify_init_data(
             init_data.trim(),
             bot_token,
             Utc::now().timestamp(),
             DEFAULT_MAX_AGE_SECS,
         )
-        .map_err(|e| {
-            warn!(reason = %e, "initData refused");
-            unauthorized()
-        })
+        .map_err(|e| warn!(reason = %e, "initData refused"))
+        .ok()
     }
 
-    async fn active_equipment(
-        &self,
-        user: &TelegramUser,
-    ) -> Result<Vec<Equipment>, Response<Body>> {
-        match self.passport.for_owner(user.id).await {
-            Ok(all) => Ok(all
-                .into_iter()
-                .filter(|e| e.state == EquipmentState::Active)
-                .collect()),
-            Err(e) => {
-                tracing::error!(error = %e, "passport read failed");
-                Err(error_response(
-                    503,
-                    "temporarily_unavailable",
-                    "retry later",
-                ))
-            }
-        }
+    async fn active_equipment(&self, user: &TelegramUser) -> Result<Vec<Equipment>, StoreError> {
+        let all = self.passport.for_owner(user.id).await?;
+        Ok(all
+            .into_iter()
+            .filter(|e| e.state == EquipmentState::Active)
+            .collect())
     }
 
     async fn passport(&self, user: &TelegramUser) -> Response<Body> {
         match self.active_equipment(user).await {
+            Err(e) => unavailable(e),
             Ok(equipment) => json_response(
                 200,
                 &json!({
@@ -109,7 +90,6 @@ impl PassportApi {
                     "equipment": equipment.iter().map(equipment_json).collect::<Vec<_>>(),
                 }),
             ),
-            Err(resp) => resp,
         }
     }
 
@@ -140,7 +120,7 @@ impl PassportApi {
         };
         let equipment = match self.active_equipment(user).await {
             Ok(all) => all.into_iter().find(|e| e.serial == serial),
-            Err(resp) => return resp,
+            Err(e) => return unavailable(e),
         };
         let Some(equipment) = equipment else {
             return error_response(404, "unknown_serial", "no such equipment in your passport");
@@ -194,4 +174,9 @@ impl PassportApi {
             }
         }
     }
+}
+
+fn unavailable(e: StoreError) -> Response<Body> {
+    tracing::error!(error = %e, "passport read failed");
+    error_response(503, "temporarily_unavailable", "retry later")
 }
