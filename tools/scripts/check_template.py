@@ -6,7 +6,8 @@ Fails (exit 1, one line per finding naming the resource) when a policy in the te
   * allows DynamoDB, Secrets Manager or SQS actions on Resource "*";
   * uses NotAction / NotResource with Allow (everything except ... is never least privilege);
   * grants a Secrets Manager write (PutSecretValue, UpdateSecret, ...) to a function that is not
-    on the allow-list (--allow-secret-writes, function logical ids; default: none);
+    on the allow-list (--allow-secret-writes, function logical ids; default: none), or, for an entry
+    FUNCTION=SECRET, on any resource but that secret (e.g. the app secret, or Resource "*");
   * attaches a broad AWS managed policy or SAM policy template (FullAccess, SecretsManagerReadWrite, ...).
 
 Policies are found in AWS::IAM::Role (inline), AWS::IAM::Policy / ManagedPolicy (attached to roles),
@@ -216,7 +217,23 @@ def _is_secret_write(action: str) -> bool:
     return any(fnmatch.fnmatchcase(w.lower(), pattern) for w in SECRET_WRITES)
 
 
-def check_grant(g: Grant, allowed_writers: set[str]) -> list[str]:
+# Secret writers: function logical id -> secret logical ids it may write (None: any secret).
+Writers = dict[str, "set[str] | None"]
+
+
+def _writers(allowed) -> Writers:
+    """Accepts a plain set of function ids (any secret) or the mapping itself."""
+    return dict(allowed) if isinstance(allowed, dict) else {name: None for name in allowed}
+
+
+def _describe(resource) -> str:
+    target = _ref_target(resource)
+    if target:
+        return target
+    return resource if isinstance(resource, str) else "a computed ARN"
+
+
+def check_grant(g: Grant, allowed_writers: Writers) -> list[str]:
     st = g.statement
     if str(st.get("Effect", "Allow")) != "Allow":
         return []
@@ -243,16 +260,26 @@ def check_grant(g: Grant, allowed_writers: set[str]) -> list[str]:
             if holder not in allowed_writers:
                 out.append(f"{at}: Secrets Manager write {', '.join(writes)} granted to {holder}, "
                            "which is not allowed to change secrets (--allow-secret-writes)")
+                continue
+            scope = allowed_writers[holder]
+            if scope is None:
+                continue
+            outside = [_describe(r) for r in resources if _ref_target(r) not in scope]
+            if outside or not resources:
+                out.append(f"{at}: Secrets Manager write {', '.join(writes)} granted to {holder} on "
+                           f"{', '.join(outside) or 'no named secret'}; it may write only "
+                           f"{', '.join(sorted(scope))} (--allow-secret-writes {holder}=...)")
     return out
 
 
-def check(text: str, allowed_writers: set[str]) -> tuple[list[str], int]:
-    """Returns (findings, number of statements checked)."""
+def check(text: str, allowed_writers) -> tuple[list[str], int]:
+    """Returns (findings, number of statements checked). `allowed_writers`: see `_writers`."""
     resources = load_template(text)["Resources"]
+    writers = _writers(allowed_writers)
     findings: list[str] = []
     grants = collect(resources, findings)
     for g in grants:
-        findings += check_grant(g, allowed_writers)
+        findings += check_grant(g, writers)
     return findings, len(grants)
 
 
@@ -262,6 +289,7 @@ Transform: AWS::Serverless-2016-10-31
 Resources:
   Table: {Type: AWS::DynamoDB::Table}
   Secret: {Type: AWS::SecretsManager::Secret}
+  TokenSecret: {Type: AWS::SecretsManager::Secret}
   FnRole:
     Type: AWS::IAM::Role
     Properties:
@@ -286,6 +314,13 @@ Resources:
     Properties: {Role: !GetAtt FnRole.Arn, CodeUri: ., Handler: bootstrap}
 """
 
+# The good template plus a write on the token secret only (allowed for Fn=TokenSecret).
+_WRITE_TOKEN = _GOOD.replace("""              - Sid: Traces""", """              - Sid: WriteToken
+                Effect: Allow
+                Action: secretsmanager:PutSecretValue
+                Resource: !Ref TokenSecret
+              - Sid: Traces""")
+
 # (name, template text, allow-list, text the finding must contain)
 _BAD_CASES = [
     ("star action", _GOOD.replace("[xray:PutTraceSegments]", "['*']"), set(), "FnRole (Traces): Action '*'"),
@@ -298,6 +333,13 @@ _BAD_CASES = [
      set(), "granted to Fn"),
     ("secret write via wildcard", _GOOD.replace("Action: secretsmanager:GetSecretValue",
                                                 "Action: secretsmanager:Put*"), set(), "granted to Fn"),
+    ("allowed writer, wrong secret", _WRITE_TOKEN.replace("Resource: !Ref TokenSecret", "Resource: !Ref Secret"),
+     {"Fn": {"TokenSecret"}}, "granted to Fn on Secret; it may write only TokenSecret"),
+    ("allowed writer, any secret", _WRITE_TOKEN.replace("Resource: !Ref TokenSecret", "Resource: '*'"),
+     {"Fn": {"TokenSecret"}}, "granted to Fn on *"),
+    ("allowed writer, one good one bad", _WRITE_TOKEN.replace("Resource: !Ref TokenSecret",
+                                                              "Resource: [!Ref TokenSecret, !Ref Secret]"),
+     {"Fn": {"TokenSecret"}}, "granted to Fn on Secret;"),
     ("secret write inline on function", _GOOD + """
   Other:
     Type: AWS::Serverless::Function
@@ -334,16 +376,19 @@ def self_test() -> int:
     findings, _ = check(write, {"Fn"})
     if findings:
         failures.append(f"allow-listed writer still flagged: {findings}")
+    findings, _ = check(_WRITE_TOKEN, {"Fn": {"TokenSecret"}})
+    if findings:
+        failures.append(f"writer allow-listed for its secret still flagged: {findings}")
     for name, text, allowed, expected in _BAD_CASES:
         findings, _ = check(text, allowed)
         if not any(expected in f for f in findings):
             failures.append(f"{name}: expected a finding containing {expected!r}, got {findings}")
     for f in failures:
         print(f"check_template self-test FAILED: {f}", file=sys.stderr)
-    total = len(_BAD_CASES) + 2
+    total = len(_BAD_CASES) + 3
     if failures:
         return 1
-    print(f"check_template self-test: all {total} cases behave (1 good template, 1 allow-list, "
+    print(f"check_template self-test: all {total} cases behave (1 good template, 2 allow-lists, "
           f"{len(_BAD_CASES)} bad templates caught)")
     return 0
 
@@ -352,13 +397,22 @@ def self_test() -> int:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("template", nargs="?", default="template.yaml")
-    parser.add_argument("--allow-secret-writes", metavar="FUNCTION", action="append", default=[],
-                        help="logical id of a function allowed to change secrets (repeatable or comma-separated)")
+    parser.add_argument("--allow-secret-writes", metavar="FUNCTION[=SECRET]", action="append", default=[],
+                        help="logical id of a function allowed to change secrets; with =SECRET only that "
+                             "secret (logical id); repeatable or comma-separated")
     parser.add_argument("--self-test", action="store_true", help="prove the rules catch bad templates")
     args = parser.parse_args(argv)
     if args.self_test:
         return self_test()
-    allowed = {n.strip() for item in args.allow_secret_writes for n in item.split(",") if n.strip()}
+    allowed: Writers = {}
+    for entry in (n.strip() for item in args.allow_secret_writes for n in item.split(",")):
+        if not entry:
+            continue
+        function, _, secret = (part.strip() for part in entry.partition("="))
+        if not secret:
+            allowed[function] = None
+        elif function not in allowed or allowed[function] is not None:
+            allowed[function] = (allowed.get(function) or set()) | {secret}
     try:
         with open(args.template, encoding="utf-8") as fh:
             findings, statements = check(fh.read(), allowed)
@@ -370,7 +424,8 @@ def main(argv: list[str]) -> int:
     if findings:
         print(f"check_template: {len(findings)} least-privilege violation(s)", file=sys.stderr)
         return 1
-    writers = ", ".join(sorted(allowed)) or "none"
+    writers = ", ".join(f"{f} ({', '.join(sorted(s)) if s else 'any secret'})"
+                        for f, s in sorted(allowed.items())) or "none"
     print(f"check_template: {args.template}: {statements} policy statements least-privilege; "
           f"secret writers allowed: {writers}")
     return 0
