@@ -65,6 +65,12 @@ fn repeat_policy(config: &Config) -> RepeatPolicy {
     }
 }
 
+fn cors(config: &Config) -> Cors {
+    Cors {
+        allowed_origins: config.cors_origins.clone(),
+    }
+}
+
 async fn app_secrets(config: &Config, aws: &Aws) -> Result<AppSecrets, InitError> {
     Ok(load_app_secrets(aws.secret_store().as_ref(), &config.app_secret_id).await?)
 }
@@ -79,9 +85,7 @@ pub async fn lead_ingest(config: &Config, aws: &Aws) -> Result<LeadIngestApi, In
         )),
         probe: Arc::new(amo_client(config, aws.secret_store())?),
         admin_key: secrets.admin_key,
-        cors: Cors {
-            allowed_origins: config.cors_origins.clone(),
-        },
+        cors: cors(config),
         repeat: repeat_policy(config),
     })
 }
@@ -149,5 +153,6 @@ pub async fn passport_api(config: &Config, aws: &Aws) -> Result<PassportApi, Ini
         )),
         bot_token: secrets.telegram_bot_token,
         repeat: repeat_policy(config),
+        cors: cors(config),
     })
 }

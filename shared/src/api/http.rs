@@ -90,7 +90,9 @@ impl Cors {
             );
             h.insert(
                 "access-control-allow-headers",
-                "Content-Type, Idempotency-Key".parse().expect("static"),
+                "Authorization, Content-Type, Idempotency-Key"
+                    .parse()
+                    .expect("static"),
             );
             h.insert("access-control-max-age", "600".parse().expect("static"));
         }

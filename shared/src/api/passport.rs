@@ -8,7 +8,7 @@ use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::http::{body_bytes, error_response, header, json_response, route};
+use super::http::{Cors, body_bytes, error_response, header, json_response, route};
 use crate::leads::accept::{RepeatPolicy, accept_lead};
 use crate::leads::intake::{self, Intake, IntakeError};
 use crate::passport::{Equipment, EquipmentState};
@@ -23,6 +23,8 @@ pub struct PassportApi {
     /// From the app secret; without it every call is 401 (and logged as a config error).
     pub bot_token: Option<String>,
     pub repeat: RepeatPolicy,
+    /// The Mini App's origin(s): the TMA page calls this API from the browser.
+    pub cors: Cors,
 }
 
 fn equipment_json(e: &Equipment) -> Value {
@@ -41,18 +43,25 @@ fn equipment_json(e: &Equipment) -> Value {
 
 impl PassportApi {
     pub async fn handle(&self, req: Request) -> Response<Body> {
-        let Some(user) = self.user(&req) else {
-            return error_response(
-                401,
-                "unauthorized",
-                "send Authorization: tma <initData> from the Mini App",
-            );
+        let resp = match route(&req) {
+            ("OPTIONS", "/passport") => return self.cors.preflight(&req, "GET, OPTIONS"),
+            ("OPTIONS", "/passport/service-requests") => {
+                return self.cors.preflight(&req, "POST, OPTIONS");
+            }
+            (method, path) => match (self.user(&req), method, path) {
+                (None, ..) => error_response(
+                    401,
+                    "unauthorized",
+                    "send Authorization: tma <initData> from the Mini App",
+                ),
+                (Some(user), "GET", "/passport") => self.passport(&user).await,
+                (Some(user), "POST", "/passport/service-requests") => {
+                    self.service_request(&req, &user).await
+                }
+                _ => error_response(404, "not_found", "no such route"),
+            },
         };
-        match route(&req) {
-            ("GET", "/passport") => self.passport(&user).await,
-            ("POST", "/passport/service-requests") => self.service_request(&req, &user).await,
-            _ => error_response(404, "not_found", "no such route"),
-        }
+        self.cors.apply(&req, resp)
     }
 
     /// The verified Telegram user; `None` (logged with the reason) means 401.

@@ -201,6 +201,8 @@ impl LocalStack {
             .add("GET", "/webhook/amocrm", lambda!(webhook))
             .add("GET", "/oauth/start", lambda!(webhook))
             .add("GET", "/passport", lambda!(passport))
+            .add("OPTIONS", "/passport", lambda!(passport))
+            .add("OPTIONS", "/passport/service-requests", lambda!(passport))
             .add("POST", "/passport/service-requests", lambda!(passport));
         let api_addr = SocketAddr::from(([127, 0, 0, 1], options.api_port.unwrap_or(0)));
         let (bound, front) = front::serve(api_addr, routes).await?;
