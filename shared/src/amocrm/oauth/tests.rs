@@ -1,0 +1,1 @@
+//! Tests of the OAuth token endpoint and the token provider.
