@@ -145,7 +145,9 @@ impl ClassifyName for serde_json::Error {
         match self.classify() {
             Category::Io => "read error",
             Category::Syntax => "invalid JSON",
-            Category::Data => "missing or non-string `access_token`, or unknown `kind`",
+            Category::Data => {
+                "missing or non-string `access_token`, unknown `kind` or bad `expires_at`"
+            }
             Category::Eof => "truncated JSON",
         }
     }
