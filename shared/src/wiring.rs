@@ -147,7 +147,10 @@ pub async fn webhook_receiver(config: &Config, aws: &Aws) -> Result<WebhookRecei
             state: Arc::new(DynamoStateStore::new(aws.dynamodb.clone(), table)),
             secrets: aws.secret_store(),
             token_secret_id: config.token_secret_id.clone(),
-            client_secret: ClientSecretSource::new(aws.secret_store(), config.app_secret_id.clone()),
+            client_secret: ClientSecretSource::new(
+                aws.secret_store(),
+                config.app_secret_id.clone(),
+            ),
             endpoint: TokenEndpoint::new(&config.amo, &config.oauth)?,
             authorize_url: config.oauth.authorize_url.clone(),
             admin_key: secrets.admin_key.clone(),
