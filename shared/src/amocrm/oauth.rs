@@ -181,10 +181,7 @@ impl TokenEndpoint {
         code: &str,
         client_secret: &str,
     ) -> Result<TokenPair, TokenError> {
-        let base = match &self.base_override {
-            Some(b) => b.clone(),
-            None => format!("https://{account_host}"),
-        };
+        let base = self.exchange_base(account_host);
         let body = json!({
             "client_id": self.amo.client_id,
             "client_secret": client_secret,
@@ -193,6 +190,14 @@ impl TokenEndpoint {
             "redirect_uri": self.amo.redirect_uri,
         });
         self.post(&base, &body, &[code, client_secret]).await
+    }
+
+    /// Where a code from `account_host` is exchanged: that account, or the local sandbox.
+    pub fn exchange_base(&self, account_host: &str) -> String {
+        match &self.base_override {
+            Some(b) => b.clone(),
+            None => format!("https://{account_host}"),
+        }
     }
 
     /// Spends `refresh_token` for a new pair at the configured account.

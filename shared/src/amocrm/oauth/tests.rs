@@ -704,3 +704,60 @@ fn a_token_pair_never_shows_its_tokens_in_debug_output() {
     assert_eq!(v["kind"], "oauth");
     assert!(v["expires_at"].is_i64());
 }
+
+/// Secrets where another instance's refresh lands right before the `n`-th read.
+struct RefreshedElsewhereBeforeRead {
+    inner: Arc<MemorySecrets>,
+    at_read: usize,
+    value: String,
+}
+
+#[async_trait]
+impl SecretStore for RefreshedElsewhereBeforeRead {
+    async fn read(&self, id: &str) -> Result<String, SecretError> {
+        if self.inner.reads() + 1 == self.at_read {
+            self.inner.put(id, &self.value);
+        }
+        self.inner.read(id).await
+    }
+
+    async fn write(&self, id: &str, value: &str) -> Result<(), SecretError> {
+        self.inner.write(id, value).await
+    }
+}
+
+#[tokio::test]
+async fn the_lease_holder_rereads_the_secret_and_uses_a_pair_stored_meanwhile() {
+    let rig = Rig::start(
+        &oauth_secret("old-access", "old-refresh", in_minutes(2)),
+        vec![Canned::json(200, &pair_json("should-not", "be-used"))],
+    )
+    .await;
+    // Read 1: the cached, near-expiry pair. Read 2 (after taking the lease): another
+    // instance has refreshed in between.
+    let secrets = Arc::new(RefreshedElsewhereBeforeRead {
+        inner: rig.secrets.clone(),
+        at_read: 2,
+        value: oauth_secret("theirs", "their-refresh", in_minutes(1440)),
+    });
+    let provider = rig.provider_with(secrets, 2_000);
+    assert_eq!(provider.bearer().await.unwrap(), "theirs");
+    assert!(rig.token_calls().is_empty());
+    assert_eq!(rig.state.lease_grants(), 1);
+    assert_eq!(rig.state.lease_holder(REFRESH_LEASE), None);
+}
+
+#[test]
+fn codes_are_exchanged_at_the_referer_unless_the_sandbox_is_configured() {
+    let cfg = test_config("https://new599bd9d13818a.amocrm.ru");
+    let prod = TokenEndpoint::new(&cfg, &oauth_config(None)).unwrap();
+    assert_eq!(
+        prod.exchange_base("new599bd9d13818a.kommo.com"),
+        "https://new599bd9d13818a.kommo.com"
+    );
+    let local = TokenEndpoint::new(&cfg, &oauth_config(Some("http://127.0.0.1:8081"))).unwrap();
+    assert_eq!(
+        local.exchange_base("new599bd9d13818a.amocrm.ru"),
+        "http://127.0.0.1:8081"
+    );
+}
