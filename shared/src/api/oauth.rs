@@ -191,10 +191,10 @@ impl OAuthFlow {
             .restart();
         }
         // amoCRM's own SDK skips the state check for the widget-install redirect: it carries none.
-        if param("from_widget").is_none() {
-            if let Some(page) = self.check_state(param("state")).await {
-                return page;
-            }
+        if param("from_widget").is_none()
+            && let Some(page) = self.check_state(param("state")).await
+        {
+            return page;
         }
 
         let client_secret = match self.client_secret.get().await {

@@ -341,12 +341,12 @@ async fn a_lost_refresh_answer_is_retried_once_with_the_old_refresh_token() {
         &oauth_secret("old-access", "old-refresh", in_minutes(-1)),
         vec![
             Canned::json(200, &pair_json("lost-access", "lost-refresh"))
-                .delayed(Duration::from_millis(800)),
+                .delayed(Duration::from_millis(2_000)),
             Canned::json(200, &pair_json("new-access", "new-refresh")),
         ],
     )
     .await;
-    let provider = rig.provider_with(rig.secrets.clone(), 200);
+    let provider = rig.provider_with(rig.secrets.clone(), 500);
     assert_eq!(provider.bearer().await.unwrap(), "new-access");
     let calls = rig.token_calls();
     assert_eq!(calls.len(), 2);
@@ -361,13 +361,13 @@ async fn a_lost_refresh_answer_is_retried_once_with_the_old_refresh_token() {
 
 #[tokio::test]
 async fn a_refresh_lost_twice_is_transient_and_starts_no_incident() {
-    let slow = Canned::json(200, &pair_json("x", "y")).delayed(Duration::from_millis(800));
+    let slow = Canned::json(200, &pair_json("x", "y")).delayed(Duration::from_millis(2_000));
     let rig = Rig::start(
         &oauth_secret("old-access", "old-refresh", in_minutes(-1)),
         vec![slow.clone(), slow],
     )
     .await;
-    let provider = rig.provider_with(rig.secrets.clone(), 200);
+    let provider = rig.provider_with(rig.secrets.clone(), 500);
     let e = provider.bearer().await.unwrap_err();
     assert_eq!(e.kind, CrmErrorKind::Transient);
     assert_eq!(rig.token_calls().len(), 2);
@@ -514,7 +514,7 @@ async fn the_incident_ends_when_a_new_pair_is_stored() {
     )
     .await;
     let provider = rig.provider().with_timing(RefreshTiming {
-        health_recheck: Duration::from_millis(50),
+        health_recheck: Duration::from_millis(300),
         ..test_timing()
     });
     assert!(provider.bearer().await.is_err());
@@ -524,7 +524,7 @@ async fn the_incident_ends_when_a_new_pair_is_stored() {
         &oauth_secret("fresh-access", "fresh-refresh", in_minutes(1440)),
     );
     assert!(provider.bearer().await.is_err(), "not re-checked yet");
-    tokio::time::sleep(Duration::from_millis(80)).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(provider.bearer().await.unwrap(), "fresh-access");
     assert!(
         !provider

@@ -194,7 +194,7 @@ fn pair_json() -> String {
     r#"{"token_type":"Bearer","expires_in":86400,"access_token":"access-from-code","refresh_token":"refresh-from-code"}"#.to_string()
 }
 
-fn params<'a>(state: &'a str) -> Vec<(&'a str, &'a str)> {
+fn params(state: &str) -> Vec<(&str, &str)> {
     vec![
         ("code", CODE),
         ("state", state),
