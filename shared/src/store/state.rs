@@ -475,6 +475,8 @@ impl StateStore for MemoryStateStore {
     }
 }
 
+/// The memory twin's rules, and the DynamoDB item mapping. The DynamoDB conditions themselves
+/// (lease takeover after expiry, single-use state, first-mark-wins) need moto: tests/e2e covers them.
 #[cfg(test)]
 mod tests {
     use chrono::Duration;

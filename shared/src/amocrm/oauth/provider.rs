@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::Mutex;
 use tokio::time::{Instant, sleep};
 use tracing::{error, info, warn};
 use ulid::Ulid;
@@ -501,16 +501,12 @@ impl TokenProvider {
         });
         error
     }
-
-    async fn locked(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().await
-    }
 }
 
 #[async_trait]
 impl TokenSource for TokenProvider {
     async fn bearer(&self) -> Result<String, CrmError> {
-        let mut inner = self.locked().await;
+        let mut inner = self.inner.lock().await;
         self.check_blocked(&mut inner).await?;
         let secret = self.current(&mut inner).await?;
         if !self.needs_refresh(&secret) {
@@ -520,7 +516,7 @@ impl TokenSource for TokenProvider {
     }
 
     async fn after_unauthorized(&self, rejected: &str) -> Result<String, CrmError> {
-        let mut inner = self.locked().await;
+        let mut inner = self.inner.lock().await;
         self.check_blocked(&mut inner).await?;
         // Another caller may already have replaced the rejected token.
         if let Some(c) = inner
