@@ -22,9 +22,22 @@ pub struct AmoConfig {
     pub timeout_ms: u64,
 }
 
+/// The OAuth code flow and the token refresh.
+#[derive(Debug, Clone)]
+pub struct OAuthConfig {
+    /// Where `GET /oauth/start` sends the browser (`AMOCRM_AUTHORIZE_URL`).
+    pub authorize_url: String,
+    /// `AMOCRM_OAUTH_BASE_URL`: the token endpoint's base for the local sandbox. Unset in
+    /// production: codes are exchanged at the redirect's `referer`, refreshes at the account.
+    pub token_base_url: Option<String>,
+    /// Who is told when the token needs re-authorization (`ALERT_MAILBOX`, default the sales mailbox).
+    pub alert_mailbox: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub amo: AmoConfig,
+    pub oauth: OAuthConfig,
     /// Accepted leads (+ idempotency claims); its stream drives crm-worker.
     pub leads_table: String,
     /// Received amoCRM webhooks; its stream drives crm-worker too.
@@ -114,8 +127,22 @@ impl Config {
             requests_per_second: int("AMOCRM_RPS", 7)?.clamp(1, 7) as u32,
             timeout_ms: int("AMOCRM_TIMEOUT_MS", 10_000)?.max(100) as u64,
         };
+        let sales_mailbox = get("SALES_MAILBOX", "zakaz@tdrusstankosbyt.ru");
+        let oauth = OAuthConfig {
+            authorize_url: get("AMOCRM_AUTHORIZE_URL", "https://www.amocrm.ru/oauth")
+                .trim()
+                .to_string(),
+            token_base_url: lookup("AMOCRM_OAUTH_BASE_URL")
+                .map(|v| v.trim().trim_end_matches('/').to_string())
+                .filter(|v| !v.is_empty()),
+            alert_mailbox: lookup("ALERT_MAILBOX")
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| sales_mailbox.clone()),
+        };
         Ok(Config {
             amo,
+            oauth,
             leads_table: required("LEADS_TABLE")?,
             inbox_table: lookup("INBOX_TABLE").filter(|v| !v.trim().is_empty()),
             passport_table: lookup("PASSPORT_TABLE").filter(|v| !v.trim().is_empty()),
@@ -128,7 +155,7 @@ impl Config {
             maintenance_model_months: get("MAINTENANCE_MODEL_MONTHS", ""),
             app_secret_id: required("APP_SECRET_ID")?,
             token_secret_id: required("AMOCRM_TOKEN_SECRET_ID")?,
-            sales_mailbox: get("SALES_MAILBOX", "zakaz@tdrusstankosbyt.ru"),
+            sales_mailbox,
             mail_from: get("MAIL_FROM", "noreply@td-rss.ru"),
             cors_origins: get("CORS_ORIGINS", "https://td-rss.ru,https://www.td-rss.ru")
                 .split(',')
@@ -182,6 +209,23 @@ mod tests {
         );
         assert_eq!(c.sales_mailbox, "zakaz@tdrusstankosbyt.ru");
         assert_eq!(c.amo.redirect_uri, "https://api.td-rss.ru/webhook/amocrm");
+        assert_eq!(c.oauth.authorize_url, "https://www.amocrm.ru/oauth");
+        assert_eq!(c.oauth.token_base_url, None);
+        assert_eq!(c.oauth.alert_mailbox, "zakaz@tdrusstankosbyt.ru");
+    }
+
+    #[test]
+    fn oauth_overrides_for_the_sandbox_and_a_separate_alert_mailbox() {
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push(("AMOCRM_OAUTH_BASE_URL", "http://127.0.0.1:8081/"));
+        pairs.push(("ALERT_MAILBOX", "ops@td-rss.ru"));
+        let c = Config::from_lookup(lookup(&pairs)).unwrap();
+        assert_eq!(
+            c.oauth.token_base_url.as_deref(),
+            Some("http://127.0.0.1:8081")
+        );
+        assert_eq!(c.oauth.alert_mailbox, "ops@td-rss.ru");
+        assert_eq!(c.sales_mailbox, "zakaz@tdrusstankosbyt.ru");
     }
 
     #[test]

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::amocrm::AmoClient;
-use crate::amocrm::token::LongLivedToken;
+use crate::amocrm::oauth::{ClientSecretSource, RefreshDeps, TokenEndpoint, TokenProvider};
 use crate::api::LeadIngestApi;
 use crate::api::http::Cors;
+use crate::api::oauth::OAuthFlow;
 use crate::api::passport::PassportApi;
 use crate::api::webhook::WebhookReceiver;
 use crate::config::Config;
@@ -20,7 +21,7 @@ use crate::passport::events::EventProcessor;
 use crate::passport::register::PassportFields;
 use crate::ports::{AppSecrets, SecretStore};
 use crate::secrets::{SecretsManagerStore, load_app_secrets};
-use crate::store::{DynamoInboxStore, DynamoLeadStore, DynamoPassportStore};
+use crate::store::{DynamoInboxStore, DynamoLeadStore, DynamoPassportStore, DynamoStateStore};
 use crate::worker::CrmWorker;
 
 pub type InitError = Box<dyn std::error::Error + Send + Sync>;
@@ -53,9 +54,26 @@ impl Aws {
     }
 }
 
-fn amo_client(config: &Config, secrets: Arc<dyn SecretStore>) -> Result<AmoClient, InitError> {
-    let tokens = Arc::new(LongLivedToken::new(secrets, config.token_secret_id.clone()));
-    Ok(AmoClient::new(&config.amo, tokens)?)
+/// The amoCRM token source of every function: long-lived or OAuth by the secret's `kind`.
+/// OAuth refresh needs the state table (its lease); without STATE_TABLE only long-lived
+/// tokens are served.
+pub fn token_provider(config: &Config, aws: &Aws) -> Result<Arc<TokenProvider>, InitError> {
+    let secrets = aws.secret_store();
+    let mut provider = TokenProvider::new(secrets.clone(), config.token_secret_id.clone());
+    if let Some(table) = &config.state_table {
+        provider = provider.with_refresh(RefreshDeps {
+            endpoint: TokenEndpoint::new(&config.amo, &config.oauth)?,
+            client_secret: ClientSecretSource::new(secrets, config.app_secret_id.clone()),
+            state: Arc::new(DynamoStateStore::new(aws.dynamodb.clone(), table)),
+            notifier: Arc::new(SesNotifier::new(aws.ses.clone(), &config.mail_from)),
+            alert_mailbox: config.oauth.alert_mailbox.clone(),
+        });
+    }
+    Ok(Arc::new(provider))
+}
+
+fn amo_client(config: &Config, aws: &Aws) -> Result<AmoClient, InitError> {
+    Ok(AmoClient::new(&config.amo, token_provider(config, aws)?)?)
 }
 
 fn repeat_policy(config: &Config) -> RepeatPolicy {
@@ -83,7 +101,7 @@ pub async fn lead_ingest(config: &Config, aws: &Aws) -> Result<LeadIngestApi, In
             aws.dynamodb.clone(),
             &config.leads_table,
         )),
-        probe: Arc::new(amo_client(config, aws.secret_store())?),
+        probe: Arc::new(amo_client(config, aws)?),
         admin_key: secrets.admin_key,
         cors: cors(config),
         repeat: repeat_policy(config),
@@ -92,7 +110,7 @@ pub async fn lead_ingest(config: &Config, aws: &Aws) -> Result<LeadIngestApi, In
 
 /// crm-worker: delivers leads and applies webhooks from the tables' streams.
 pub fn crm_worker(config: &Config, aws: &Aws) -> Result<CrmWorker, InitError> {
-    let amo = Arc::new(amo_client(config, aws.secret_store())?);
+    let amo = Arc::new(amo_client(config, aws)?);
     let events = match (&config.inbox_table, &config.passport_table) {
         (Some(inbox), Some(passport)) => Some(Arc::new(EventProcessor {
             inbox: Arc::new(DynamoInboxStore::new(aws.dynamodb.clone(), inbox)),
@@ -129,15 +147,32 @@ pub fn crm_worker(config: &Config, aws: &Aws) -> Result<CrmWorker, InitError> {
     })
 }
 
-/// amocrm-webhook: `POST /webhook/amocrm`.
+/// amocrm-webhook: `POST /webhook/amocrm`; with STATE_TABLE also the OAuth flow
+/// (`GET /oauth/start`, `GET /webhook/amocrm?code=…`).
 pub async fn webhook_receiver(config: &Config, aws: &Aws) -> Result<WebhookReceiver, InitError> {
     let inbox = Config::require(&config.inbox_table, "INBOX_TABLE")?;
     let secrets = app_secrets(config, aws).await?;
+    let oauth = match &config.state_table {
+        Some(table) => Some(Arc::new(OAuthFlow {
+            state: Arc::new(DynamoStateStore::new(aws.dynamodb.clone(), table)),
+            secrets: aws.secret_store(),
+            token_secret_id: config.token_secret_id.clone(),
+            client_secret: ClientSecretSource::new(
+                aws.secret_store(),
+                config.app_secret_id.clone(),
+            ),
+            endpoint: TokenEndpoint::new(&config.amo, &config.oauth)?,
+            authorize_url: config.oauth.authorize_url.clone(),
+            admin_key: secrets.admin_key.clone(),
+        })),
+        None => None,
+    };
     Ok(WebhookReceiver {
         inbox: Arc::new(DynamoInboxStore::new(aws.dynamodb.clone(), inbox)),
         token: secrets.webhook_token,
         subdomain: config.amo.subdomain.clone(),
         account_id: config.account_id,
+        oauth,
     })
 }
 

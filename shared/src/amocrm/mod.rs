@@ -1,10 +1,12 @@
 //! amoCRM API v4: the HTTP client, its errors with operator hints, request pacing, the token
-//! source and the `Crm` port implementation used by lead delivery.
+//! sources (long-lived and OAuth with refresh) and the `Crm` port implementation used by lead
+//! delivery.
 
 pub mod client;
 pub mod deals;
 pub mod error;
 pub mod leads;
+pub mod oauth;
 pub mod pacing;
 pub mod token;
 pub mod webhook;
@@ -14,5 +16,6 @@ pub(crate) mod testkit;
 
 pub use client::{AmoClient, RetryPolicy};
 pub use error::{CrmError, CrmErrorKind, ValidationError, oauth_error};
+pub use oauth::{TokenHealth, TokenProvider};
 pub use pacing::Pacer;
 pub use token::{LongLivedToken, TokenInfo, TokenKind, jwt_expiry};

@@ -1,9 +1,11 @@
-//! Where the amoCRM bearer token comes from.
+//! Where the amoCRM bearer token comes from, and the token secret's format.
 //!
-//! Today: a long-lived token (private integration, valid up to 5 years, no refresh token) kept
-//! in a Secrets Manager secret as `{"kind":"long_lived","access_token":"…"}`. `TokenSecret`
-//! already knows the `oauth` kind so an OAuth `TokenSource` can be added beside
-//! `LongLivedToken` without changing the secret's format.
+//! The secret (Secrets Manager, `AMOCRM_TOKEN_SECRET_ID`) holds either a long-lived token
+//! (private integration, valid up to 5 years, no refresh token) as
+//! `{"kind":"long_lived","access_token":"…"}`, or an OAuth pair as
+//! `{"kind":"oauth","access_token":"…","refresh_token":"…","expires_at":<unix seconds>}`.
+//! `LongLivedToken` serves only the first; `oauth::TokenProvider` serves both and refreshes
+//! the pair.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::error::{CrmError, CrmErrorKind};
+use super::error::CrmError;
 use crate::ports::{SecretError, SecretStore, TokenSource};
 
 /// How long a read token is trusted before the secret is read again, so an operator's
@@ -30,7 +32,7 @@ const EXPECTED_SHAPE: &str = r#"{"kind":"long_lived","access_token":"<token>"}"#
 #[serde(rename_all = "snake_case")]
 pub enum TokenKind {
     LongLived,
-    /// Access + refresh pair from the OAuth code flow (its `TokenSource` is not written yet).
+    /// Access + refresh pair from the OAuth code flow, refreshed by `oauth::TokenProvider`.
     Oauth,
 }
 
@@ -42,8 +44,31 @@ pub struct TokenSecret {
     pub access_token: String,
     #[serde(default)]
     pub refresh_token: Option<String>,
-    #[serde(default)]
+    /// Unix seconds (as written by the OAuth flow) or RFC 3339 text.
+    #[serde(default, deserialize_with = "unix_or_rfc3339")]
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+fn unix_or_rfc3339<'de, D>(d: D) -> Result<Option<DateTime<Utc>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error;
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().map(|f| f as i64))
+            .and_then(|secs| DateTime::from_timestamp(secs, 0))
+            .map(Some)
+            .ok_or_else(|| D::Error::custom("`expires_at` is not a valid unix time")),
+        Some(serde_json::Value::String(s)) => DateTime::parse_from_rfc3339(s.trim())
+            .map(|t| Some(t.with_timezone(&Utc)))
+            .map_err(|_| D::Error::custom("`expires_at` is neither unix seconds nor RFC 3339")),
+        Some(_) => Err(D::Error::custom(
+            "`expires_at` is neither unix seconds nor RFC 3339",
+        )),
+    }
 }
 
 fn default_kind() -> TokenKind {
@@ -93,6 +118,21 @@ impl TokenSecret {
     pub fn expires_at(&self) -> Option<DateTime<Utc>> {
         self.expires_at.or_else(|| jwt_expiry(&self.access_token))
     }
+
+    /// The secret text for an OAuth pair, as the OAuth flow and the refresher store it.
+    pub fn oauth_json(
+        access_token: &str,
+        refresh_token: &str,
+        expires_at: DateTime<Utc>,
+    ) -> String {
+        serde_json::json!({
+            "kind": "oauth",
+            "access_token": access_token,
+            "refresh_token": refresh_token,
+            "expires_at": expires_at.timestamp(),
+        })
+        .to_string()
+    }
 }
 
 trait ClassifyName {
@@ -105,7 +145,9 @@ impl ClassifyName for serde_json::Error {
         match self.classify() {
             Category::Io => "read error",
             Category::Syntax => "invalid JSON",
-            Category::Data => "missing or non-string `access_token`, or unknown `kind`",
+            Category::Data => {
+                "missing or non-string `access_token`, unknown `kind` or bad `expires_at`"
+            }
             Category::Eof => "truncated JSON",
         }
     }
@@ -221,32 +263,42 @@ impl LongLivedToken {
         }
         Ok(secret)
     }
-
-    fn rejected_hint(&self, expires_at: Option<DateTime<Utc>>) -> String {
-        let expiry = match expires_at {
-            Some(e) if e <= Utc::now() => {
-                format!("It expired on {}. ", e.format("%Y-%m-%d %H:%M UTC"))
-            }
-            Some(e) => format!(
-                "It is not expired (valid until {}), so it was revoked or the integration was \
-                 disabled. ",
-                e.format("%Y-%m-%d")
-            ),
-            None => String::new(),
-        };
-        format!(
-            "amoCRM rejected the long-lived token from secret {id} with 401. {expiry}Generate a \
-             new long-lived token in amoCRM → Settings → Integrations → this integration → Keys \
-             and scopes → \"Generate long-lived token\" and put it into secret {id} as \
-             {EXPECTED_SHAPE}; it is picked up within 5 minutes or on the next 401. \
-             Alternatively re-authorize OAuth at the redirect URI \
-             https://api.td-rss.ru/webhook/amocrm.",
-            id = self.secret_id
-        )
-    }
 }
 
-fn secret_error(secret_id: &str, e: SecretError) -> CrmError {
+/// amoCRM answered 401 to the long-lived token in `secret_id`, and the secret holds no other.
+pub(crate) fn long_lived_rejected(secret_id: &str, expires_at: Option<DateTime<Utc>>) -> CrmError {
+    CrmError::unauthorized(
+        format!("amoCRM rejected the long-lived token (401) and secret {secret_id} holds no other"),
+        long_lived_rejected_hint(secret_id, expires_at),
+    )
+    .with_status(401)
+}
+
+/// What to do when amoCRM rejects the long-lived token in `secret_id` (expiring at `expires_at`).
+fn long_lived_rejected_hint(secret_id: &str, expires_at: Option<DateTime<Utc>>) -> String {
+    let expiry = match expires_at {
+        Some(e) if e <= Utc::now() => {
+            format!("It expired on {}. ", e.format("%Y-%m-%d %H:%M UTC"))
+        }
+        Some(e) => format!(
+            "It is not expired (valid until {}), so it was revoked or the integration was \
+             disabled. ",
+            e.format("%Y-%m-%d")
+        ),
+        None => String::new(),
+    };
+    format!(
+        "amoCRM rejected the long-lived token from secret {id} with 401. {expiry}Generate a \
+         new long-lived token in amoCRM → Settings → Integrations → this integration → Keys \
+         and scopes → \"Generate long-lived token\" and put it into secret {id} as \
+         {EXPECTED_SHAPE}; it is picked up within 5 minutes or on the next 401. \
+         Alternatively re-authorize OAuth at the redirect URI \
+         https://api.td-rss.ru/webhook/amocrm.",
+        id = secret_id
+    )
+}
+
+pub(crate) fn secret_error(secret_id: &str, e: SecretError) -> CrmError {
     match e {
         SecretError::Unavailable { reason, .. } => CrmError::transient(
             format!("amoCRM token secret {secret_id} could not be read: {reason}"),
@@ -285,17 +337,7 @@ impl TokenSource for LongLivedToken {
             tracing::info!(secret_id = %self.secret_id, "amoCRM token replaced in the secret; retrying with it");
             return Ok(fresh.access_token);
         }
-        Err(CrmError {
-            kind: CrmErrorKind::Unauthorized,
-            status: Some(401),
-            message: format!(
-                "amoCRM rejected the long-lived token (401) and secret {} holds no other",
-                self.secret_id
-            ),
-            hint: self.rejected_hint(fresh.expires_at()),
-            validation: Vec::new(),
-            retry_after: None,
-        })
+        Err(long_lived_rejected(&self.secret_id, fresh.expires_at()))
     }
 }
 
@@ -304,6 +346,7 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
+    use crate::amocrm::CrmErrorKind;
     use crate::amocrm::testkit::{MemorySecrets, fake_jwt};
 
     #[test]
@@ -342,6 +385,22 @@ mod tests {
             oauth.expires_at(),
             Some(Utc.with_ymd_and_hms(2026, 2, 10, 0, 0, 0).unwrap())
         );
+        // The OAuth flow writes unix seconds; both spellings mean the same instant.
+        let expires = Utc.with_ymd_and_hms(2026, 2, 10, 0, 0, 0).unwrap();
+        let written = TokenSecret::oauth_json("a", "r", expires);
+        let v: serde_json::Value = serde_json::from_str(&written).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"kind":"oauth","access_token":"a","refresh_token":"r","expires_at":1_770_681_600})
+        );
+        let reread = TokenSecret::parse("tok", &written).unwrap();
+        assert_eq!(reread.expires_at(), Some(expires));
+        assert_eq!(reread.refresh_token.as_deref(), Some("r"));
+        let bad = TokenSecret::parse(
+            "tok",
+            r#"{"kind":"oauth","access_token":"a","expires_at":"tomorrow"}"#,
+        );
+        assert!(bad.is_err());
     }
 
     #[test]

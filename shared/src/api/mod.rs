@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod ingest;
+pub mod oauth;
 pub mod passport;
 pub mod webhook;
 

@@ -1,4 +1,6 @@
 //! amocrm-webhook: `POST /webhook/amocrm` stores amoCRM's account webhooks and answers at once.
+//! The same function serves the OAuth flow (`GET /oauth/start`, and amoCRM's redirect
+//! `GET /webhook/amocrm?code=…`, since the redirect URI is the webhook URL) through `OAuthFlow`.
 //!
 //! amoCRM waits 2 s and disables a webhook after more than 100 failures in 2 hours, so this
 //! handler never calls amoCRM: it authenticates, validates, stores (deduplicated) and answers.
@@ -11,6 +13,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::http::{body_bytes, error_response, header, json_response, route, secret_matches};
+use super::oauth::OAuthFlow;
 use crate::amocrm::webhook::{MAX_BODY_BYTES, dedup_key, parse_webhook};
 use crate::ports::InboxStore;
 
@@ -21,12 +24,22 @@ pub struct WebhookReceiver {
     /// The account's subdomain and (when configured) id: hooks from elsewhere are refused.
     pub subdomain: String,
     pub account_id: Option<i64>,
+    /// The OAuth code flow; `None` when the function has no state table (STATE_TABLE).
+    pub oauth: Option<Arc<OAuthFlow>>,
 }
 
 impl WebhookReceiver {
     pub async fn handle(&self, req: Request) -> Response<Body> {
         match route(&req) {
             ("POST", "/webhook/amocrm") => self.receive(&req).await,
+            ("GET", "/webhook/amocrm") => match &self.oauth {
+                Some(flow) => flow.redirect(&req).await,
+                None => oauth_not_configured(),
+            },
+            ("GET", "/oauth/start") => match &self.oauth {
+                Some(flow) => flow.start(&req).await,
+                None => oauth_not_configured(),
+            },
             _ => error_response(404, "not_found", "no such route"),
         }
     }
@@ -78,4 +91,12 @@ impl WebhookReceiver {
             }
         }
     }
+}
+
+fn oauth_not_configured() -> Response<Body> {
+    error_response(
+        503,
+        "oauth_not_configured",
+        "the OAuth flow needs STATE_TABLE for this function",
+    )
 }

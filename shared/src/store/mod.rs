@@ -10,11 +10,16 @@ mod dynamo;
 mod inbox;
 mod memory;
 mod passport;
+mod state;
 
 pub use dynamo::DynamoLeadStore;
 pub use inbox::{DynamoInboxStore, EVENT_PREFIX};
 pub use memory::MemoryLeadStore;
 pub use passport::{DEAL_INDEX, DynamoPassportStore};
+pub use state::{
+    DynamoStateStore, LEASE_PREFIX, MemoryStateStore, OAUTH_STATE_PREFIX, StateStore, StateTake,
+    TOKEN_HEALTH_KEY, TokenHealthRecord,
+};
 
 pub const LEAD_PREFIX: &str = "LEAD#";
 pub const IDEM_PREFIX: &str = "IDEM#";

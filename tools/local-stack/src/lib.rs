@@ -173,6 +173,7 @@ impl LocalStack {
             ("APP_SECRET_ID", resources.app_secret_id.clone()),
             ("AMOCRM_TOKEN_SECRET_ID", resources.token_secret_id.clone()),
             ("AMOCRM_BASE_URL", sandbox.url.clone()),
+            ("AMOCRM_OAUTH_BASE_URL", sandbox.url.clone()),
             ("MAIL_FROM", resources.mail_from.clone()),
             (
                 "CORS_ORIGINS",

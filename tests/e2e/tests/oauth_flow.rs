@@ -1,0 +1,278 @@
+//! OAuth2 against the sandbox's token endpoint (codes single-use, refresh tokens rotated and
+//! single-use): the redirect URI exchange, one refresh for many concurrent users across
+//! "instances", and every failure answered with its page and hint.
+
+use std::time::Duration;
+
+use e2e::*;
+use serde_json::Value;
+use shared::amocrm::AmoClient;
+use shared::ports::SecretStore;
+use shared::secrets::SecretsManagerStore;
+
+const CLIENT_ID: &str = "2df855f6-d54d-4c3c-bb8a-1d8ea8b3c1cd";
+const REFERER: &str = "new599bd9d13818a.amocrm.ru";
+
+async fn start_state(stack: &local_stack::LocalStack) -> String {
+    let resp = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/oauth/start", stack.api_url))
+        .header("x-admin-key", &stack.options.admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 302);
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.contains(&format!("client_id={CLIENT_ID}")),
+        "{location}"
+    );
+    let url = reqwest::Url::parse(&location).unwrap();
+    url.query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.to_string())
+        .expect("state")
+}
+
+async fn redirect(stack: &local_stack::LocalStack, query: &[(&str, &str)]) -> (u16, String) {
+    let resp = http()
+        .get(format!("{}/webhook/amocrm", stack.api_url))
+        .query(query)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+async fn token_secret(stack: &local_stack::LocalStack) -> Value {
+    let store = SecretsManagerStore::new(stack.aws.secrets.clone());
+    serde_json::from_str(&store.read(&stack.resources.token_secret_id).await.unwrap()).unwrap()
+}
+
+/// Authorises through the real redirect route; returns the page.
+async fn authorize(stack: &local_stack::LocalStack) -> (u16, String) {
+    let state = start_state(stack).await;
+    let code = stack.sandbox.state.issue_auth_code(None);
+    redirect(
+        stack,
+        &[
+            ("code", &code),
+            ("state", &state),
+            ("referer", REFERER),
+            ("client_id", CLIENT_ID),
+            ("platform", "1"),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_code_exchange_stores_the_pair_and_twenty_concurrent_users_cause_one_refresh() {
+    let stack = stack().await;
+    let (status, page) = authorize(&stack).await;
+    assert_eq!(status, 200, "{page}");
+    let mut pair = token_secret(&stack).await;
+    assert_eq!(pair["kind"], "oauth");
+    let first_refresh_token = pair["refresh_token"].as_str().unwrap().to_string();
+    assert!(
+        !page.contains(&first_refresh_token)
+            && !page.contains(pair["access_token"].as_str().unwrap())
+    );
+
+    // A day later the access token is dead at amoCRM, and the stored expiry says so.
+    stack
+        .sandbox
+        .state
+        .advance_clock(Duration::from_secs(25 * 3600));
+    pair["expires_at"] = Value::from(chrono_now() - 60);
+    let store = SecretsManagerStore::new(stack.aws.secrets.clone());
+    store
+        .write(&stack.resources.token_secret_id, &pair.to_string())
+        .await
+        .unwrap();
+
+    // Four "Lambda instances" (own providers, shared DynamoDB lease and secret), five callers each.
+    let before = stack.sandbox.state.token_endpoint_calls();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let tokens = shared::wiring::token_provider(&stack.config, &stack.aws).unwrap();
+        let client = AmoClient::new(&stack.config.amo, tokens).unwrap();
+        for _ in 0..5 {
+            let client = client.clone();
+            tasks.push(tokio::spawn(async move { client.account().await }));
+        }
+    }
+    for t in tasks {
+        let account = t.await.unwrap().expect("every caller succeeds");
+        assert_eq!(account["subdomain"], "new599bd9d13818a");
+    }
+    assert_eq!(
+        stack.sandbox.state.token_endpoint_calls() - before,
+        1,
+        "exactly one refresh"
+    );
+    let rotated = token_secret(&stack).await;
+    assert_ne!(
+        rotated["refresh_token"].as_str().unwrap(),
+        first_refresh_token
+    );
+}
+
+#[tokio::test]
+async fn every_oauth_failure_answers_its_page_and_hint() {
+    let stack = stack().await;
+    // A garbled code: amoCRM cannot decrypt it → the redirect URI is the usual cause.
+    let state = start_state(&stack).await;
+    let (status, page) = redirect(
+        &stack,
+        &[
+            ("code", "garbage"),
+            ("state", &state),
+            ("referer", REFERER),
+            ("client_id", CLIENT_ID),
+        ],
+    )
+    .await;
+    assert_eq!(status, 502, "{page}");
+    assert!(
+        page.contains("https://api.td-rss.ru/webhook/amocrm"),
+        "{page}"
+    );
+
+    // A code used twice: start again.
+    let code = stack.sandbox.state.issue_auth_code(None);
+    let s1 = start_state(&stack).await;
+    assert_eq!(
+        redirect(
+            &stack,
+            &[
+                ("code", &code),
+                ("state", &s1),
+                ("referer", REFERER),
+                ("client_id", CLIENT_ID)
+            ]
+        )
+        .await
+        .0,
+        200
+    );
+    let s2 = start_state(&stack).await;
+    let (status, page) = redirect(
+        &stack,
+        &[
+            ("code", &code),
+            ("state", &s2),
+            ("referer", REFERER),
+            ("client_id", CLIENT_ID),
+        ],
+    )
+    .await;
+    assert_eq!(status, 502);
+    assert!(
+        page.contains("уже использован") && page.contains("/oauth/start"),
+        "{page}"
+    );
+
+    // The user declined.
+    let (status, page) = redirect(
+        &stack,
+        &[("error", "access_denied"), ("client_id", CLIENT_ID)],
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(page.contains("Доступ не предоставлен"), "{page}");
+
+    // A state we never issued (or one used already): nothing is exchanged.
+    let code = stack.sandbox.state.issue_auth_code(None);
+    let calls = stack.sandbox.state.token_endpoint_calls();
+    let (status, _) = redirect(
+        &stack,
+        &[
+            ("code", &code),
+            ("state", &s1),
+            ("referer", REFERER),
+            ("client_id", CLIENT_ID),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400);
+    // A referer that is not our amoCRM account: the client secret is never sent there.
+    let s3 = start_state(&stack).await;
+    let (status, _) = redirect(
+        &stack,
+        &[
+            ("code", &code),
+            ("state", &s3),
+            ("referer", "evil.example.com"),
+            ("client_id", CLIENT_ID),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(stack.sandbox.state.token_endpoint_calls(), calls);
+
+    // The app secret holds another integration's client secret.
+    let store = SecretsManagerStore::new(stack.aws.secrets.clone());
+    let mut app: Value =
+        serde_json::from_str(&store.read(&stack.resources.app_secret_id).await.unwrap()).unwrap();
+    app["amocrm_client_secret"] = Value::from("not-the-integrations-secret");
+    store
+        .write(&stack.resources.app_secret_id, &app.to_string())
+        .await
+        .unwrap();
+    let s4 = start_state(&stack).await;
+    let (status, page) = redirect(
+        &stack,
+        &[
+            ("code", &code),
+            ("state", &s4),
+            ("referer", REFERER),
+            ("client_id", CLIENT_ID),
+        ],
+    )
+    .await;
+    assert_eq!(status, 502);
+    assert!(page.contains("amocrm_client_secret"), "{page}");
+    assert!(
+        !page.contains("not-the-integrations-secret"),
+        "the secret was echoed"
+    );
+
+    // /oauth/start itself needs the admin key.
+    let resp = http()
+        .get(format!("{}/oauth/start", stack.api_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+}
+
+#[tokio::test]
+async fn a_revoked_integration_stops_calls_with_a_reauthorization_hint_and_one_alert_mail() {
+    let stack = stack().await;
+    assert_eq!(authorize(&stack).await.0, 200);
+    stack.sandbox.state.revoke_integration();
+    let tokens = shared::wiring::token_provider(&stack.config, &stack.aws).unwrap();
+    let client = AmoClient::new(&stack.config.amo, tokens.clone()).unwrap();
+    for _ in 0..3 {
+        let err = client.account().await.expect_err("revoked");
+        assert!(
+            err.hint.contains("/oauth/start") || err.hint.to_lowercase().contains("re-author"),
+            "{}",
+            err.hint
+        );
+    }
+    let health = tokens.token_health().await.unwrap();
+    assert!(health.reauthorization_required, "{health:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let alerts: Vec<_> = stack
+        .moto
+        .sent_mail()
+        .await
+        .into_iter()
+        .filter(|m| m["subject"].as_str().is_some_and(|s| s.contains("amoCRM")))
+        .collect();
+    assert_eq!(alerts.len(), 1, "one alert per incident: {alerts:?}");
+}
