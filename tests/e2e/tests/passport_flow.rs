@@ -173,20 +173,15 @@ async fn a_won_deal_without_a_serial_gets_a_note_and_is_registered_once_the_seri
     assert!(note.to_string().contains("Цифровой паспорт"), "{note}");
     assert!(passport_of(&stack, 4242).await.is_empty());
 
-    // A manager fills the serial in amoCRM: the update webhook carries it.
-    let token =
-        serde_json::from_str::<Value>(&stack.resources.token_secret_json).unwrap()["access_token"]
-            .as_str()
-            .unwrap()
-            .to_string();
-    let resp = http()
-        .patch(format!("{}/api/v4/leads/{amo_id}", stack.sandbox.url))
-        .bearer_auth(token)
-        .json(&json!({"custom_fields_values": [{"field_id": 712629, "values": [{"value": "SN-LATE"}]}]}))
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success(), "{}", resp.status());
+    // A manager fills the serial in amoCRM (the UI, not our API token): the update webhook carries it.
+    stack
+        .sandbox
+        .state
+        .update_lead_as_manager(
+            amo_id,
+            json!({"custom_fields_values": [{"field_id": 712629, "values": [{"value": "SN-LATE"}]}]}),
+        )
+        .expect("manager edit");
     let equipment = eventually(
         &stack,
         "registration after the serial was filled",
