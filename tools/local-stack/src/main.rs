@@ -21,7 +21,12 @@ async fn main() -> Result<(), shared::wiring::InitError> {
         moto = stack.moto.url,
         admin = o.admin_key,
     );
-    tokio::signal::ctrl_c().await?;
+    // Ctrl-C or a plain `kill`: return normally so moto (a child) is stopped on drop.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
     println!("stopping");
     Ok(())
 }
