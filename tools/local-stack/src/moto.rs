@@ -23,19 +23,27 @@ pub enum MotoError {
     Start(String),
 }
 
-/// `$MOTO_SERVER`, else `.venv/bin/moto_server` in the repository root.
-pub fn locate() -> Result<PathBuf, MotoError> {
-    if let Ok(p) = std::env::var("MOTO_SERVER")
-        && Path::new(&p).is_file()
-    {
-        return Ok(PathBuf::from(p));
-    }
+/// How moto is started: the venv's python running `tools/scripts/moto_serial.py`, which
+/// serves moto's app one request at a time (moto's own server is threaded without locks, so
+/// its conditional writes are not atomic under concurrency, unlike DynamoDB's).
+/// The venv is found from `$MOTO_SERVER` (its `bin/moto_server`) or `.venv` in the repository.
+pub fn locate() -> Result<(PathBuf, PathBuf), MotoError> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let venv = root.join(".venv/bin/moto_server");
-    if venv.is_file() {
-        return Ok(venv);
+    let bin = match std::env::var("MOTO_SERVER") {
+        Ok(p) => Path::new(&p)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+        Err(_) => root.join(".venv/bin"),
+    };
+    let python = bin.join("python3");
+    let script = root.join("tools/scripts/moto_serial.py");
+    if python.is_file() && bin.join("moto_server").is_file() && script.is_file() {
+        return Ok((python, script));
     }
-    Err(MotoError::NotInstalled(venv.display().to_string()))
+    Err(MotoError::NotInstalled(
+        bin.join("moto_server").display().to_string(),
+    ))
 }
 
 /// A free loopback port (0 asks the OS).
@@ -49,15 +57,16 @@ pub fn free_port() -> u16 {
 impl Moto {
     /// Starts moto on `port` (a free one when `None`) and waits until it answers.
     pub async fn start(port: Option<u16>) -> Result<Self, MotoError> {
-        let bin = locate()?;
+        let (python, script) = locate()?;
         let port = port.unwrap_or_else(free_port);
-        let child = Command::new(&bin)
+        let child = Command::new(&python)
+            .arg(&script)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| MotoError::Start(format!("{}: {e}", bin.display())))?;
+            .map_err(|e| MotoError::Start(format!("{}: {e}", python.display())))?;
         let url = format!("http://127.0.0.1:{port}");
         let mut moto = Moto { url, child };
         moto.wait_ready().await?;
