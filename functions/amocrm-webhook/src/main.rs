@@ -14,7 +14,11 @@ async fn main() -> Result<(), Error> {
     let receiver = Arc::new(webhook_receiver(&config, &aws).await?);
     run(service_fn(move |req| {
         let receiver = Arc::clone(&receiver);
-        async move { Ok::<_, Error>(receiver.handle(req).await) }
+        async move {
+            let resp = receiver.handle(req).await;
+            shared::metrics::flush("amocrm-webhook");
+            Ok::<_, Error>(resp)
+        }
     }))
     .await
 }

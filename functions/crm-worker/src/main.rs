@@ -15,7 +15,11 @@ async fn main() -> Result<(), Error> {
     let worker = Arc::new(crm_worker(&config, &aws)?);
     run(service_fn(move |event: LambdaEvent<Event>| {
         let worker = Arc::clone(&worker);
-        async move { Ok::<_, Error>(worker.handle(event.payload).await) }
+        async move {
+            let resp = worker.handle(event.payload).await;
+            shared::metrics::flush("crm-worker");
+            Ok::<_, Error>(resp)
+        }
     }))
     .await
 }

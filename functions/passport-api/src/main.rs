@@ -14,7 +14,11 @@ async fn main() -> Result<(), Error> {
     let api = Arc::new(passport_api(&config, &aws).await?);
     run(service_fn(move |req| {
         let api = Arc::clone(&api);
-        async move { Ok::<_, Error>(api.handle(req).await) }
+        async move {
+            let resp = api.handle(req).await;
+            shared::metrics::flush("passport-api");
+            Ok::<_, Error>(resp)
+        }
     }))
     .await
 }

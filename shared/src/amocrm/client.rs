@@ -267,6 +267,7 @@ impl AmoClient {
             .await
             .map_err(|e| self.network_failure(&e, endpoint))?;
         let status = resp.status().as_u16();
+        crate::metrics::amocrm_status(status);
         let header = |name| {
             resp.headers()
                 .get(name)
@@ -312,6 +313,7 @@ impl AmoClient {
     }
 
     fn network_failure(&self, e: &reqwest::Error, endpoint: &str) -> Failure {
+        crate::metrics::count(crate::metrics::Metric::AmoCrmNetworkErrors);
         let (kind, never_sent) = if e.is_timeout() {
             (NetworkFailure::Timeout, false)
         } else if e.is_connect() {

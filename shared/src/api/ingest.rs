@@ -11,6 +11,7 @@ use super::http::{Cors, body_bytes, error_response, header, json_response, route
 use crate::leads::accept::{RepeatPolicy, accept_lead, new_lead_id};
 use crate::leads::intake::{self, Intake, IntakeError};
 use crate::leads::phone::{mask_email, mask_phone};
+use crate::metrics::Metric;
 use crate::ports::{CrmProbe, LeadStore};
 
 /// Bodies above this are refused before parsing.
@@ -111,6 +112,11 @@ impl LeadIngestApi {
         .await
         {
             Ok(accepted_lead) => {
+                crate::metrics::count(if accepted_lead.repeat {
+                    Metric::LeadsRepeated
+                } else {
+                    Metric::LeadsAccepted
+                });
                 info!(
                     lead_id = %accepted_lead.lead_id,
                     repeat = accepted_lead.repeat,

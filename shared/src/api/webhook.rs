@@ -15,6 +15,7 @@ use tracing::{info, warn};
 use super::http::{body_bytes, error_response, header, json_response, route, secret_matches};
 use super::oauth::OAuthFlow;
 use crate::amocrm::webhook::{MAX_BODY_BYTES, dedup_key, parse_webhook};
+use crate::metrics::Metric;
 use crate::ports::InboxStore;
 
 pub struct WebhookReceiver {
@@ -81,6 +82,11 @@ impl WebhookReceiver {
         let text = String::from_utf8_lossy(body);
         match self.inbox.insert_new(&key, &text, Utc::now()).await {
             Ok(new) => {
+                crate::metrics::count(if new {
+                    Metric::WebhookEvents
+                } else {
+                    Metric::WebhookDuplicates
+                });
                 info!(event_id = %key, new, events = webhook.events.len(), "webhook stored");
                 json_response(200, &json!({"status": "accepted", "duplicate": !new}))
             }

@@ -7,6 +7,7 @@ use tracing::{error, info, warn};
 use super::render;
 use super::{Delivery, LeadStatus, StoredLead};
 use crate::amocrm::CrmError;
+use crate::metrics::{self, Metric};
 use crate::ports::{ContactLink, Crm, LeadStore, Notifier, NotifyError, StoreError};
 
 /// Where the sales copy goes and how it links back to amoCRM.
@@ -122,10 +123,12 @@ impl Deliverer<'_> {
                     attempts = delivery.attempts,
                     "lead delivered"
                 );
+                metrics::count(Metric::LeadsDelivered);
                 Outcome::Delivered { amo_lead_id }
             }
             Err(StepError::Transient(err, hint)) => {
                 warn!(lead_id, error = %err, hint = %hint, "delivery failed, will retry");
+                metrics::count(Metric::LeadsRetried);
                 delivery.last_error = Some(err.clone());
                 delivery.hint = Some(hint);
                 // Best effort: the retry does not depend on this write.
@@ -137,6 +140,7 @@ impl Deliverer<'_> {
             }
             Err(StepError::Permanent(err, hint)) => {
                 error!(lead_id, alert = true, error = %err, hint = %hint, "lead parked");
+                metrics::count(Metric::LeadsParked);
                 delivery.last_error = Some(err.clone());
                 delivery.hint = Some(hint.clone());
                 if let Err(e) = self

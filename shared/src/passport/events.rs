@@ -9,6 +9,7 @@ use tracing::{error, info, warn};
 use super::MaintenancePolicy;
 use super::register::{DealOutcome, PassportError, PassportFields, Registrar, WON_STATUS_ID};
 use crate::amocrm::webhook::{Event, LeadAction, Webhook, parse_webhook};
+use crate::metrics::{self, Metric};
 use crate::passport::EquipmentState;
 use crate::ports::{CrmDeals, InboxStatus, InboxStore, PassportStore};
 
@@ -110,8 +111,14 @@ impl EventProcessor {
             };
         }
         match (outcome, status) {
-            (Ok(None), _) => EventOutcome::Done,
-            (Ok(Some(reason)), _) => EventOutcome::Parked { reason },
+            (Ok(None), _) => {
+                metrics::count(Metric::WebhooksApplied);
+                EventOutcome::Done
+            }
+            (Ok(Some(reason)), _) => {
+                metrics::count(Metric::WebhooksParked);
+                EventOutcome::Parked { reason }
+            }
             (Err(e), InboxStatus::Pending) => {
                 warn!(event_id, error = %e, "webhook processing failed, will retry");
                 EventOutcome::Retry {

@@ -375,6 +375,7 @@ impl TokenProvider {
         let refreshed = TokenSecret::parse(&self.secret_id, &pair.secret_json())?;
         remember(inner, &refreshed);
         info!(secret_id = %self.secret_id, expires_at = %pair.expires_at, "amoCRM token refreshed");
+        crate::metrics::count(crate::metrics::Metric::TokenRefreshes);
         let previous = r
             .state
             .token_health()
@@ -432,6 +433,7 @@ impl TokenProvider {
         e: TokenError,
         refresh_token: &str,
     ) -> CrmError {
+        crate::metrics::count(crate::metrics::Metric::TokenRefreshFailures);
         if !e.is_terminal() {
             warn!(error = %e.error.message, "amoCRM token refresh failed; will retry later");
             return e.error;

@@ -1,0 +1,188 @@
+//! CloudWatch Embedded Metric Format: counters bumped anywhere in the process and written as one
+//! JSON line per invocation. CloudWatch extracts the metrics from the log line: no API call, no
+//! latency added to the request. Alarms in template.yaml read them.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde_json::{Map, Value, json};
+
+pub const NAMESPACE: &str = "RusStankoSbyt/Integration";
+
+/// Everything the integration counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Metric {
+    LeadsAccepted,
+    LeadsRepeated,
+    LeadsDelivered,
+    LeadsParked,
+    LeadsRetried,
+    WebhookEvents,
+    WebhookDuplicates,
+    WebhooksApplied,
+    WebhooksParked,
+    AmoCrm2xx,
+    AmoCrm4xx,
+    AmoCrm5xx,
+    AmoCrm401,
+    AmoCrm429,
+    AmoCrmNetworkErrors,
+    TokenRefreshes,
+    TokenRefreshFailures,
+    SyncRuns,
+    SyncFailures,
+    SyncDurationMs,
+    SyncPulled,
+    SyncPushed,
+    RemindersCreated,
+}
+
+impl Metric {
+    fn name(self) -> &'static str {
+        match self {
+            Metric::LeadsAccepted => "LeadsAccepted",
+            Metric::LeadsRepeated => "LeadsRepeated",
+            Metric::LeadsDelivered => "LeadsDelivered",
+            Metric::LeadsParked => "LeadsParked",
+            Metric::LeadsRetried => "LeadsRetried",
+            Metric::WebhookEvents => "WebhookEvents",
+            Metric::WebhookDuplicates => "WebhookDuplicates",
+            Metric::WebhooksApplied => "WebhooksApplied",
+            Metric::WebhooksParked => "WebhooksParked",
+            Metric::AmoCrm2xx => "AmoCrm2xx",
+            Metric::AmoCrm4xx => "AmoCrm4xx",
+            Metric::AmoCrm5xx => "AmoCrm5xx",
+            Metric::AmoCrm401 => "AmoCrm401",
+            Metric::AmoCrm429 => "AmoCrm429",
+            Metric::AmoCrmNetworkErrors => "AmoCrmNetworkErrors",
+            Metric::TokenRefreshes => "TokenRefreshes",
+            Metric::TokenRefreshFailures => "TokenRefreshFailures",
+            Metric::SyncRuns => "SyncRuns",
+            Metric::SyncFailures => "SyncFailures",
+            Metric::SyncDurationMs => "SyncDurationMs",
+            Metric::SyncPulled => "SyncPulled",
+            Metric::SyncPushed => "SyncPushed",
+            Metric::RemindersCreated => "RemindersCreated",
+        }
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            Metric::SyncDurationMs => "Milliseconds",
+            _ => "Count",
+        }
+    }
+}
+
+/// Counters of one process, drained by `flush`.
+#[derive(Default)]
+pub struct Registry {
+    values: Mutex<BTreeMap<Metric, f64>>,
+}
+
+impl Registry {
+    pub fn add(&self, metric: Metric, value: f64) {
+        if let Ok(mut v) = self.values.lock() {
+            *v.entry(metric).or_default() += value;
+        }
+    }
+
+    /// The EMF line for everything counted since the last flush (`None` when nothing was).
+    pub fn take_line(&self, function: &str, timestamp_ms: i64) -> Option<String> {
+        let values = std::mem::take(&mut *self.values.lock().ok()?);
+        if values.is_empty() {
+            return None;
+        }
+        let mut line = Map::new();
+        line.insert(
+            "_aws".into(),
+            json!({
+                "Timestamp": timestamp_ms,
+                "CloudWatchMetrics": [{
+                    "Namespace": NAMESPACE,
+                    "Dimensions": [["Function"]],
+                    "Metrics": values.keys().map(|m| json!({"Name": m.name(), "Unit": m.unit()})).collect::<Vec<_>>(),
+                }],
+            }),
+        );
+        line.insert("Function".into(), Value::from(function));
+        for (metric, value) in values {
+            line.insert(metric.name().into(), json!(value));
+        }
+        Some(Value::Object(line).to_string())
+    }
+}
+
+static PROCESS: std::sync::LazyLock<Registry> = std::sync::LazyLock::new(Registry::default);
+
+pub fn count(metric: Metric) {
+    PROCESS.add(metric, 1.0);
+}
+
+pub fn add(metric: Metric, value: f64) {
+    PROCESS.add(metric, value);
+}
+
+/// Counts one amoCRM answer by its status class (401 and 429 also on their own).
+pub fn amocrm_status(status: u16) {
+    count(match status {
+        200..=299 => Metric::AmoCrm2xx,
+        500..=599 => Metric::AmoCrm5xx,
+        _ => Metric::AmoCrm4xx,
+    });
+    match status {
+        401 => count(Metric::AmoCrm401),
+        429 => count(Metric::AmoCrm429),
+        _ => {}
+    }
+}
+
+/// Writes this invocation's metrics to stdout (one line; Lambda ships it to CloudWatch Logs).
+/// The `Function` dimension is the deployed name (dev and prod stacks may share an account);
+/// `function` is the fallback outside Lambda.
+pub fn flush(function: &str) {
+    let name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| function.to_string());
+    if let Some(line) = PROCESS.take_line(&name, chrono::Utc::now().timestamp_millis()) {
+        println!("{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_per_flush_in_embedded_metric_format_and_counters_reset() {
+        let r = Registry::default();
+        assert_eq!(
+            r.take_line("crm-worker", 1),
+            None,
+            "nothing counted, nothing written"
+        );
+        r.add(Metric::LeadsDelivered, 1.0);
+        r.add(Metric::LeadsDelivered, 1.0);
+        r.add(Metric::AmoCrm429, 1.0);
+        r.add(Metric::SyncDurationMs, 1234.0);
+        let line: Value =
+            serde_json::from_str(&r.take_line("crm-worker", 1_795_000_000_000).unwrap()).unwrap();
+        assert_eq!(line["Function"], "crm-worker");
+        assert_eq!(line["LeadsDelivered"], 2.0);
+        assert_eq!(line["AmoCrm429"], 1.0);
+        let directive = &line["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], NAMESPACE);
+        assert_eq!(directive["Dimensions"], json!([["Function"]]));
+        let names: Vec<&str> = directive["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["LeadsDelivered", "AmoCrm429", "SyncDurationMs"]);
+        assert!(directive["Metrics"].to_string().contains("Milliseconds"));
+        assert_eq!(
+            r.take_line("crm-worker", 2),
+            None,
+            "flushed counters start again at zero"
+        );
+    }
+}
