@@ -24,6 +24,37 @@ pub fn route(req: &Request) -> (&str, &str) {
     (req.method().as_str(), req.raw_http_path())
 }
 
+/// The id that ties this request's log lines together: API Gateway's request id (also in its
+/// access log), else a fresh one. Echoed to the caller as `x-correlation-id`.
+pub fn correlation_id(req: &Request) -> String {
+    use lambda_http::request::RequestContext;
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
+        _ => None,
+    }
+    .unwrap_or_else(|| ulid::Ulid::generate().to_string())
+}
+
+/// Runs `handler` inside a span carrying the correlation id and route, and echoes the id.
+pub async fn traced<F>(req: Request, handler: impl FnOnce(Request) -> F) -> Response<Body>
+where
+    F: std::future::Future<Output = Response<Body>>,
+{
+    use tracing::Instrument;
+    let id = correlation_id(&req);
+    let span = tracing::info_span!(
+        "http",
+        correlation_id = %id,
+        method = %req.method(),
+        path = %req.raw_http_path()
+    );
+    let mut resp = handler(req).instrument(span).await;
+    if let Ok(value) = id.parse() {
+        resp.headers_mut().insert("x-correlation-id", value);
+    }
+    resp
+}
+
 /// A header as text, if present and valid UTF-8.
 pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())

@@ -28,7 +28,12 @@ pub struct LeadIngestApi {
 }
 
 impl LeadIngestApi {
+    /// One API Gateway request in, its response out (never an error: API Gateway sees none).
     pub async fn handle(&self, req: Request) -> Response<Body> {
+        super::http::traced(req, |req| self.route(req)).await
+    }
+
+    async fn route(&self, req: Request) -> Response<Body> {
         let resp = match route(&req) {
             ("POST", "/leads") => self.post_lead(&req).await,
             ("OPTIONS", "/leads") => return self.cors.preflight(&req, "POST, OPTIONS"),

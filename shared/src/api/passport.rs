@@ -42,7 +42,12 @@ fn equipment_json(e: &Equipment) -> Value {
 }
 
 impl PassportApi {
+    /// One API Gateway request in, its response out (never an error: API Gateway sees none).
     pub async fn handle(&self, req: Request) -> Response<Body> {
+        super::http::traced(req, |req| self.route(req)).await
+    }
+
+    async fn route(&self, req: Request) -> Response<Body> {
         let resp = match route(&req) {
             ("OPTIONS", "/passport") => return self.cors.preflight(&req, "GET, OPTIONS"),
             ("OPTIONS", "/passport/service-requests") => {

@@ -30,7 +30,12 @@ pub struct WebhookReceiver {
 }
 
 impl WebhookReceiver {
+    /// One API Gateway request in, its response out (never an error: API Gateway sees none).
     pub async fn handle(&self, req: Request) -> Response<Body> {
+        super::http::traced(req, |req| self.route(req)).await
+    }
+
+    async fn route(&self, req: Request) -> Response<Body> {
         match route(&req) {
             ("POST", "/webhook/amocrm") => self.receive(&req).await,
             ("GET", "/webhook/amocrm") => match &self.oauth {

@@ -574,3 +574,29 @@ async fn test_crm_needs_the_admin_key_and_creates_a_lead_synchronously() {
     assert!(!body["hint"].as_str().unwrap_or_default().is_empty());
     assert!(!body.to_string().contains("eyJ"), "a token leaked: {body}");
 }
+
+#[tokio::test]
+async fn every_answer_carries_the_correlation_id_of_its_log_lines() {
+    let stack = stack().await;
+    let url = format!("{}/leads", stack.api_url);
+    let mut ids = Vec::new();
+    for body in [
+        site_lead("Иван", "+79123456789").to_string(),
+        "{".to_string(),
+    ] {
+        let resp = http()
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let id = resp.headers()["x-correlation-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(id.len() >= 20, "{id}");
+        ids.push(id);
+    }
+    assert_ne!(ids[0], ids[1]);
+}
