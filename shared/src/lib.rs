@@ -6,10 +6,12 @@
 //! - `amocrm`, `store`, `mail`, `secrets`: adapters for amoCRM (reqwest), DynamoDB, SES v2 and
 //!   Secrets Manager.
 //! - `api`, `worker`: the HTTP and stream adapters the function binaries hand their events to.
+//! - `form`: the PHP-style bracket form reader (`a[b][0]=v`) the webhook and lead intake share.
 
 pub mod amocrm;
 pub mod api;
 pub mod config;
+mod form;
 pub mod leads;
 pub mod mail;
 pub mod metrics;

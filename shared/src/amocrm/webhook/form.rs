@@ -1,20 +1,18 @@
 //! The PHP-style form body of an amoCRM webhook as a tree: `leads[status][0][id]=7` becomes
 //! `leads → status → 0 → id = "7"`.
 //!
-//! Written by hand over `form_urlencoded` because `serde_qs` reads numeric keys as array indexes
-//! and rejects `linked_leads_id[9982719][ID]=…` (sparse "indexes" that are really ids). Here every
-//! key stays a map key, so ids-as-keys, sparse indexes and unusual shapes all survive.
-//!
-//! Semantics follow PHP's `parse_str`, which is what amoCRM's encoder targets:
-//! `+` is a space, `%XX` is a byte (invalid UTF-8 becomes U+FFFD), a repeated key keeps the
-//! last value, `a[]` appends, text after the last `]` is ignored, a key with an unclosed `[`
-//! is a plain name. Unlike PHP, a path that receives both a scalar and sub-keys keeps both
-//! (`values[0]=1615845600` next to `values[0][value]=…` loses nothing).
-
-use std::cmp::Ordering;
-use std::collections::BTreeMap;
+//! The tokenizer and the tree are the crate's shared [`crate::form`] (PHP `parse_str` semantics,
+//! ids used as keys stay keys). This module adds the webhook's rules, lenient as PHP is, since
+//! amoCRM's encoder targets PHP: a key PHP would drop (`=x`, `[a]=x`) is skipped, an odd key is
+//! read as PHP reads it (`b[c=1` is the name `b[c`), a scalar beside sub-keys is kept
+//! (`values[0]=1615845600` next to `values[0][value]=…`), and only depth is limited. It also
+//! adds the readers the events need: numbers and the raw JSON view.
 
 use serde_json::{Map, Value};
+
+use crate::form::{Key, pairs};
+
+pub use crate::form::Node;
 
 /// Most bracket segments a key may have. The deepest real key,
 /// `leads[status][0][custom_fields][1][values][0][value]`, has 7.
@@ -23,89 +21,43 @@ pub const MAX_DEPTH: usize = 10;
 /// Key under which [`Node::to_json`] keeps the scalar of a node that also has sub-keys.
 pub const SCALAR_KEY: &str = "_value";
 
-/// One path of the form: the scalar assigned exactly here (if any) and the sub-keys below it.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Node {
-    pub value: Option<String>,
-    children: BTreeMap<String, Node>,
-    /// PHP's "next free index" for `a[]=…`: one past the largest numeric key seen.
-    next_index: u64,
-}
-
 /// Why a form body could not become a tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FormError {
     TooDeep { key: String, depth: usize },
 }
 
+// The webhook's constructor and readers of the shared tree, visible only inside `webhook`.
 impl Node {
-    /// Builds the tree of a form body. Pairs with an empty name (`=x`, `[a]=x`, `&&`) are skipped.
-    pub fn parse(body: &[u8]) -> Result<Node, FormError> {
+    /// Builds the tree of a webhook body by the rules above.
+    pub(super) fn parse(body: &[u8]) -> Result<Node, FormError> {
         let mut root = Node::default();
-        for (key, value) in form_urlencoded::parse(body) {
-            let Some(path) = split_key(&key)? else {
+        for (name, value) in pairs(body) {
+            let key = Key::parse(&name);
+            if key.name.is_empty() {
                 continue;
-            };
-            root.assign(path, value.into_owned());
+            }
+            if key.path.len() > MAX_DEPTH {
+                return Err(FormError::TooDeep {
+                    key: shorten(&name, 80),
+                    depth: key.path.len(),
+                });
+            }
+            // A scalar beside sub-keys is fine here: both stay readable.
+            root.insert(&key, value.into_owned());
         }
         Ok(root)
     }
 
-    fn assign(&mut self, path: KeyPath<'_>, value: String) {
-        let mut node = self.child_mut(path.base);
-        for segment in path.segments {
-            node = if segment.is_empty() {
-                let index = node.next_index.to_string();
-                node.child_mut(&index)
-            } else {
-                node.child_mut(segment)
-            };
-        }
-        node.value = Some(value);
-    }
-
-    fn child_mut(&mut self, key: &str) -> &mut Node {
-        if let Some(index) = numeric_key(key) {
-            self.next_index = self.next_index.max(index.saturating_add(1));
-        }
-        self.children.entry(key.to_owned()).or_default()
-    }
-
-    pub fn get(&self, key: &str) -> Option<&Node> {
-        self.children.get(key)
-    }
-
-    pub fn has_children(&self) -> bool {
-        !self.children.is_empty()
-    }
-
-    /// Sub-keys in body order for lists: numeric keys by value first, then the rest by name.
-    pub fn entries(&self) -> Vec<(&str, &Node)> {
-        let mut entries: Vec<(&str, &Node)> =
-            self.children.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        entries.sort_by(|(a, _), (b, _)| compare_keys(a, b));
-        entries
-    }
-
-    /// The scalar of a sub-key, `None` when absent or empty.
-    pub fn text(&self, key: &str) -> Option<&str> {
-        self.get(key)?.scalar()
-    }
-
-    /// The scalar of this node, `None` when absent or empty.
-    pub fn scalar(&self) -> Option<&str> {
-        self.value.as_deref().filter(|v| !v.is_empty())
-    }
-
     /// A sub-key read as an integer: `None` when absent, empty or not a number.
-    pub fn int(&self, key: &str) -> Option<i64> {
+    pub(super) fn int(&self, key: &str) -> Option<i64> {
         self.text(key).and_then(parse_int)
     }
 
     /// The raw tree as JSON: every node with sub-keys is an object keyed as in the body (lists
     /// stay objects keyed `"0"`, `"1"`, …), a scalar beside sub-keys is kept under `"_value"`.
-    pub fn to_json(&self) -> Value {
-        if self.children.is_empty() {
+    pub(super) fn to_json(&self) -> Value {
+        if !self.has_children() {
             return Value::String(self.value.clone().unwrap_or_default());
         }
         let mut map = Map::new();
@@ -122,68 +74,6 @@ impl Node {
 /// An amoCRM number: all values arrive as strings, sometimes empty or padded.
 pub fn parse_int(text: &str) -> Option<i64> {
     text.trim().parse().ok()
-}
-
-struct KeyPath<'a> {
-    base: &'a str,
-    segments: Vec<&'a str>,
-}
-
-/// `a[b][]` → base `a`, segments `["b", ""]`. `Ok(None)` for a key PHP would drop.
-fn split_key(key: &str) -> Result<Option<KeyPath<'_>>, FormError> {
-    let Some(open) = key.find('[') else {
-        return Ok((!key.is_empty()).then_some(KeyPath {
-            base: key,
-            segments: Vec::new(),
-        }));
-    };
-    let base = &key[..open];
-    if base.is_empty() {
-        return Ok(None);
-    }
-    let mut segments = Vec::new();
-    let mut rest = &key[open..];
-    while let Some(inner) = rest.strip_prefix('[') {
-        let Some(close) = inner.find(']') else { break };
-        if segments.len() == MAX_DEPTH {
-            return Err(FormError::TooDeep {
-                key: shorten(key, 80),
-                depth: MAX_DEPTH + 1 + inner[close..].matches('[').count(),
-            });
-        }
-        segments.push(&inner[..close]);
-        rest = &inner[close + 1..];
-    }
-    if segments.is_empty() {
-        // `a[b=1`: an unclosed bracket makes the whole key a plain name.
-        return Ok(Some(KeyPath {
-            base: key,
-            segments,
-        }));
-    }
-    Ok(Some(KeyPath { base, segments }))
-}
-
-/// Numeric keys as PHP sees them: plain decimal digits, no sign, no leading zero.
-fn numeric_key(key: &str) -> Option<u64> {
-    let digits = !key.is_empty() && key.bytes().all(|b| b.is_ascii_digit());
-    if !digits || (key.len() > 1 && key.starts_with('0')) {
-        return None;
-    }
-    key.parse().ok()
-}
-
-fn compare_keys(a: &str, b: &str) -> Ordering {
-    let is_num = |k: &str| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit());
-    match (is_num(a), is_num(b)) {
-        (true, true) => {
-            let (a, b) = (a.trim_start_matches('0'), b.trim_start_matches('0'));
-            a.len().cmp(&b.len()).then_with(|| a.cmp(b))
-        }
-        (true, false) => Ordering::Less,
-        (false, true) => Ordering::Greater,
-        (false, false) => a.cmp(b),
-    }
 }
 
 /// At most `max` characters of `text`, with `…` when cut (safe on any UTF-8 boundary).

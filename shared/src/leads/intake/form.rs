@@ -5,8 +5,14 @@
 //! `{"items":[{"sku":…}]}`, `tags[]` appends. Every value stays a string; the validator reads
 //! numbers out of strings. A repeated key keeps its last value. Bytes that are not UTF-8 are
 //! replaced rather than refused: a garbled letter in a name is better than a lost lead.
+//!
+//! The tokenizer and the tree are the crate's shared [`crate::form`]. The rules here are
+//! stricter than PHP's, because we publish these forms ourselves: a key must be exactly
+//! `name[part]…`, a path is a value or a group but never both, and size is limited.
 
 use serde_json::{Map, Value};
+
+use crate::form::{Key, Node, pairs};
 
 /// More pairs than any real form has (200 cart lines × 4 fields plus the rest).
 const MAX_PAIRS: usize = 5000;
@@ -27,81 +33,27 @@ pub(super) enum FormError {
 
 /// Parses a form body into a JSON object.
 pub(super) fn parse(body: &[u8]) -> Result<Map<String, Value>, FormError> {
-    let mut root = Map::new();
-    for (i, pair) in body
-        .split(|&b| b == b'&')
-        .filter(|p| !p.is_empty())
-        .enumerate()
-    {
+    let mut root = Node::default();
+    for (i, (name, value)) in pairs(body).enumerate() {
         if i >= MAX_PAIRS {
             return Err(FormError::TooManyFields);
         }
-        let (key, value) = match pair.iter().position(|&b| b == b'=') {
-            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
-            None => (pair, &[][..]),
-        };
-        let key = decode(key);
-        let path = split_key(&key)?;
-        insert(&mut root, &key, &path, decode(value))?;
+        let key = Key::parse(&name);
+        if !key.well_formed {
+            return Err(FormError::BrokenKey(shorten(&name)));
+        }
+        if key.path.len() > MAX_DEPTH {
+            return Err(FormError::TooDeep(shorten(&name)));
+        }
+        if root.insert(&key, value.into_owned()) {
+            return Err(FormError::Conflict(shorten(&name)));
+        }
     }
     Ok(root
+        .entries()
         .into_iter()
-        .map(|(k, v)| (k, arrays_from_indexes(v)))
+        .map(|(name, node)| (name.to_owned(), to_json(node)))
         .collect())
-}
-
-/// Percent-decoding with `+` as space. A `%` not followed by two hex digits stays as it is,
-/// as browsers do.
-fn decode(raw: &[u8]) -> String {
-    let mut bytes = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
-            b'+' => bytes.push(b' '),
-            b'%' => match raw.get(i + 1..i + 3).and_then(|h| hex_pair(h[0], h[1])) {
-                Some(b) => {
-                    bytes.push(b);
-                    i += 2;
-                }
-                None => bytes.push(b'%'),
-            },
-            b => bytes.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
-fn hex_pair(hi: u8, lo: u8) -> Option<u8> {
-    let digit = |b: u8| (b as char).to_digit(16);
-    Some((digit(hi)? * 16 + digit(lo)?) as u8)
-}
-
-/// `items[0][sku]` → `["items", "0", "sku"]`; `tags[]` → `["tags", ""]`.
-fn split_key(key: &str) -> Result<Vec<&str>, FormError> {
-    let broken = || FormError::BrokenKey(shorten(key));
-    let (base, mut rest) = match key.find('[') {
-        Some(i) => (&key[..i], &key[i..]),
-        None => (key, ""),
-    };
-    if base.is_empty() || base.contains(']') {
-        return Err(broken());
-    }
-    let mut path = vec![base];
-    while !rest.is_empty() {
-        let inner = rest.strip_prefix('[').ok_or_else(broken)?;
-        let close = inner.find(']').ok_or_else(broken)?;
-        let segment = &inner[..close];
-        if segment.contains('[') {
-            return Err(broken());
-        }
-        path.push(segment);
-        rest = &inner[close + 1..];
-    }
-    if path.len() > MAX_DEPTH + 1 {
-        return Err(FormError::TooDeep(shorten(key)));
-    }
-    Ok(path)
 }
 
 /// Error messages quote keys (never values), cut to a readable length.
@@ -109,65 +61,24 @@ fn shorten(key: &str) -> String {
     key.chars().take(60).collect()
 }
 
-fn insert(
-    node: &mut Map<String, Value>,
-    key: &str,
-    path: &[&str],
-    value: String,
-) -> Result<(), FormError> {
-    let (first, rest) = path
-        .split_first()
-        .expect("a key has at least its base name");
-    // `[]` appends: the next free position in this group.
-    let slot = if first.is_empty() {
-        node.len().to_string()
+/// A value is a string; a group whose keys are all indexes (`items[0]`, `items[1]`, …) becomes
+/// an array in index order, any other group an object.
+fn to_json(node: &Node) -> Value {
+    if !node.has_children() {
+        return Value::String(node.value.clone().unwrap_or_default());
+    }
+    let is_index = |k: &str| k.bytes().all(|b| b.is_ascii_digit()) && k.parse::<u64>().is_ok();
+    // `entries` lists numeric keys by value, so an index group is already in order.
+    let entries = node.entries();
+    if entries.iter().all(|(k, _)| is_index(k)) {
+        Value::Array(entries.into_iter().map(|(_, n)| to_json(n)).collect())
     } else {
-        (*first).to_string()
-    };
-    if rest.is_empty() {
-        if matches!(node.get(&slot), Some(Value::Object(_))) {
-            return Err(FormError::Conflict(shorten(key)));
-        }
-        node.insert(slot, Value::String(value));
-        return Ok(());
-    }
-    match node
-        .entry(slot)
-        .or_insert_with(|| Value::Object(Map::new()))
-    {
-        Value::Object(child) => insert(child, key, rest, value),
-        _ => Err(FormError::Conflict(shorten(key))),
-    }
-}
-
-/// Groups whose keys are all indexes (`items[0]`, `items[1]`, …) become arrays in index order.
-fn arrays_from_indexes(value: Value) -> Value {
-    let Value::Object(map) = value else {
-        return value;
-    };
-    let indexed: Option<Vec<(u64, Value)>> = map
-        .iter()
-        .map(|(k, v)| {
-            let is_index = !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit());
-            let index = if is_index { k.parse().ok() } else { None };
-            index.map(|i| (i, v.clone()))
-        })
-        .collect();
-    match indexed {
-        Some(mut items) if !items.is_empty() => {
-            items.sort_by_key(|(i, _)| *i);
-            Value::Array(
-                items
-                    .into_iter()
-                    .map(|(_, v)| arrays_from_indexes(v))
-                    .collect(),
-            )
-        }
-        _ => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| (k, arrays_from_indexes(v)))
+        Value::Object(
+            entries
+                .into_iter()
+                .map(|(k, n)| (k.to_owned(), to_json(n)))
                 .collect(),
-        ),
+        )
     }
 }
 
@@ -204,6 +115,14 @@ mod tests {
                 "utm": {"source": "yandex"},
                 "tags": ["a", "b"],
             })
+        );
+    }
+
+    #[test]
+    fn appending_after_an_explicit_index_overwrites_nothing() {
+        assert_eq!(
+            parsed("tags[1]=a&tags[]=b&items[3][name]=x&items[][name]=y"),
+            json!({"tags": ["a", "b"], "items": [{"name": "x"}, {"name": "y"}]})
         );
     }
 
