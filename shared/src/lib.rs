@@ -6,6 +6,8 @@
 //! - `amocrm`, `store`, `mail`, `secrets`: adapters for amoCRM (reqwest), DynamoDB, SES v2 and
 //!   Secrets Manager.
 //! - `api`, `worker`: the HTTP and stream adapters the function binaries hand their events to.
+//! - `ops`: operators' checks and actions (doctor, setup, parked work, health) behind the
+//!   `rss-ops` CLI and `GET /health`.
 
 pub mod amocrm;
 pub mod api;
@@ -13,6 +15,7 @@ pub mod config;
 pub mod leads;
 pub mod mail;
 pub mod observability;
+pub mod ops;
 pub mod passport;
 pub mod ports;
 pub mod secrets;
