@@ -74,9 +74,13 @@ pub struct WebhookSubscription {
 impl AmoClient {
     /// Every lead pipeline with its statuses.
     pub async fn pipelines(&self) -> Result<Vec<Pipeline>, CrmError> {
-        let items = self.list_all(PIPELINES, "pipelines", &[]).await?;
-        Ok(items
-            .iter()
+        // Not paged: an account has at most 50 pipelines.
+        let resp = self.request(Method::GET, PIPELINES, &[], None).await?;
+        Ok(resp
+            .as_ref()
+            .and_then(|v| embedded(v, "pipelines"))
+            .into_iter()
+            .flatten()
             .filter_map(|p| {
                 Some(Pipeline {
                     id: p.get("id")?.as_i64()?,
@@ -98,7 +102,7 @@ impl AmoClient {
 
     /// Every user of the account.
     pub async fn users(&self) -> Result<Vec<AccountUser>, CrmError> {
-        let items = self.list_all(USERS, "users", &[]).await?;
+        let items = self.list_all(USERS, "users").await?;
         Ok(items
             .iter()
             .filter_map(|u| {
@@ -116,7 +120,7 @@ impl AmoClient {
 
     /// Every custom field of leads.
     pub async fn lead_fields(&self) -> Result<Vec<LeadField>, CrmError> {
-        let items = self.list_all(LEAD_FIELDS, "custom_fields", &[]).await?;
+        let items = self.list_all(LEAD_FIELDS, "custom_fields").await?;
         Ok(items.iter().filter_map(lead_field).collect())
     }
 
@@ -211,17 +215,13 @@ impl AmoClient {
 
     /// Pages through a list endpoint (`_embedded.<key>`), 250 at a time, until amoCRM links
     /// no next page or answers 204.
-    async fn list_all(
-        &self,
-        path: &str,
-        key: &str,
-        query: &[(&str, String)],
-    ) -> Result<Vec<Value>, CrmError> {
+    async fn list_all(&self, path: &str, key: &str) -> Result<Vec<Value>, CrmError> {
         let mut out = Vec::new();
         for page in 1..=MAX_PAGES {
-            let mut q = query.to_vec();
-            q.push(("page", page.to_string()));
-            q.push(("limit", PAGE_LIMIT.to_string()));
+            let q = [
+                ("page", page.to_string()),
+                ("limit", PAGE_LIMIT.to_string()),
+            ];
             let Some(resp) = self.request(Method::GET, path, &q, None).await? else {
                 break;
             };

@@ -184,13 +184,17 @@ fn condition(status: &str, before: Option<DateTime<Utc>>) -> (String, Item) {
     (expr, values)
 }
 
-/// DynamoDB's answer to a query on an index the table does not have.
+/// The answer to a query on an index the table does not have: DynamoDB says
+/// `ValidationException: The table does not have the specified index`, moto
+/// `ResourceNotFoundException: Invalid index`.
 fn index_missing<E: ProvideErrorMetadata, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool {
     e.as_service_error().is_some_and(|se| {
-        se.code() == Some("ValidationException")
-            && se
-                .message()
-                .is_some_and(|m| m.to_ascii_lowercase().contains("index"))
+        matches!(
+            se.code(),
+            Some("ValidationException" | "ResourceNotFoundException")
+        ) && se
+            .message()
+            .is_some_and(|m| m.to_ascii_lowercase().contains("index"))
     })
 }
 
