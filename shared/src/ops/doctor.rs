@@ -86,13 +86,14 @@ impl Doctor<'_> {
             let mut skipped = vec!["account", "pipeline", "status", "responsible user"];
             skipped.extend(self.fields.iter().map(|f| f.var));
             skipped.push("webhook");
-            findings.extend(skipped.into_iter().map(|check| {
-                Finding::problem(
-                    check_name(check),
-                    "not checked: amoCRM did not accept the token",
-                    "Fix the token first (see the token finding), then run doctor again.",
-                )
-            }));
+            findings.push(Finding::problem(
+                "account checks",
+                format!(
+                    "not checked, amoCRM did not accept the token: {}",
+                    skipped.join(", ")
+                ),
+                "Fix the token first (see the token finding), then run doctor again.",
+            ));
             return findings;
         };
         findings.push(self.account(&account));

@@ -217,13 +217,13 @@ impl FieldProvisioner for MaintenanceFields<'_> {
                 var: e.var.to_string(),
                 value: e.field.id.to_string(),
                 note: format!(
-                    "«{}» ({}){}",
+                    "«{}» ({}, {})",
                     e.field.name,
                     e.field.field_type,
                     if e.created {
-                        ", created now"
+                        "created now"
                     } else {
-                        ", already there"
+                        "already there"
                     }
                 ),
             })
@@ -242,7 +242,7 @@ impl FieldProvisioner for MaintenanceFields<'_> {
             settings.push(Setting {
                 var: "AMOCRM_MAINTENANCE_STATUS_ENUMS".into(),
                 value: spec,
-                note: "the «Статус ТО» option of each maintenance status".into(),
+                note: "«Статус ТО» option per maintenance status".into(),
             });
         }
         Ok(settings)

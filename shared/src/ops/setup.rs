@@ -138,10 +138,14 @@ pub async fn setup(
             Ok(s) => {
                 findings.push(Finding::ok(
                     "maintenance fields",
-                    s.iter()
-                        .map(|s| format!("{}={} {}", s.var, s.value, s.note))
-                        .collect::<Vec<_>>()
-                        .join("; "),
+                    format!(
+                        "{}; their ids are in the settings",
+                        s.iter()
+                            .filter(|s| s.var.starts_with("AMOCRM_FIELD_"))
+                            .map(|s| s.note.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 ));
                 settings = s;
             }

@@ -167,7 +167,7 @@ impl DynamoWorkQueues {
                 break;
             }
         }
-        items.sort_by(|a, b| text(a, "updated_at").cmp(&text(b, "updated_at")));
+        items.sort_by_key(|a| text(a, "updated_at"));
         items.truncate(limit);
         Ok(items)
     }

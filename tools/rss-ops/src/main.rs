@@ -12,6 +12,15 @@ use shared::wiring::{Aws, aws_from_env, operator_tools};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Warnings (amoCRM retries, a table without its index) on stderr; RUST_LOG=info shows more.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let invocation = match args::parse(&argv) {
         Ok(i) => i,
