@@ -142,7 +142,11 @@ pub fn assess(inputs: HealthInputs, now: DateTime<Utc>) -> HealthReport {
             (None, None)
         }
         Some(Ok(calls)) => {
-            if let Some(f) = calls.unresolved().filter(|f| f.blocks_calls()) {
+            let refusal = calls.unresolved().filter(|f| f.blocks_calls()).filter(|f| {
+                // A token incident the provider reports already is one reason, not two.
+                !(reauthorization_required && f.kind == CrmErrorKind::Unauthorized)
+            });
+            if let Some(f) = refusal {
                 let unauthorized = f.kind == CrmErrorKind::Unauthorized || f.status == Some(401);
                 reauthorization_required |= unauthorized;
                 reasons.push(Reason {
@@ -489,6 +493,24 @@ mod tests {
             r.last_amocrm_error.unwrap().resolved,
             "still shown, as resolved"
         );
+    }
+
+    #[test]
+    fn a_token_incident_the_provider_reports_is_one_reason() {
+        let mut t = token(TokenKind::Oauth, Duration::hours(-1));
+        t.reauthorization_required = true;
+        t.hint = Some("Re-authorize at /oauth/start".into());
+        let error = CrmError::unauthorized("amoCRM needs re-authorization", "Re-authorize")
+            .with_status(401);
+        let mut i = healthy_inputs();
+        i.token = Ok(t);
+        i.calls = Some(Ok(AmoCalls {
+            last_failure: Some(AmoFailure::new("create_lead", &error, now())),
+            last_success_at: None,
+        }));
+        let r = assess(i, now());
+        assert_eq!(codes(&r), vec!["reauthorization_required"]);
+        assert!(!r.last_amocrm_error.unwrap().resolved);
     }
 
     #[test]
