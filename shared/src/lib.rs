@@ -7,6 +7,8 @@
 //!   Secrets Manager.
 //! - `api`, `worker`: the HTTP and stream adapters the function binaries hand their events to.
 //! - `form`: the PHP-style bracket form reader (`a[b][0]=v`) the webhook and lead intake share.
+//! - `ops`: operators' checks and actions (doctor, setup, parked work, health) behind the
+//!   `rss-ops` CLI and `GET /health`.
 
 pub mod amocrm;
 pub mod api;
@@ -16,6 +18,7 @@ pub mod leads;
 pub mod mail;
 pub mod metrics;
 pub mod observability;
+pub mod ops;
 pub mod passport;
 pub mod ports;
 pub mod secrets;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::amocrm::AmoClient;
+use crate::amocrm::call_log::{CallLog, LoggedAmo};
 use crate::amocrm::oauth::{ClientSecretSource, RefreshDeps, TokenEndpoint, TokenProvider};
 use crate::api::LeadIngestApi;
 use crate::api::http::Cors;
@@ -16,12 +17,16 @@ use crate::config::Config;
 use crate::leads::accept::RepeatPolicy;
 use crate::leads::deliver::MailSettings;
 use crate::mail::SesNotifier;
+use crate::ops::health::HealthService;
 use crate::passport::MaintenancePolicy;
 use crate::passport::events::EventProcessor;
 use crate::passport::register::PassportFields;
-use crate::ports::{AppSecrets, SecretStore};
+use crate::ports::{AppSecrets, SecretError, SecretStore};
 use crate::secrets::{SecretsManagerStore, load_app_secrets};
-use crate::store::{DynamoInboxStore, DynamoLeadStore, DynamoPassportStore, DynamoStateStore};
+use crate::store::{
+    DynamoHealthRecords, DynamoInboxStore, DynamoLeadStore, DynamoPassportStore, DynamoStateStore,
+    DynamoWorkQueues,
+};
 use crate::worker::CrmWorker;
 
 pub type InitError = Box<dyn std::error::Error + Send + Sync>;
@@ -72,8 +77,32 @@ pub fn token_provider(config: &Config, aws: &Aws) -> Result<Arc<TokenProvider>, 
     Ok(Arc::new(provider))
 }
 
-fn amo_client(config: &Config, aws: &Aws) -> Result<AmoClient, InitError> {
-    Ok(AmoClient::new(&config.amo, token_provider(config, aws)?)?)
+/// The health records in the state table (last amoCRM error and success, last sync run).
+fn health_records(config: &Config, aws: &Aws) -> Option<Arc<DynamoHealthRecords>> {
+    config
+        .state_table
+        .as_ref()
+        .map(|table| Arc::new(DynamoHealthRecords::new(aws.dynamodb.clone(), table)))
+}
+
+/// The amoCRM client of the functions: every call's outcome is noted for `GET /health` where
+/// the state table is configured.
+fn logged_amo(
+    config: &Config,
+    tokens: Arc<TokenProvider>,
+    aws: &Aws,
+) -> Result<Arc<LoggedAmo>, InitError> {
+    let client = AmoClient::new(&config.amo, tokens)?;
+    let log = health_records(config, aws).map(|r| r as Arc<dyn CallLog>);
+    Ok(Arc::new(LoggedAmo::new(client, log)))
+}
+
+fn work_queues(config: &Config, aws: &Aws) -> Arc<DynamoWorkQueues> {
+    Arc::new(DynamoWorkQueues::new(
+        aws.dynamodb.clone(),
+        &config.leads_table,
+        config.inbox_table.clone(),
+    ))
 }
 
 fn repeat_policy(config: &Config) -> RepeatPolicy {
@@ -93,24 +122,32 @@ async fn app_secrets(config: &Config, aws: &Aws) -> Result<AppSecrets, InitError
     Ok(load_app_secrets(aws.secret_store().as_ref(), &config.app_secret_id).await?)
 }
 
-/// lead-ingest: `POST /leads` and `GET /ingest/test-crm`.
+/// lead-ingest: `POST /leads`, `GET /ingest/test-crm` and `GET /health`.
 pub async fn lead_ingest(config: &Config, aws: &Aws) -> Result<LeadIngestApi, InitError> {
     let secrets = app_secrets(config, aws).await?;
+    let tokens = token_provider(config, aws)?;
+    let records = health_records(config, aws);
     Ok(LeadIngestApi {
         store: Arc::new(DynamoLeadStore::new(
             aws.dynamodb.clone(),
             &config.leads_table,
         )),
-        probe: Arc::new(amo_client(config, aws)?),
+        probe: logged_amo(config, tokens.clone(), aws)?,
         admin_key: secrets.admin_key,
         cors: cors(config),
         repeat: repeat_policy(config),
+        health: Some(Arc::new(HealthService {
+            tokens,
+            work: work_queues(config, aws),
+            calls: records.clone().map(|r| r as Arc<dyn CallLog>),
+            sync: records.map(|r| r as Arc<dyn crate::ops::health::LastSyncSource>),
+        })),
     })
 }
 
 /// crm-worker: delivers leads and applies webhooks from the tables' streams.
 pub fn crm_worker(config: &Config, aws: &Aws) -> Result<CrmWorker, InitError> {
-    let amo = Arc::new(amo_client(config, aws)?);
+    let amo = logged_amo(config, token_provider(config, aws)?, aws)?;
     let events = match (&config.inbox_table, &config.passport_table) {
         (Some(inbox), Some(passport)) => Some(Arc::new(EventProcessor {
             inbox: Arc::new(DynamoInboxStore::new(aws.dynamodb.clone(), inbox)),
@@ -189,5 +226,30 @@ pub async fn passport_api(config: &Config, aws: &Aws) -> Result<PassportApi, Ini
         bot_token: secrets.telegram_bot_token,
         repeat: repeat_policy(config),
         cors: cors(config),
+    })
+}
+
+/// What the `rss-ops` CLI works with: the functions' configuration, token and tables.
+pub struct OperatorTools {
+    pub amo: AmoClient,
+    pub tokens: Arc<TokenProvider>,
+    pub work: Arc<DynamoWorkQueues>,
+    /// Read, not required: doctor reports a missing or malformed app secret.
+    pub app_secrets: Result<AppSecrets, SecretError>,
+}
+
+/// Operators' amoCRM calls are paced to this, leaving the integration's 7 requests per second
+/// to crm-worker.
+pub const OPERATOR_RPS: u32 = 2;
+
+pub async fn operator_tools(config: &Config, aws: &Aws) -> Result<OperatorTools, InitError> {
+    let tokens = token_provider(config, aws)?;
+    let mut amo = config.amo.clone();
+    amo.requests_per_second = amo.requests_per_second.min(OPERATOR_RPS);
+    Ok(OperatorTools {
+        amo: AmoClient::new(&amo, tokens.clone())?,
+        tokens,
+        work: work_queues(config, aws),
+        app_secrets: load_app_secrets(aws.secret_store().as_ref(), &config.app_secret_id).await,
     })
 }

@@ -2,6 +2,8 @@
 //! sources (long-lived and OAuth with refresh) and the `Crm` port implementation used by lead
 //! delivery.
 
+pub mod admin;
+pub mod call_log;
 pub mod client;
 pub mod deals;
 pub mod error;

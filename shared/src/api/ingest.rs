@@ -1,4 +1,4 @@
-//! lead-ingest: `POST /leads` (+ CORS preflight) and `GET /ingest/test-crm`.
+//! lead-ingest: `POST /leads` (+ CORS preflight), `GET /ingest/test-crm` and `GET /health`.
 
 use std::sync::Arc;
 
@@ -12,6 +12,7 @@ use crate::leads::accept::{RepeatPolicy, accept_lead, new_lead_id};
 use crate::leads::intake::{self, Intake, IntakeError};
 use crate::leads::phone::{mask_email, mask_phone};
 use crate::metrics::Metric;
+use crate::ops::health::HealthService;
 use crate::ports::{CrmProbe, LeadStore};
 
 /// Bodies above this are refused before parsing.
@@ -25,6 +26,8 @@ pub struct LeadIngestApi {
     pub admin_key: Option<String>,
     pub cors: Cors,
     pub repeat: RepeatPolicy,
+    /// `GET /health`: token, amoCRM errors, waiting work, last sync.
+    pub health: Option<Arc<HealthService>>,
 }
 
 impl LeadIngestApi {
@@ -38,7 +41,10 @@ impl LeadIngestApi {
             ("POST", "/leads") => self.post_lead(&req).await,
             ("OPTIONS", "/leads") => return self.cors.preflight(&req, "POST, OPTIONS"),
             ("GET", "/ingest/test-crm") => self.test_crm(&req).await,
-            (_, "/leads") | (_, "/ingest/test-crm") => error_response(
+            ("GET", "/health") => {
+                super::health::health(self.health.as_deref(), self.admin_key.as_deref(), &req).await
+            }
+            (_, "/leads") | (_, "/ingest/test-crm") | (_, "/health") => error_response(
                 405,
                 "method_not_allowed",
                 "method not allowed on this route",

@@ -7,12 +7,15 @@
 //!   expiring through TTL on `expires_at` (reads also check it: TTL deletion is lazy).
 
 mod dynamo;
+mod health;
 mod inbox;
 mod memory;
 mod passport;
 mod state;
+mod work;
 
 pub use dynamo::DynamoLeadStore;
+pub use health::{DynamoHealthRecords, LAST_ERROR_KEY, LAST_OK_KEY, LAST_SYNC_KEY};
 pub use inbox::{DynamoInboxStore, EVENT_PREFIX};
 pub use memory::MemoryLeadStore;
 pub use passport::{DEAL_INDEX, DynamoPassportStore};
@@ -20,6 +23,7 @@ pub use state::{
     DynamoStateStore, LEASE_PREFIX, MemoryStateStore, OAUTH_STATE_PREFIX, StateStore, StateTake,
     TOKEN_HEALTH_KEY, TokenHealthRecord,
 };
+pub use work::DynamoWorkQueues;
 
 pub const LEAD_PREFIX: &str = "LEAD#";
 pub const IDEM_PREFIX: &str = "IDEM#";

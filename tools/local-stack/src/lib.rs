@@ -198,6 +198,7 @@ impl LocalStack {
             .add("POST", "/leads", lambda!(ingest))
             .add("OPTIONS", "/leads", lambda!(ingest))
             .add("GET", "/ingest/test-crm", lambda!(ingest))
+            .add("GET", "/health", lambda!(ingest))
             .add("POST", "/webhook/amocrm", lambda!(webhook))
             .add("GET", "/webhook/amocrm", lambda!(webhook))
             .add("GET", "/oauth/start", lambda!(webhook))

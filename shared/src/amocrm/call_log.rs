@@ -1,0 +1,315 @@
+//! The last failed amoCRM call and the last successful one, recorded where `GET /health` can
+//! show them: "amoCRM rejected the token at 10:42 and nothing has worked since" is what an
+//! operator needs when a long-lived token was revoked (the token itself still looks valid).
+//!
+//! `LoggedAmo` wraps the amoCRM client of the functions. A failure is written at once (the
+//! same failure at most once a minute per instance); a success only when this instance saw a
+//! failure before, or every ten minutes, so healthy traffic costs almost no writes. A failure
+//! is unresolved while no success was recorded after it.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tracing::warn;
+
+use super::client::AmoClient;
+use super::error::{CrmError, CrmErrorKind};
+use crate::leads::Lead;
+use crate::ports::{ContactLink, Crm, CrmDeal, CrmDeals, CrmLeadRef, CrmProbe, StoreError};
+
+/// Without a failure in between, a success is recorded at most this often per instance.
+const SUCCESS_EVERY: Duration = Duration::from_secs(600);
+/// The same failure (operation, kind, status) is recorded at most this often per instance.
+const SAME_FAILURE_EVERY: Duration = Duration::from_secs(60);
+
+/// One failed amoCRM call, as safe to show as `CrmError` itself (no token, masked queries).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AmoFailure {
+    pub at: DateTime<Utc>,
+    /// What we were doing: `create_lead`, `find_contact`, `deals`, …
+    pub operation: String,
+    pub kind: CrmErrorKind,
+    pub status: Option<u16>,
+    pub message: String,
+    pub hint: String,
+}
+
+impl AmoFailure {
+    pub fn new(operation: &str, error: &CrmError, at: DateTime<Utc>) -> Self {
+        AmoFailure {
+            at,
+            operation: operation.to_string(),
+            kind: error.kind,
+            status: error.status,
+            message: error.message.clone(),
+            hint: error.hint.clone(),
+        }
+    }
+
+    /// amoCRM refuses us until someone acts: the token (401), payment (402) or a ban/rights (403).
+    pub fn blocks_calls(&self) -> bool {
+        self.kind == CrmErrorKind::Unauthorized || matches!(self.status, Some(401..=403))
+    }
+}
+
+/// What the log holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AmoCalls {
+    pub last_failure: Option<AmoFailure>,
+    pub last_success_at: Option<DateTime<Utc>>,
+}
+
+impl AmoCalls {
+    /// The last failure if no success was recorded after it.
+    pub fn unresolved(&self) -> Option<&AmoFailure> {
+        self.last_failure
+            .as_ref()
+            .filter(|f| self.last_success_at.is_none_or(|ok| ok < f.at))
+    }
+}
+
+/// Where the records live (the state table in AWS).
+#[async_trait]
+pub trait CallLog: Send + Sync {
+    async fn record_failure(&self, failure: &AmoFailure) -> Result<(), StoreError>;
+    async fn record_success(&self, at: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn calls(&self) -> Result<AmoCalls, StoreError>;
+}
+
+#[derive(Default)]
+struct Memo {
+    /// This instance recorded a failure and no success since.
+    failure_recorded: bool,
+    last_success_write: Option<Instant>,
+    last_failure_write: Option<(Instant, String)>,
+}
+
+/// The amoCRM client with every call's outcome noted in a `CallLog` (without one, calls just
+/// pass through). Recording is best effort: a failed write is logged, never fails the call.
+pub struct LoggedAmo {
+    inner: AmoClient,
+    log: Option<Arc<dyn CallLog>>,
+    memo: Mutex<Memo>,
+}
+
+impl LoggedAmo {
+    pub fn new(inner: AmoClient, log: Option<Arc<dyn CallLog>>) -> Self {
+        LoggedAmo {
+            inner,
+            log,
+            memo: Mutex::new(Memo::default()),
+        }
+    }
+
+    pub fn client(&self) -> &AmoClient {
+        &self.inner
+    }
+
+    async fn observe<T>(
+        &self,
+        operation: &str,
+        result: Result<T, CrmError>,
+    ) -> Result<T, CrmError> {
+        if let Some(log) = &self.log {
+            match &result {
+                Ok(_) => self.succeeded(log.as_ref()).await,
+                Err(e) => self.failed(log.as_ref(), operation, e).await,
+            }
+        }
+        result
+    }
+
+    async fn succeeded(&self, log: &dyn CallLog) {
+        let due = {
+            let memo = self.memo.lock().expect("memo lock");
+            memo.failure_recorded
+                || memo
+                    .last_success_write
+                    .is_none_or(|t| t.elapsed() >= SUCCESS_EVERY)
+        };
+        if !due {
+            return;
+        }
+        match log.record_success(Utc::now()).await {
+            Ok(()) => {
+                let mut memo = self.memo.lock().expect("memo lock");
+                memo.failure_recorded = false;
+                memo.last_success_write = Some(Instant::now());
+            }
+            Err(e) => warn!(error = %e, "amoCRM call success not recorded"),
+        }
+    }
+
+    async fn failed(&self, log: &dyn CallLog, operation: &str, error: &CrmError) {
+        let signature = format!("{operation}/{:?}/{:?}", error.kind, error.status);
+        let repeat = {
+            let memo = self.memo.lock().expect("memo lock");
+            memo.last_failure_write
+                .as_ref()
+                .is_some_and(|(t, s)| *s == signature && t.elapsed() < SAME_FAILURE_EVERY)
+        };
+        if repeat {
+            return;
+        }
+        let failure = AmoFailure::new(operation, error, Utc::now());
+        match log.record_failure(&failure).await {
+            Ok(()) => {
+                let mut memo = self.memo.lock().expect("memo lock");
+                memo.failure_recorded = true;
+                memo.last_failure_write = Some((Instant::now(), signature));
+            }
+            Err(e) => warn!(error = %e, "amoCRM call failure not recorded"),
+        }
+    }
+}
+
+#[async_trait]
+impl Crm for LoggedAmo {
+    async fn find_contact(&self, query: &str) -> Result<Option<i64>, CrmError> {
+        let r = self.inner.find_contact(query).await;
+        self.observe("find_contact", r).await
+    }
+
+    async fn find_lead_for(&self, lead: &Lead) -> Result<Option<CrmLeadRef>, CrmError> {
+        let r = self.inner.find_lead_for(lead).await;
+        self.observe("find_lead", r).await
+    }
+
+    async fn create_lead(&self, lead: &Lead, contact: ContactLink) -> Result<CrmLeadRef, CrmError> {
+        let r = self.inner.create_lead(lead, contact).await;
+        self.observe("create_lead", r).await
+    }
+
+    async fn find_note(&self, amo_lead_id: i64, marker: &str) -> Result<Option<i64>, CrmError> {
+        let r = self.inner.find_note(amo_lead_id, marker).await;
+        self.observe("find_note", r).await
+    }
+
+    async fn add_note(&self, amo_lead_id: i64, text: &str) -> Result<i64, CrmError> {
+        let r = self.inner.add_note(amo_lead_id, text).await;
+        self.observe("add_note", r).await
+    }
+}
+
+#[async_trait]
+impl CrmDeals for LoggedAmo {
+    async fn deals(&self, ids: &[i64]) -> Result<Vec<CrmDeal>, CrmError> {
+        let r = self.inner.deals(ids).await;
+        self.observe("deals", r).await
+    }
+
+    async fn note_on_deal(&self, deal_id: i64, text: &str) -> Result<i64, CrmError> {
+        let r = self.inner.note_on_deal(deal_id, text).await;
+        self.observe("note_on_deal", r).await
+    }
+}
+
+#[async_trait]
+impl CrmProbe for LoggedAmo {
+    async fn create_test_lead(&self) -> Result<i64, CrmError> {
+        let r = self.inner.create_test_lead().await;
+        self.observe("test_lead", r).await
+    }
+}
+
+/// `CallLog` in memory, for tests.
+#[derive(Default)]
+pub struct MemoryCallLog {
+    inner: Mutex<(AmoCalls, usize)>,
+}
+
+impl MemoryCallLog {
+    /// How many records were written.
+    pub fn writes(&self) -> usize {
+        self.inner.lock().expect("lock").1
+    }
+}
+
+#[async_trait]
+impl CallLog for MemoryCallLog {
+    async fn record_failure(&self, failure: &AmoFailure) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock().expect("lock");
+        inner.0.last_failure = Some(failure.clone());
+        inner.1 += 1;
+        Ok(())
+    }
+
+    async fn record_success(&self, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock().expect("lock");
+        inner.0.last_success_at = Some(at);
+        inner.1 += 1;
+        Ok(())
+    }
+
+    async fn calls(&self) -> Result<AmoCalls, StoreError> {
+        Ok(self.inner.lock().expect("lock").0.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::amocrm::testkit::{Canned, CannedServer, client_for};
+
+    #[tokio::test]
+    async fn a_failure_stays_unresolved_until_a_later_success_and_healthy_traffic_writes_once() {
+        let server = CannedServer::start(vec![
+            Canned::json(200, r#"{"_embedded":{"leads":[{"id":7}]}}"#),
+            Canned::json(200, r#"{"_embedded":{"leads":[{"id":8}]}}"#),
+            Canned::json(403, r#"{"title":"Forbidden","status":403}"#),
+            Canned::json(403, r#"{"title":"Forbidden","status":403}"#),
+            Canned::json(200, r#"{"_embedded":{"leads":[{"id":9}]}}"#),
+        ])
+        .await;
+        let (client, _) = client_for(&server, "tok");
+        let log = Arc::new(MemoryCallLog::default());
+        let amo = LoggedAmo::new(client, Some(log.clone()));
+
+        assert_eq!(amo.create_test_lead().await.unwrap(), 7);
+        assert_eq!(amo.create_test_lead().await.unwrap(), 8);
+        assert_eq!(log.writes(), 1, "the second success is not written again");
+        assert!(log.calls().await.unwrap().unresolved().is_none());
+
+        let err = amo.create_test_lead().await.unwrap_err();
+        assert_eq!(err.status, Some(403));
+        amo.create_test_lead().await.unwrap_err();
+        assert_eq!(
+            log.writes(),
+            2,
+            "the same failure within a minute is written once"
+        );
+        let calls = log.calls().await.unwrap();
+        let failure = calls.unresolved().expect("unresolved failure");
+        assert_eq!(
+            (failure.operation.as_str(), failure.status),
+            ("test_lead", Some(403))
+        );
+        assert!(failure.blocks_calls());
+        assert_eq!(failure.hint, err.hint);
+
+        assert_eq!(amo.create_test_lead().await.unwrap(), 9);
+        assert_eq!(
+            log.writes(),
+            3,
+            "a success after a failure is written at once"
+        );
+        let calls = log.calls().await.unwrap();
+        assert!(calls.unresolved().is_none());
+        assert!(calls.last_failure.is_some(), "the failure stays visible");
+    }
+
+    #[test]
+    fn only_refusals_block_calls() {
+        let at = Utc::now();
+        let e401 = CrmError::unauthorized("no", "re-issue").with_status(401);
+        assert!(AmoFailure::new("x", &e401, at).blocks_calls());
+        let e503 = CrmError::transient("down", "wait").with_status(503);
+        assert!(!AmoFailure::new("x", &e503, at).blocks_calls());
+        let e400 = CrmError::permanent("bad", "fix").with_status(400);
+        assert!(!AmoFailure::new("x", &e400, at).blocks_calls());
+    }
+}

@@ -1,0 +1,54 @@
+//! `GET /health` on lead-ingest, for monitoring and operators (header `X-Admin-Key`): the
+//! report of `ops::health` as JSON, 200 when nobody needs to act, 503 with the reasons when
+//! someone does.
+
+use chrono::Utc;
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
+use tracing::{error, warn};
+
+use super::http::{error_response, header, json_response, secret_matches};
+use crate::ops::health::HealthService;
+
+pub async fn health(
+    service: Option<&HealthService>,
+    admin_key: Option<&str>,
+    req: &Request,
+) -> Response<Body> {
+    if admin_key.is_none() {
+        error!("GET /health called but no admin_key is set in the app secret");
+    }
+    if !secret_matches(admin_key, header(req, "x-admin-key")) {
+        return error_response(
+            401,
+            "unauthorized",
+            "a valid X-Admin-Key header is required",
+        );
+    }
+    let Some(service) = service else {
+        return json_response(
+            503,
+            &json!({
+                "status": "unhealthy",
+                "reasons": [{
+                    "code": "not_configured",
+                    "message": "this function was started without the health sources",
+                    "hint": "Report it: the function's wiring lacks the health service.",
+                }],
+            }),
+        );
+    };
+    let report = service.report(Utc::now()).await;
+    let status = if report.healthy() { 200 } else { 503 };
+    if status == 503 {
+        let codes: Vec<&str> = report.reasons.iter().map(|r| r.code).collect();
+        warn!(reasons = ?codes, "health: unhealthy");
+    }
+    match serde_json::to_value(&report) {
+        Ok(body) => json_response(status, &body),
+        Err(e) => {
+            error!(error = %e, "health report not serialisable");
+            error_response(500, "internal", "the health report could not be rendered")
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! `WorkQueues` on DynamoDB: leads (leads table) and webhook events (inbox table) by status,
+//! through each table's `status-index` (hash `status`, range `updated_at`).
+//!
+//! An inbox table created before it had the index is still served, by a filtered scan (logged
+//! as a warning): operators can see and re-drive parked events while the index is deployed.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, Select};
+use chrono::{DateTime, SecondsFormat, Utc};
+use tracing::warn;
+
+use super::{EVENT_PREFIX, LEAD_PREFIX, STATUS_INDEX};
+use crate::ops::parked::{ParkedItem, RedriveOutcome, WorkKind, WorkQueues};
+use crate::ports::StoreError;
+
+type Item = HashMap<String, AttributeValue>;
+
+#[derive(Clone)]
+pub struct DynamoWorkQueues {
+    client: Client,
+    leads_table: String,
+    inbox_table: Option<String>,
+}
+
+impl DynamoWorkQueues {
+    pub fn new(
+        client: Client,
+        leads_table: impl Into<String>,
+        inbox_table: Option<String>,
+    ) -> Self {
+        Self {
+            client,
+            leads_table: leads_table.into(),
+            inbox_table,
+        }
+    }
+
+    fn table(&self, kind: WorkKind) -> Result<&str, StoreError> {
+        match kind {
+            WorkKind::Lead => Ok(&self.leads_table),
+            WorkKind::Event => self.inbox_table.as_deref().ok_or_else(|| {
+                StoreError::Config("INBOX_TABLE is not set: there are no webhook events".into())
+            }),
+        }
+    }
+
+    /// Items of `kind` in `status` (last updated before `before`), oldest first, at most `limit`.
+    async fn items(
+        &self,
+        kind: WorkKind,
+        status: &str,
+        before: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        let table = self.table(kind)?;
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let (key_condition, values) = condition(status, before);
+            let out = self
+                .client
+                .query()
+                .table_name(table)
+                .index_name(STATUS_INDEX)
+                .key_condition_expression(key_condition)
+                .expression_attribute_names("#status", "status")
+                .set_expression_attribute_values(Some(values))
+                .set_exclusive_start_key(start)
+                .limit(limit.clamp(1, 1000) as i32)
+                .send()
+                .await;
+            let out = match out {
+                Ok(out) => out,
+                Err(e) if index_missing(&e) => {
+                    return self.scan_items(table, status, before, limit).await;
+                }
+                Err(e) => return Err(unavailable(e)),
+            };
+            for item in out.items.unwrap_or_default() {
+                items.push(item);
+                if items.len() >= limit {
+                    return Ok(items);
+                }
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+
+    async fn count_items(
+        &self,
+        kind: WorkKind,
+        status: &str,
+        before: Option<DateTime<Utc>>,
+    ) -> Result<u64, StoreError> {
+        let table = self.table(kind)?;
+        let mut total = 0u64;
+        let mut start = None;
+        loop {
+            let (key_condition, values) = condition(status, before);
+            let out = self
+                .client
+                .query()
+                .table_name(table)
+                .index_name(STATUS_INDEX)
+                .key_condition_expression(key_condition)
+                .expression_attribute_names("#status", "status")
+                .set_expression_attribute_values(Some(values))
+                .select(Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await;
+            let out = match out {
+                Ok(out) => out,
+                Err(e) if index_missing(&e) => {
+                    let items = self.scan_items(table, status, before, usize::MAX).await?;
+                    return Ok(items.len() as u64);
+                }
+                Err(e) => return Err(unavailable(e)),
+            };
+            total += out.count.max(0) as u64;
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// The same listing by a filtered scan, for a table without the index.
+    async fn scan_items(
+        &self,
+        table: &str,
+        status: &str,
+        before: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        warn!(
+            table,
+            index = STATUS_INDEX,
+            "table has no status index; scanning instead (deploy the template's index)"
+        );
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let (filter, values) = condition(status, before);
+            let out = self
+                .client
+                .scan()
+                .table_name(table)
+                .filter_expression(filter)
+                .expression_attribute_names("#status", "status")
+                .set_expression_attribute_values(Some(values))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        items.sort_by_key(|a| text(a, "updated_at"));
+        items.truncate(limit);
+        Ok(items)
+    }
+}
+
+/// `#status = :status [AND updated_at < :before]` with its values.
+fn condition(status: &str, before: Option<DateTime<Utc>>) -> (String, Item) {
+    let mut values = HashMap::from([(":status".to_string(), s(status))]);
+    let mut expr = "#status = :status".to_string();
+    if let Some(before) = before {
+        expr.push_str(" AND updated_at < :before");
+        values.insert(":before".into(), s(time_text(before)));
+    }
+    (expr, values)
+}
+
+/// The answer to a query on an index the table does not have: DynamoDB says
+/// `ValidationException: The table does not have the specified index`, moto
+/// `ResourceNotFoundException: Invalid index`.
+fn index_missing<E: ProvideErrorMetadata, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool {
+    e.as_service_error().is_some_and(|se| {
+        matches!(
+            se.code(),
+            Some("ValidationException" | "ResourceNotFoundException")
+        ) && se
+            .message()
+            .is_some_and(|m| m.to_ascii_lowercase().contains("index"))
+    })
+}
+
+fn unavailable(e: impl std::error::Error) -> StoreError {
+    StoreError::Unavailable(DisplayErrorContext(e).to_string())
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn time_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn text(item: &Item, key: &str) -> Option<String> {
+    item.get(key).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn time(item: &Item, key: &str) -> Option<DateTime<Utc>> {
+    text(item, key)
+        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn parked_item(kind: WorkKind, item: &Item) -> Result<ParkedItem, StoreError> {
+    let id_attr = match kind {
+        WorkKind::Lead => "lead_id",
+        WorkKind::Event => "event_id",
+    };
+    let id = text(item, id_attr).ok_or_else(|| {
+        StoreError::Corrupt(format!("parked {} without {id_attr}", kind.as_str()))
+    })?;
+    Ok(ParkedItem {
+        kind,
+        id,
+        received_at: time(item, "received_at"),
+        parked_at: time(item, "updated_at"),
+        attempts: item
+            .get("attempts")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        source: match kind {
+            WorkKind::Lead => text(item, "source"),
+            WorkKind::Event => None,
+        },
+        last_error: text(item, "last_error"),
+        hint: text(item, "hint"),
+    })
+}
+
+#[async_trait]
+impl WorkQueues for DynamoWorkQueues {
+    fn has_events(&self) -> bool {
+        self.inbox_table.is_some()
+    }
+
+    async fn parked(&self, kind: WorkKind, limit: usize) -> Result<Vec<ParkedItem>, StoreError> {
+        self.items(kind, "parked", None, limit)
+            .await?
+            .iter()
+            .map(|item| parked_item(kind, item))
+            .collect()
+    }
+
+    async fn count(
+        &self,
+        kind: WorkKind,
+        status: &str,
+        updated_before: Option<DateTime<Utc>>,
+    ) -> Result<u64, StoreError> {
+        self.count_items(kind, status, updated_before).await
+    }
+
+    async fn redrive(
+        &self,
+        kind: WorkKind,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<RedriveOutcome, StoreError> {
+        let table = self.table(kind)?;
+        let key = match kind {
+            WorkKind::Lead => format!("{LEAD_PREFIX}{id}"),
+            WorkKind::Event => format!("{EVENT_PREFIX}{id}"),
+        };
+        let update = self
+            .client
+            .update_item()
+            .table_name(table)
+            .key("pk", s(&key))
+            .update_expression("SET #status = :pending, updated_at = :now, redriven_at = :now")
+            .condition_expression("#status = :parked")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", s("pending"))
+            .expression_attribute_values(":parked", s("parked"))
+            .expression_attribute_values(":now", s(time_text(now)))
+            .send()
+            .await;
+        match update {
+            Ok(_) => return Ok(RedriveOutcome::Redriven),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) => {}
+            Err(e) => return Err(unavailable(e)),
+        }
+        let current = self
+            .client
+            .get_item()
+            .table_name(table)
+            .key("pk", s(&key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(match current.item {
+            None => RedriveOutcome::NotFound,
+            Some(item) => RedriveOutcome::NotParked {
+                status: text(&item, "status").unwrap_or_else(|| "unknown".into()),
+            },
+        })
+    }
+}
