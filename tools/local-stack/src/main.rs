@@ -14,7 +14,7 @@ async fn main() -> Result<(), shared::wiring::InitError> {
     println!(
         "\nРусСтанкоСбыт ↔ amoCRM, running locally\n\
          \n  API (API Gateway routes)  {api}\n  amoCRM sandbox            {sandbox}   (state: {sandbox}/_sandbox/state)\n  moto (AWS)                {moto}   (sent mail: {moto}/moto-api/data.json)\n\
-         \nTry:\n  curl -s {api}/leads -H 'content-type: application/json' \\\n    -d '{{\"source\":\"site\",\"intent\":\"service\",\"name\":\"Иван Петров\",\"phone\":\"8 (912) 345-67-89\",\"message\":\"Нужна диагностика станка\"}}'\n  curl -s {api}/ingest/test-crm -H 'X-Admin-Key: {admin}'\n\
+         \nTry:\n  curl -s {api}/leads -H 'content-type: application/json' \\\n    -d '{{\"source\":\"site\",\"intent\":\"service\",\"name\":\"Иван Петров\",\"phone\":\"8 (912) 345-67-89\",\"message\":\"Нужна диагностика станка\"}}'\n  curl -s {api}/ingest/test-crm -H 'X-Admin-Key: {admin}'\n  curl -s {api}/health -H 'X-Admin-Key: {admin}'\n\
          \nCtrl-C stops everything.\n",
         api = stack.api_url,
         sandbox = stack.sandbox.url,
