@@ -12,6 +12,7 @@ pub mod api;
 pub mod config;
 pub mod leads;
 pub mod mail;
+pub mod maintenance;
 pub mod observability;
 pub mod passport;
 pub mod ports;

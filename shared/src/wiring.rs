@@ -6,6 +6,7 @@ use std::sync::Arc;
 use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::amocrm::AmoClient;
+use crate::amocrm::maintenance::AmoMaintenance;
 use crate::amocrm::token::LongLivedToken;
 use crate::api::LeadIngestApi;
 use crate::api::http::Cors;
@@ -15,12 +16,14 @@ use crate::config::Config;
 use crate::leads::accept::RepeatPolicy;
 use crate::leads::deliver::MailSettings;
 use crate::mail::SesNotifier;
+use crate::maintenance::fields::{MaintenanceFieldIds, MaintenanceFields};
+use crate::maintenance::{MaintenanceSync, SyncSettings};
 use crate::passport::MaintenancePolicy;
-use crate::passport::events::EventProcessor;
+use crate::passport::events::{EventProcessor, MaintenanceHook};
 use crate::passport::register::PassportFields;
 use crate::ports::{AppSecrets, SecretStore};
 use crate::secrets::{SecretsManagerStore, load_app_secrets};
-use crate::store::{DynamoInboxStore, DynamoLeadStore, DynamoPassportStore};
+use crate::store::{DynamoInboxStore, DynamoLeadStore, DynamoPassportStore, DynamoSyncState};
 use crate::worker::CrmWorker;
 
 pub type InitError = Box<dyn std::error::Error + Send + Sync>;
@@ -86,27 +89,53 @@ pub async fn lead_ingest(config: &Config, aws: &Aws) -> Result<LeadIngestApi, In
     })
 }
 
+fn maintenance_policy(config: &Config) -> Result<MaintenancePolicy, crate::config::ConfigError> {
+    MaintenancePolicy::parse(
+        config.maintenance_default_months,
+        &config.maintenance_model_months,
+    )
+    .map_err(|reason| crate::config::ConfigError {
+        var: "MAINTENANCE_MODEL_MONTHS".into(),
+        reason,
+    })
+}
+
+fn maintenance_fields(config: &Config, ids: MaintenanceFieldIds) -> MaintenanceFields {
+    MaintenanceFields {
+        ids,
+        zone: config.sync.zone,
+        serial_field: config.amo.field_serial,
+        telegram_id_field: config.amo.field_telegram_id,
+    }
+}
+
 /// crm-worker: delivers leads and applies webhooks from the tables' streams.
 pub fn crm_worker(config: &Config, aws: &Aws) -> Result<CrmWorker, InitError> {
     let amo = Arc::new(amo_client(config, aws.secret_store())?);
+    crm_worker_with(config, aws, amo)
+}
+
+/// The worker around a given amoCRM client (maintenance-sync shares its client and pacer).
+fn crm_worker_with(
+    config: &Config,
+    aws: &Aws,
+    amo: Arc<AmoClient>,
+) -> Result<CrmWorker, InitError> {
     let events = match (&config.inbox_table, &config.passport_table) {
         (Some(inbox), Some(passport)) => Some(Arc::new(EventProcessor {
             inbox: Arc::new(DynamoInboxStore::new(aws.dynamodb.clone(), inbox)),
             crm: amo.clone(),
             passport: Arc::new(DynamoPassportStore::new(aws.dynamodb.clone(), passport)),
-            policy: MaintenancePolicy::parse(
-                config.maintenance_default_months,
-                &config.maintenance_model_months,
-            )
-            .map_err(|reason| crate::config::ConfigError {
-                var: "MAINTENANCE_MODEL_MONTHS".into(),
-                reason,
-            })?,
+            policy: maintenance_policy(config)?,
             fields: PassportFields {
                 serial: config.amo.field_serial,
                 model: config.amo.field_model,
                 telegram_id: config.amo.field_telegram_id,
             },
+            maintenance: config.sync.field_ids().map(|ids| MaintenanceHook {
+                fields: maintenance_fields(config, ids),
+                pipelines: config.sync.pipelines.clone(),
+            }),
         })),
         _ => None,
     };
@@ -122,6 +151,36 @@ pub fn crm_worker(config: &Config, aws: &Aws) -> Result<CrmWorker, InitError> {
             amo_base_url: config.amo.base_url.clone(),
         },
         events,
+    })
+}
+
+/// maintenance-sync: the scheduled two-way maintenance sync, reminders and re-drive. One amoCRM
+/// client (one pacer) serves every step, the re-drive included.
+pub fn maintenance_sync(config: &Config, aws: &Aws) -> Result<MaintenanceSync, InitError> {
+    let ids = config.sync.require_field_ids()?;
+    let passport = Config::require(&config.passport_table, "PASSPORT_TABLE")?;
+    let state = Config::require(&config.state_table, "STATE_TABLE")?;
+    let amo = Arc::new(amo_client(config, aws.secret_store())?);
+    let worker = crm_worker_with(config, aws, amo.clone())?;
+    Ok(MaintenanceSync {
+        crm: Arc::new(AmoMaintenance {
+            client: amo.as_ref().clone(),
+            fields: ids.clone(),
+            zone: config.sync.zone,
+        }),
+        deals: amo,
+        passport: Arc::new(DynamoPassportStore::new(aws.dynamodb.clone(), passport)),
+        state: Arc::new(DynamoSyncState::new(aws.dynamodb.clone(), state)),
+        worker,
+        settings: SyncSettings {
+            fields: maintenance_fields(config, ids),
+            pipelines: config.sync.pipelines.clone(),
+            reminder_days: config.sync.reminder_days,
+            overlap_secs: config.sync.overlap_secs,
+            redrive_after_secs: config.sync.redrive_after_secs,
+            default_responsible_user_id: config.amo.responsible_user_id,
+            policy: maintenance_policy(config)?,
+        },
     })
 }
 

@@ -4,7 +4,9 @@
 pub mod client;
 pub mod deals;
 pub mod error;
+pub mod fields;
 pub mod leads;
+pub mod maintenance;
 pub mod pacing;
 pub mod token;
 pub mod webhook;
@@ -12,7 +14,7 @@ pub mod webhook;
 #[cfg(test)]
 pub(crate) mod testkit;
 
-pub use client::{AmoClient, RetryPolicy};
+pub use client::{AmoClient, CallOptions, RetryPolicy};
 pub use error::{CrmError, CrmErrorKind, ValidationError, oauth_error};
 pub use pacing::Pacer;
 pub use token::{LongLivedToken, TokenInfo, TokenKind, jwt_expiry};

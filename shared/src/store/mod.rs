@@ -10,13 +10,15 @@ mod dynamo;
 mod inbox;
 mod memory;
 mod passport;
+mod sync_state;
 
 pub use dynamo::DynamoLeadStore;
 pub use inbox::{DynamoInboxStore, EVENT_PREFIX};
 pub use memory::MemoryLeadStore;
-pub use passport::{DEAL_INDEX, DynamoPassportStore};
+pub use passport::{DEAL_INDEX, DUE_INDEX, DynamoPassportStore, PUSH_INDEX, equipment_item};
+pub use sync_state::DynamoSyncState;
 
 pub const LEAD_PREFIX: &str = "LEAD#";
 pub const IDEM_PREFIX: &str = "IDEM#";
-/// The GSI that lists leads by status, oldest update first.
+/// The GSI that lists leads (and inbox events) by status, oldest update first.
 pub const STATUS_INDEX: &str = "status-index";
