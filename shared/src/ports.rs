@@ -262,9 +262,14 @@ pub trait PassportStore: Send + Sync {
         &self,
         keys: &[(i64, String)],
     ) -> Result<Vec<crate::passport::Equipment>, StoreError>;
-    /// Writes state, maintenance and sync marks if the stored version is still
-    /// `equipment.sync.version` (it becomes version + 1); false when another writer came first.
-    async fn update(&self, equipment: &crate::passport::Equipment) -> Result<bool, StoreError>;
+    /// Writes what differs between `current` (as read) and `next` — state, maintenance, sync
+    /// marks — if the stored version is still `current.sync.version` (it becomes version + 1);
+    /// false when another writer came first.
+    async fn update(
+        &self,
+        current: &crate::passport::Equipment,
+        next: &crate::passport::Equipment,
+    ) -> Result<bool, StoreError>;
     /// Machines whose values wait to be written to amoCRM (`Equipment::needs_push`).
     async fn pending_push(
         &self,

@@ -142,7 +142,7 @@ impl Applier<'_> {
                     equipment,
                     conflicts: found,
                 } => {
-                    if self.store.update(&equipment).await? {
+                    if self.store.update(&machine, &equipment).await? {
                         found.iter().for_each(log_conflict);
                         stats.conflicts += found.len() as u64;
                         conflicts.extend(found);

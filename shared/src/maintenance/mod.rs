@@ -45,7 +45,7 @@ pub async fn modify(
         if !change(&mut next) {
             return Ok(Some(machine));
         }
-        if store.update(&next).await? {
+        if store.update(&machine, &next).await? {
             next.sync.version += 1;
             return Ok(Some(next));
         }

@@ -79,6 +79,7 @@ impl Puller<'_> {
             match within_second {
                 Some(n) if page.has_more => within_second = Some(n + 1),
                 Some(_) => {
+                    // That second is read through: go on after it.
                     within_second = None;
                     from += 1;
                     self.advance(from, stats).await?;
@@ -87,14 +88,17 @@ impl Puller<'_> {
                     self.advance(newest, stats).await?;
                     return Ok(StepEnd::Done);
                 }
-                None if newest > from => {
+                None if oldest == newest => {
+                    // A full page within one second (nothing older was left): it is that
+                    // second's first page; read its next pages by number.
                     from = newest;
+                    within_second = Some(2);
                     self.advance(newest, stats).await?;
                 }
                 None => {
-                    // A full page within the second `from` (oldest == newest == from).
-                    debug_assert_eq!(oldest, newest);
-                    within_second = Some(2);
+                    // Go on from the newest second read; its deals are read again (harmless).
+                    from = newest;
+                    self.advance(newest, stats).await?;
                 }
             }
         }

@@ -16,15 +16,16 @@ use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use super::batch::{BatchSizer, MAX_BATCH};
+use super::modify;
 use super::run::{Budget, StepEnd, SyncError};
 use crate::amocrm::{CrmError, CrmErrorKind};
 use crate::passport::{AmoValues, Equipment, Maintenance};
 use crate::ports::{MaintenanceCrm, MaintenanceWrite, PassportStore, StoreError};
 
 /// Machines read from the index per query.
-const INDEX_PAGE: usize = 1000;
+const INDEX_PAGE: usize = 2000;
 /// Records written to DynamoDB at once while requests go on.
-const PARALLEL_RECORDS: usize = 8;
+const PARALLEL_RECORDS: usize = 16;
 /// Other 5xx answers in a row before the step gives up until the next run.
 const MAX_SERVER_ERRORS: u32 = 3;
 
@@ -76,45 +77,32 @@ fn deals_gone(e: &CrmError, len: usize) -> Vec<usize> {
 /// Records that amoCRM holds `written` (as of `updated_at`) for a machine.
 async fn record_written(
     store: Arc<dyn PassportStore>,
-    mut machine: Equipment,
+    machine: Equipment,
     written: Maintenance,
     updated_at: Option<i64>,
 ) -> Result<(), StoreError> {
-    for _ in 0..5 {
-        let newer_known = machine
+    modify(store.as_ref(), machine, |e| {
+        let newer_known = e
             .sync
             .amo_updated_at
             .zip(updated_at)
             .is_some_and(|(known, ours)| known > ours);
         if newer_known {
-            return Ok(()); // a later reading of the deal was applied meanwhile
+            return false; // a later reading of the deal was applied meanwhile
         }
-        machine.sync.amo = AmoValues::of(&written);
-        if updated_at.is_some() {
-            machine.sync.amo_updated_at = updated_at;
-        }
-        machine.sync.push_refused_for = None;
-        if store.update(&machine).await? {
-            return Ok(());
-        }
-        match store
-            .get(machine.owner_telegram_id, &machine.serial)
-            .await?
-        {
-            Some(fresh) => machine = fresh,
-            None => return Ok(()),
-        }
-    }
-    Err(StoreError::Unavailable(format!(
-        "equipment {} kept changing while its push was recorded",
-        machine.serial
-    )))
+        e.sync.amo = AmoValues::of(&written);
+        e.sync.amo_updated_at = updated_at.or(e.sync.amo_updated_at);
+        e.sync.push_refused_for = None;
+        true
+    })
+    .await
+    .map(|_| ())
 }
 
 /// Records that amoCRM refused a machine's values.
 async fn record_refused(
     store: &dyn PassportStore,
-    mut machine: Equipment,
+    machine: Equipment,
     reason: &str,
 ) -> Result<(), StoreError> {
     error!(
@@ -122,23 +110,15 @@ async fn record_refused(
         serial = %machine.serial,
         reason,
         alert = true,
-        "amoCRM refused the maintenance values; not retried until they change \
-         (check that the deal exists and the maintenance fields/options are as configured)"
+        "amoCRM refused the maintenance values because it does not know the deal; \
+         not retried until the values change"
     );
-    for _ in 0..5 {
-        machine.sync.push_refused_for = Some(machine.maintenance);
-        if store.update(&machine).await? {
-            return Ok(());
-        }
-        match store
-            .get(machine.owner_telegram_id, &machine.serial)
-            .await?
-        {
-            Some(fresh) => machine = fresh,
-            None => return Ok(()),
-        }
-    }
-    Ok(())
+    modify(store, machine, |e| {
+        e.sync.push_refused_for = Some(e.maintenance);
+        true
+    })
+    .await
+    .map(|_| ())
 }
 
 /// Machines waiting in the index, read page by page as the queue runs low.
@@ -150,6 +130,10 @@ struct PendingQueue {
 }
 
 impl PendingQueue {
+    fn wants_more(&self, want: usize) -> bool {
+        self.items.len() < want && !self.exhausted
+    }
+
     async fn fill(&mut self, store: &dyn PassportStore, want: usize) -> Result<(), StoreError> {
         while self.items.len() < want && !self.exhausted {
             let page = store.pending_push(INDEX_PAGE, self.position.take()).await?;
@@ -192,6 +176,20 @@ impl PendingQueue {
     }
 }
 
+/// Waits for every record in flight; the first failure is returned.
+async fn drain(records: &mut JoinSet<Result<(), StoreError>>) -> Result<(), SyncError> {
+    let mut first = None;
+    while let Some(joined) = records.join_next().await {
+        let failure = match joined {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => e,
+            Err(e) => StoreError::Unavailable(format!("recording a push failed: {e}")),
+        };
+        first.get_or_insert(failure);
+    }
+    first.map_or(Ok(()), |e| Err(SyncError::Store(e)))
+}
+
 impl Pusher<'_> {
     pub async fn push(&self, budget: &Budget, stats: &mut PushStats) -> Result<StepEnd, SyncError> {
         let mut sizer = BatchSizer::new(MAX_BATCH);
@@ -208,22 +206,11 @@ impl Pusher<'_> {
             .await;
         stats.batch_size = sizer.size();
         // Every accepted batch is recorded before the step ends.
-        let mut record_error = None;
-        while let Some(joined) = records.join_next().await {
-            match joined {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => record_error = Some(SyncError::Store(e)),
-                Err(e) => {
-                    record_error = Some(SyncError::Store(StoreError::Unavailable(format!(
-                        "recording a push failed: {e}"
-                    ))))
-                }
-            }
-        }
-        match (outcome, record_error) {
+        let recorded = drain(&mut records).await;
+        match (outcome, recorded) {
             (Err(e), _) => Err(e),
-            (Ok(_), Some(e)) => Err(e),
-            (Ok(end), None) => Ok(end),
+            (Ok(_), Err(e)) => Err(e),
+            (Ok(end), Ok(())) => Ok(end),
         }
     }
 
@@ -238,7 +225,11 @@ impl Pusher<'_> {
     ) -> Result<StepEnd, SyncError> {
         let mut server_errors = 0u32;
         loop {
-            queue.fill(self.store.as_ref(), MAX_BATCH * 2).await?;
+            if queue.wants_more(MAX_BATCH * 2) {
+                // Records first: the index then no longer lists what was written.
+                drain(records).await?;
+                queue.fill(self.store.as_ref(), MAX_BATCH * 2).await?;
+            }
             if queue.items.is_empty() {
                 return Ok(StepEnd::Done);
             }

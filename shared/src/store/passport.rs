@@ -104,6 +104,17 @@ fn to_item(e: &Equipment) -> Item {
     item
 }
 
+/// Everything `update` may change: state, maintenance, sync marks and the index keys.
+fn mutable_attributes(e: &Equipment) -> Vec<(&'static str, Option<AttributeValue>)> {
+    let mut attrs = vec![
+        ("state", Some(s(e.state.as_str()))),
+        ("maintenance_status", Some(s(e.maintenance.status.as_str()))),
+        ("next_due", Some(s(e.maintenance.next_due.to_string()))),
+    ];
+    attrs.extend(sync_attributes(e));
+    attrs
+}
+
 /// The optional attributes of a machine: the sync marks and the sparse index keys.
 fn sync_attributes(e: &Equipment) -> [(&'static str, Option<AttributeValue>); 9] {
     let m = &e.sync;
@@ -241,7 +252,7 @@ impl DynamoPassportStore {
             .key_condition_expression(condition)
             .set_expression_attribute_values(Some(values))
             .set_exclusive_start_key(decode_position(after)?)
-            .limit(limit.clamp(1, 1000) as i32)
+            .limit(limit.clamp(1, 5000) as i32)
             .send()
             .await
             .map_err(unavailable)?;
@@ -332,16 +343,17 @@ impl PassportStore for DynamoPassportStore {
     ) -> Result<(), StoreError> {
         // Read-modify-write: the sparse index keys depend on the state.
         for _ in 0..5 {
-            let mut e = self
+            let e = self
                 .get(telegram_id, serial)
                 .await?
                 .ok_or_else(|| StoreError::Corrupt(format!("no equipment {serial}")))?;
             if e.state == state {
                 return Ok(());
             }
-            e.state = state;
-            e.updated_at = Utc::now();
-            if self.update(&e).await? {
+            let mut next = e.clone();
+            next.state = state;
+            next.updated_at = Utc::now();
+            if self.update(&e, &next).await? {
                 return Ok(());
             }
         }
@@ -462,37 +474,45 @@ impl PassportStore for DynamoPassportStore {
         Ok(found)
     }
 
-    async fn update(&self, e: &Equipment) -> Result<bool, StoreError> {
+    async fn update(&self, current: &Equipment, next: &Equipment) -> Result<bool, StoreError> {
         let mut values = HashMap::from([
-            (":state".to_string(), s(e.state.as_str())),
-            (":status".to_string(), s(e.maintenance.status.as_str())),
-            (":due".to_string(), s(e.maintenance.next_due.to_string())),
-            (":now".to_string(), s(e.updated_at.to_rfc3339())),
-            (":version".to_string(), n(e.sync.version + 1)),
-            (":seen".to_string(), n(e.sync.version)),
+            (":now".to_string(), s(next.updated_at.to_rfc3339())),
+            (":version".to_string(), n(current.sync.version + 1)),
+            (":seen".to_string(), n(current.sync.version)),
         ]);
+        let mut names = HashMap::new();
         let mut set = vec![
-            "#state = :state".to_string(),
-            "maintenance_status = :status".to_string(),
-            "next_due = :due".to_string(),
             "updated_at = :now".to_string(),
             "version = :version".to_string(),
         ];
         let mut remove = Vec::new();
-        for (name, value) in sync_attributes(e) {
-            match value {
+        // Only what changed: smaller writes, and no attribute another writer owns is touched.
+        for ((name, before), (_, after)) in mutable_attributes(current)
+            .into_iter()
+            .zip(mutable_attributes(next))
+        {
+            if before == after {
+                continue;
+            }
+            let path = if name == "state" {
+                names.insert("#state".to_string(), name.to_string());
+                "#state".to_string()
+            } else {
+                name.to_string()
+            };
+            match after {
                 Some(v) => {
-                    set.push(format!("{name} = :{name}"));
+                    set.push(format!("{path} = :{name}"));
                     values.insert(format!(":{name}"), v);
                 }
-                None => remove.push(name),
+                None => remove.push(path),
             }
         }
         let mut expr = format!("SET {}", set.join(", "));
         if !remove.is_empty() {
             expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
         }
-        let condition = if e.sync.version == 0 {
+        let condition = if current.sync.version == 0 {
             // Written before the sync existed (no version yet).
             "attribute_exists(pk) AND (attribute_not_exists(version) OR version = :seen)"
         } else {
@@ -502,11 +522,11 @@ impl PassportStore for DynamoPassportStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(owner_pk(e.owner_telegram_id)))
-            .key("sk", s(equipment_sk(&e.serial)))
+            .key("pk", s(owner_pk(current.owner_telegram_id)))
+            .key("sk", s(equipment_sk(&current.serial)))
             .update_expression(expr)
             .condition_expression(condition)
-            .expression_attribute_names("#state", "state")
+            .set_expression_attribute_names((!names.is_empty()).then_some(names))
             .set_expression_attribute_values(Some(values))
             .send()
             .await;
