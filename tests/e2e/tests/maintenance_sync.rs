@@ -256,6 +256,55 @@ async fn changes_on_each_side_reach_the_other() {
 }
 
 #[tokio::test]
+async fn a_service_request_in_the_tma_makes_the_machine_due_on_both_sides() {
+    let stack = stack().await;
+    let due = days_from_today(&stack, 200);
+    let amo_id = sold(&stack, 4242, "SN-T", values(S::Ok, due)).await;
+    stack.sync_once().await;
+    let resp = http()
+        .post(format!("{}/passport/service-requests", stack.api_url))
+        .header("authorization", format!("tma {}", init_data(&stack, 4242, 10)))
+        .header("content-type", "application/json")
+        .body(json!({"serial": "SN-T", "message": "Пора на ТО"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    assert_eq!(stored(&stack, 4242, "SN-T").await.maintenance.status, S::Due);
+    stack.sync_once().await;
+    assert_eq!(amo_values(&stack, amo_id), (Some(S::Due), Some(due)));
+}
+
+#[tokio::test]
+async fn a_patch_without_an_answer_in_time_is_sent_again_in_smaller_batches() {
+    let stack = stack_with(|o| {
+        o.config_overrides
+            .push(("AMOCRM_TIMEOUT_MS".into(), "1000".into()))
+    })
+    .await;
+    let due = days_from_today(&stack, 200);
+    let sold = many_sold(&stack, 300, due).await;
+    // amoCRM applies the first batch but answers only after the client gave up.
+    inject(
+        &stack,
+        json!({"kind": "timeout", "delay_ms": 2500, "applied": true, "path": "/api/v4/leads"}),
+    )
+    .await;
+    let now = Utc::now();
+    let mut report = MaintenanceSync::new_report(now);
+    let end = stack.sync.step(Step::Push, now, &plenty(), &mut report).await;
+    assert_eq!(end.unwrap(), StepEnd::Done);
+    assert_eq!(report.push.too_heavy, 1, "{:?}", report.push);
+    assert_eq!(report.push.written, 300);
+    // 250 timed out; then 125 + 125 + 50 (grown back) — resending applied values is harmless.
+    assert!(report.push.requests <= 5, "{:?}", report.push);
+    for (id, tg, serial) in &sold {
+        assert_eq!(amo_values(&stack, *id), (Some(S::Ok), Some(due)));
+        assert!(!stored(&stack, *tg, serial).await.needs_push());
+    }
+}
+
+#[tokio::test]
 async fn a_webhook_applies_amocrm_values_at_once_and_the_pull_agrees() {
     let stack = stack().await;
     stack.register_webhook().await.unwrap();
@@ -616,6 +665,7 @@ async fn ten_thousand_changes_go_in_full_batches_without_a_429() {
     let full = N.div_ceil(250);
     assert_eq!(answered(&stack, 429), 0, "never over amoCRM's rate limit");
     assert_eq!(forced, 3, "{report:?}");
+    assert_eq!(report.push.too_heavy, 3, "the sync itself saw every 504");
     assert_eq!(report.push.written, N as u64);
     assert!(
         requests - forced <= full + forced,
