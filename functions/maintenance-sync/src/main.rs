@@ -7,7 +7,7 @@ use std::time::Duration;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use shared::config::Config;
-use shared::maintenance::Budget;
+use shared::maintenance::{Budget, RunOutcome};
 use shared::wiring::{Aws, aws_from_env, maintenance_sync};
 
 #[tokio::main]
@@ -23,6 +23,10 @@ async fn main() -> Result<(), Error> {
         async move {
             let budget = Budget::until_unix_ms(event.context.deadline, per_request);
             let report = sync.run(chrono::Utc::now(), &budget).await;
+            if report.outcome == RunOutcome::Failed {
+                // Counted by the errors alarm; the report is kept in the state table.
+                return Err(Error::from(report.error.unwrap_or_default()));
+            }
             Ok::<_, Error>(serde_json::to_value(&report)?)
         }
     }))

@@ -90,10 +90,11 @@ async fn record_written(
         if newer_known {
             return false; // a later reading of the deal was applied meanwhile
         }
+        let before = e.sync.clone();
         e.sync.amo = AmoValues::of(&written);
         e.sync.amo_updated_at = updated_at.or(e.sync.amo_updated_at);
         e.sync.push_refused_for = None;
-        true
+        e.sync != before // the webhook path may have recorded it already
     })
     .await
     .map(|_| ())

@@ -38,16 +38,18 @@ pub struct ReminderStats {
 }
 
 /// The status the due date calls for, if it changes: past the date → overdue, within the
-/// window → due. Arranged maintenance (scheduled, in progress) is left alone.
+/// window → due (an overdue machine given a new date in the window too). Arranged maintenance
+/// (scheduled, in progress) is left alone.
 pub fn status_for_date(
     m: &Maintenance,
     today: NaiveDate,
     last_day: NaiveDate,
 ) -> Option<MaintenanceStatus> {
     use MaintenanceStatus::*;
+    let within = today <= m.next_due && m.next_due <= last_day;
     match m.status {
         Ok | Due | Done if m.next_due < today => Some(Overdue),
-        Ok | Done if m.next_due <= last_day => Some(Due),
+        Ok | Done | Overdue if within => Some(Due),
         _ => None,
     }
 }
@@ -281,5 +283,7 @@ mod tests {
         assert_eq!(status_for_date(&m(Scheduled, 1), today, last), None);
         assert_eq!(status_for_date(&m(InProgress, 1), today, last), None);
         assert_eq!(status_for_date(&m(Overdue, 1), today, last), None);
+        // The manager gave an overdue machine a new date.
+        assert_eq!(status_for_date(&m(Overdue, 20), today, last), Some(Due));
     }
 }

@@ -263,14 +263,20 @@ async fn a_service_request_in_the_tma_makes_the_machine_due_on_both_sides() {
     stack.sync_once().await;
     let resp = http()
         .post(format!("{}/passport/service-requests", stack.api_url))
-        .header("authorization", format!("tma {}", init_data(&stack, 4242, 10)))
+        .header(
+            "authorization",
+            format!("tma {}", init_data(&stack, 4242, 10)),
+        )
         .header("content-type", "application/json")
         .body(json!({"serial": "SN-T", "message": "Пора на ТО"}).to_string())
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
-    assert_eq!(stored(&stack, 4242, "SN-T").await.maintenance.status, S::Due);
+    assert_eq!(
+        stored(&stack, 4242, "SN-T").await.maintenance.status,
+        S::Due
+    );
     stack.sync_once().await;
     assert_eq!(amo_values(&stack, amo_id), (Some(S::Due), Some(due)));
 }
@@ -292,7 +298,10 @@ async fn a_patch_without_an_answer_in_time_is_sent_again_in_smaller_batches() {
     .await;
     let now = Utc::now();
     let mut report = MaintenanceSync::new_report(now);
-    let end = stack.sync.step(Step::Push, now, &plenty(), &mut report).await;
+    let end = stack
+        .sync
+        .step(Step::Push, now, &plenty(), &mut report)
+        .await;
     assert_eq!(end.unwrap(), StepEnd::Done);
     assert_eq!(report.push.too_heavy, 1, "{:?}", report.push);
     assert_eq!(report.push.written, 300);
@@ -858,4 +867,17 @@ async fn a_second_run_while_one_holds_the_lease_is_skipped_and_the_report_is_kep
     let report = stack.sync_once().await;
     assert_eq!(report.outcome, RunOutcome::Complete);
     assert_eq!(stack.sync.state.last_run().await.unwrap(), Some(report));
+}
+
+#[test]
+fn the_sample_schedule_event_is_what_the_function_reads() {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../events/maintenance-sync-schedule.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let event: aws_lambda_events::event::eventbridge::EventBridgeEvent =
+        serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (event.source.as_str(), event.detail_type.as_str()),
+        ("aws.events", "Scheduled Event")
+    );
 }
