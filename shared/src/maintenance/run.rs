@@ -223,15 +223,20 @@ impl MaintenanceSync {
             }
         }
 
-        let mut plan = vec![Step::Pull, Step::Push, Step::Reminders];
-        plan.push(Step::Redrive);
+        let mut plan = vec![Step::Pull, Step::Push, Step::Reminders, Step::Redrive];
+        let mut pulled = false;
         let mut i = 0;
         while i < plan.len() {
             let step = plan[i];
             i += 1;
+            if step == Step::Push && !pulled {
+                // Without amoCRM's latest values a push could overwrite a manager's later change.
+                continue;
+            }
             let statuses_before = report.reminders.marked_due + report.reminders.marked_overdue;
             match self.step(step, now, budget, &mut report).await {
                 Ok(StepEnd::Done) => {
+                    pulled |= step == Step::Pull;
                     let statuses_set =
                         report.reminders.marked_due + report.reminders.marked_overdue;
                     if step == Step::Reminders && statuses_set > statuses_before {

@@ -851,6 +851,70 @@ async fn stale_pending_leads_and_webhooks_are_redriven_and_parked_ones_left() {
 }
 
 #[tokio::test]
+async fn when_the_pull_fails_nothing_is_pushed_and_the_next_run_catches_up() {
+    let stack = stack().await;
+    let due = days_from_today(&stack, 200);
+    let amo_id = sold(&stack, 4242, "SN-F", values(S::Ok, due)).await;
+    // amoCRM fails every attempt of the pull's first request.
+    inject(
+        &stack,
+        json!({"kind": "status", "status": 503, "count": 4, "path": "/api/v4/leads"}),
+    )
+    .await;
+    let report = stack.sync_once().await;
+    assert_eq!(report.outcome, RunOutcome::Failed, "{report:?}");
+    assert_eq!(report.stopped_in, Some(Step::Pull));
+    assert!(report.hint.is_some(), "{report:?}");
+    assert_eq!(
+        patches(&stack).0,
+        0,
+        "no push without amoCRM's latest values"
+    );
+    assert_eq!(stack.sync.state.last_run().await.unwrap(), Some(report));
+
+    let report = stack.sync_once().await;
+    assert_eq!(report.outcome, RunOutcome::Complete, "{report:?}");
+    assert_eq!(amo_values(&stack, amo_id), (Some(S::Ok), Some(due)));
+}
+
+#[tokio::test]
+async fn the_maintenance_fields_are_found_again_not_created_twice() {
+    let stack = stack().await;
+    let tokens = Arc::new(shared::amocrm::LongLivedToken::new(
+        Arc::new(shared::secrets::SecretsManagerStore::new(
+            stack.aws.secrets.clone(),
+        )),
+        stack.resources.token_secret_id.clone(),
+    ));
+    let client = shared::amocrm::AmoClient::new(&stack.config.amo, tokens).unwrap();
+    let again = shared::amocrm::fields::ensure_maintenance_fields(&client)
+        .await
+        .unwrap();
+    assert_eq!(Some(again), stack.config.sync.field_ids());
+    let fields: Value = http()
+        .get(format!(
+            "{}/api/v4/leads/custom_fields?limit=250",
+            stack.sandbox.url
+        ))
+        .bearer_auth(setup_token(&stack))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let named = |name: &str| {
+        fields["_embedded"]["custom_fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["name"] == name)
+            .count()
+    };
+    assert_eq!((named("Дата следующего ТО"), named("Статус ТО")), (1, 1));
+}
+
+#[tokio::test]
 async fn a_second_run_while_one_holds_the_lease_is_skipped_and_the_report_is_kept() {
     let stack = stack().await;
     let now = Utc::now();
