@@ -21,7 +21,7 @@ SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_REGION=eu-central-1 AWS_DEFAULT_REGION=eu-cen
 
 # Functions that may call amoCRM refresh its OAuth token and save the new pair: in the token
 # secret only (never the app secret). passport-api writes no secret.
-TOKEN_WRITERS := LeadIngestFunction=AmoTokenSecret,CrmWorkerFunction=AmoTokenSecret,AmoWebhookFunction=AmoTokenSecret
+TOKEN_WRITERS := LeadIngestFunction=AmoTokenSecret,CrmWorkerFunction=AmoTokenSecret,AmoWebhookFunction=AmoTokenSecret,MaintenanceSyncFunction=AmoTokenSecret
 
 step = @printf '\n==> %s\n' "$(1)"
 

@@ -3,6 +3,8 @@
 
 use std::env;
 
+use crate::maintenance::fields::{AccountZone, MaintenanceFieldIds, StatusEnums};
+
 /// amoCRM account facts (defaults are the production ids from the brief).
 #[derive(Debug, Clone)]
 pub struct AmoConfig {
@@ -34,6 +36,55 @@ pub struct OAuthConfig {
     pub alert_mailbox: String,
 }
 
+/// The maintenance sync and the maintenance fields of won deals. The two field ids and the
+/// option ids come from the operator's `setup` (they do not exist in amoCRM before it runs).
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// `AMOCRM_FIELD_NEXT_MAINTENANCE`: the date field «Дата следующего ТО».
+    pub field_next_maintenance: Option<i64>,
+    /// `AMOCRM_FIELD_MAINTENANCE_STATUS`: the select field «Статус ТО».
+    pub field_maintenance_status: Option<i64>,
+    /// `AMOCRM_MAINTENANCE_STATUS_ENUMS`: `ok=…,due=…,scheduled=…,in_progress=…,done=…,overdue=…`.
+    pub status_enums: Option<StatusEnums>,
+    /// `AMOCRM_SYNC_PIPELINES`: the pipelines whose deals are synced (default: the main one).
+    pub pipelines: Vec<i64>,
+    /// `AMOCRM_UTC_OFFSET`: the account's time zone, where date fields hold midnight (+03:00).
+    pub zone: AccountZone,
+    /// `REMINDER_DAYS`: a task is created this many days before the maintenance is due.
+    pub reminder_days: i64,
+    /// `SYNC_OVERLAP_SECS`: each pull re-reads this much before its cursor.
+    pub overlap_secs: i64,
+    /// `REDRIVE_AFTER_SECS`: leads and webhook events pending longer than this are fed again.
+    pub redrive_after_secs: i64,
+}
+
+impl SyncConfig {
+    /// All three ids, or `None` when the fields are not configured (nothing is synced then).
+    pub fn field_ids(&self) -> Option<MaintenanceFieldIds> {
+        Some(MaintenanceFieldIds {
+            next_maintenance: self.field_next_maintenance?,
+            status: self.field_maintenance_status?,
+            status_enums: self.status_enums.clone()?,
+        })
+    }
+
+    /// The ids, or an error naming the first missing variable (maintenance-sync needs them).
+    pub fn require_field_ids(&self) -> Result<MaintenanceFieldIds, ConfigError> {
+        let missing = |var: &str| ConfigError {
+            var: var.to_string(),
+            reason: "required by the maintenance sync; `setup` prints the value".into(),
+        };
+        if self.field_next_maintenance.is_none() {
+            return Err(missing("AMOCRM_FIELD_NEXT_MAINTENANCE"));
+        }
+        if self.field_maintenance_status.is_none() {
+            return Err(missing("AMOCRM_FIELD_MAINTENANCE_STATUS"));
+        }
+        self.field_ids()
+            .ok_or_else(|| missing("AMOCRM_MAINTENANCE_STATUS_ENUMS"))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub amo: AmoConfig,
@@ -62,6 +113,7 @@ pub struct Config {
     pub dedup_window_secs: i64,
     /// How long an `Idempotency-Key` is remembered.
     pub idempotency_ttl_secs: i64,
+    pub sync: SyncConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +192,7 @@ impl Config {
                 .filter(|v| !v.is_empty())
                 .unwrap_or_else(|| sales_mailbox.clone()),
         };
+        let amo_pipeline = amo.pipeline_id;
         Ok(Config {
             amo,
             oauth,
@@ -164,8 +217,75 @@ impl Config {
                 .collect(),
             dedup_window_secs: int("DEDUP_WINDOW_SECS", 600)?,
             idempotency_ttl_secs: int("IDEMPOTENCY_TTL_SECS", 86_400)?,
+            sync: sync_config(&lookup, amo_pipeline)?,
         })
     }
+}
+
+fn sync_config(
+    lookup: &impl Fn(&str) -> Option<String>,
+    main_pipeline: i64,
+) -> Result<SyncConfig, ConfigError> {
+    let set = |k: &str| {
+        lookup(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let error = |var: &str, reason: String| ConfigError {
+        var: var.to_string(),
+        reason,
+    };
+    let id = |k: &str| -> Result<Option<i64>, ConfigError> {
+        set(k)
+            .map(|v| {
+                v.parse::<i64>()
+                    .ok()
+                    .filter(|id| *id > 0)
+                    .ok_or_else(|| error(k, format!("not a field id: {v:?}")))
+            })
+            .transpose()
+    };
+    let int = |k: &str, default: i64, range: std::ops::RangeInclusive<i64>| match set(k) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| error(k, format!("expected an integer in {range:?}, got {v:?}"))),
+    };
+    let pipelines = match set("AMOCRM_SYNC_PIPELINES") {
+        None => vec![main_pipeline],
+        Some(v) => v
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.parse::<i64>().map_err(|_| {
+                    error("AMOCRM_SYNC_PIPELINES", format!("not a pipeline id: {p:?}"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    if pipelines.is_empty() {
+        return Err(error("AMOCRM_SYNC_PIPELINES", "names no pipeline".into()));
+    }
+    Ok(SyncConfig {
+        field_next_maintenance: id("AMOCRM_FIELD_NEXT_MAINTENANCE")?,
+        field_maintenance_status: id("AMOCRM_FIELD_MAINTENANCE_STATUS")?,
+        status_enums: set("AMOCRM_MAINTENANCE_STATUS_ENUMS")
+            .map(|v| StatusEnums::parse(&v))
+            .transpose()
+            .map_err(|reason| error("AMOCRM_MAINTENANCE_STATUS_ENUMS", reason))?,
+        pipelines,
+        zone: set("AMOCRM_UTC_OFFSET")
+            .map(|v| AccountZone::parse(&v))
+            .transpose()
+            .map_err(|reason| error("AMOCRM_UTC_OFFSET", reason))?
+            .unwrap_or_default(),
+        reminder_days: int("REMINDER_DAYS", 14, 0..=365)?,
+        overlap_secs: int("SYNC_OVERLAP_SECS", 300, 0..=86_400)?,
+        redrive_after_secs: int("REDRIVE_AFTER_SECS", 900, 0..=7 * 86_400)?,
+    })
 }
 
 #[cfg(test)]
@@ -226,6 +346,49 @@ mod tests {
         );
         assert_eq!(c.oauth.alert_mailbox, "ops@td-rss.ru");
         assert_eq!(c.sales_mailbox, "zakaz@tdrusstankosbyt.ru");
+    }
+
+    #[test]
+    fn sync_settings_default_to_the_main_pipeline_and_name_bad_variables() {
+        let c = Config::from_lookup(lookup(&MINIMAL)).unwrap();
+        assert_eq!(c.sync.pipelines, vec![10226282]);
+        assert_eq!(
+            (
+                c.sync.reminder_days,
+                c.sync.overlap_secs,
+                c.sync.redrive_after_secs
+            ),
+            (14, 300, 900)
+        );
+        assert!(c.sync.field_ids().is_none());
+        assert_eq!(
+            c.sync.require_field_ids().unwrap_err().var,
+            "AMOCRM_FIELD_NEXT_MAINTENANCE"
+        );
+        let mut pairs = MINIMAL.to_vec();
+        pairs.extend([
+            ("AMOCRM_FIELD_NEXT_MAINTENANCE", "713001"),
+            ("AMOCRM_FIELD_MAINTENANCE_STATUS", "713002"),
+            (
+                "AMOCRM_MAINTENANCE_STATUS_ENUMS",
+                "ok=1,due=2,scheduled=3,in_progress=4,done=5,overdue=6",
+            ),
+            ("AMOCRM_SYNC_PIPELINES", "10226282, 10226286"),
+        ]);
+        let c = Config::from_lookup(lookup(&pairs)).unwrap();
+        let ids = c.sync.require_field_ids().unwrap();
+        assert_eq!((ids.next_maintenance, ids.status), (713001, 713002));
+        assert_eq!(c.sync.pipelines, vec![10226282, 10226286]);
+        pairs.retain(|(k, _)| *k != "AMOCRM_MAINTENANCE_STATUS_ENUMS");
+        pairs.push(("AMOCRM_MAINTENANCE_STATUS_ENUMS", "ok=1"));
+        let c = Config::from_lookup(lookup(&pairs));
+        assert_eq!(c.unwrap_err().var, "AMOCRM_MAINTENANCE_STATUS_ENUMS");
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push(("REMINDER_DAYS", "-1"));
+        assert_eq!(
+            Config::from_lookup(lookup(&pairs)).unwrap_err().var,
+            "REMINDER_DAYS"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod config;
 mod form;
 pub mod leads;
 pub mod mail;
+pub mod maintenance;
 pub mod metrics;
 pub mod observability;
 pub mod ops;

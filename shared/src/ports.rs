@@ -2,7 +2,7 @@
 //! tests implement them in memory or point the real adapters at moto and the sandbox.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::amocrm::CrmError;
 use crate::leads::{Delivery, Lead, LeadStatus, StoredLead};
@@ -251,6 +251,46 @@ pub trait PassportStore: Send + Sync {
     /// Records that a won deal waits for data (e.g. its serial); true when newly recorded.
     async fn mark_waiting(&self, amo_lead_id: i64, missing: &str) -> Result<bool, StoreError>;
     async fn clear_waiting(&self, amo_lead_id: i64) -> Result<(), StoreError>;
+    /// One machine by its key (strongly consistent).
+    async fn get(
+        &self,
+        telegram_id: i64,
+        serial: &str,
+    ) -> Result<Option<crate::passport::Equipment>, StoreError>;
+    /// Machines by key, in any order; unknown keys are left out.
+    async fn get_many(
+        &self,
+        keys: &[(i64, String)],
+    ) -> Result<Vec<crate::passport::Equipment>, StoreError>;
+    /// Writes what differs between `current` (as read) and `next` — state, maintenance, sync
+    /// marks — if the stored version is still `current.sync.version` (it becomes version + 1);
+    /// false when another writer came first.
+    async fn update(
+        &self,
+        current: &crate::passport::Equipment,
+        next: &crate::passport::Equipment,
+    ) -> Result<bool, StoreError>;
+    /// Machines whose values wait to be written to amoCRM (`Equipment::needs_push`).
+    async fn pending_push(
+        &self,
+        limit: usize,
+        after: Option<String>,
+    ) -> Result<Page<crate::passport::Equipment>, StoreError>;
+    /// Machines watching their due date (`Equipment::watches_due_date`) due on or before
+    /// `last_day`, earliest first.
+    async fn due_by(
+        &self,
+        last_day: NaiveDate,
+        limit: usize,
+        after: Option<String>,
+    ) -> Result<Page<crate::passport::Equipment>, StoreError>;
+}
+
+/// One page of a listing and where the next one starts (opaque to callers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
 }
 
 /// Where a received webhook is on its way through crm-worker.
@@ -312,4 +352,94 @@ pub trait InboxStore: Send + Sync {
         error: Option<&str>,
         hint: Option<&str>,
     ) -> Result<(), StoreError>;
+    /// Ids of events still pending whose last update is older than `before`, oldest first.
+    async fn pending_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError>;
+}
+
+/// Which deals changed in amoCRM: `filter[updated_at][from|to]`, oldest change first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedLeadsQuery {
+    pub updated_from: i64,
+    pub updated_to: Option<i64>,
+    /// 1-based.
+    pub page: u32,
+    pub pipelines: Vec<i64>,
+}
+
+/// A page of changed deals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedLeads {
+    pub leads: Vec<CrmDeal>,
+    /// amoCRM linked a next page.
+    pub has_more: bool,
+}
+
+/// The maintenance values written to one deal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaintenanceWrite {
+    pub lead_id: i64,
+    pub maintenance: crate::passport::Maintenance,
+}
+
+/// A reminder task on a deal (`POST /api/v4/tasks`, type «Связаться»).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTask {
+    pub lead_id: i64,
+    pub responsible_user_id: i64,
+    pub text: String,
+    /// Unix seconds.
+    pub complete_till: i64,
+}
+
+/// A task found on a deal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrmTask {
+    pub id: i64,
+    pub lead_id: i64,
+    pub text: String,
+}
+
+/// The amoCRM side of the maintenance sync.
+#[async_trait]
+pub trait MaintenanceCrm: Send + Sync {
+    /// One page (≤ 250 deals) of deals changed in the window; `None` when amoCRM has none (204).
+    async fn changed_leads(
+        &self,
+        query: &ChangedLeadsQuery,
+    ) -> Result<Option<ChangedLeads>, CrmError>;
+    /// One `PATCH /api/v4/leads` with every write (≤ 250). 5xx answers and timeouts come back at
+    /// once (the caller resizes the batch). Returns each deal's new `updated_at` when amoCRM
+    /// reports it. A validation error's `request_id` is the index of the refused write.
+    async fn write_maintenance(
+        &self,
+        writes: &[MaintenanceWrite],
+    ) -> Result<Vec<(i64, Option<i64>)>, CrmError>;
+    /// One `POST /api/v4/tasks` (≤ 50 tasks); the new tasks' ids.
+    async fn create_tasks(&self, tasks: &[NewTask]) -> Result<Vec<i64>, CrmError>;
+    /// Open and closed tasks on these deals.
+    async fn tasks_on(&self, lead_ids: &[i64]) -> Result<Vec<CrmTask>, CrmError>;
+}
+
+/// Where the maintenance sync keeps its cursor, its run lease and its last report.
+#[async_trait]
+pub trait SyncStateStore: Send + Sync {
+    /// amoCRM `updated_at` up to which every change was applied.
+    async fn cursor(&self) -> Result<Option<i64>, StoreError>;
+    /// Moves the cursor forward (never back).
+    async fn save_cursor(&self, updated_at: i64) -> Result<(), StoreError>;
+    /// Takes the run lease for `owner` until `until` unless another owner holds it.
+    async fn acquire_lease(
+        &self,
+        owner: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    async fn release_lease(&self, owner: &str) -> Result<(), StoreError>;
+    async fn save_last_run(&self, report: &crate::maintenance::RunReport)
+    -> Result<(), StoreError>;
+    async fn last_run(&self) -> Result<Option<crate::maintenance::RunReport>, StoreError>;
 }

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 
-use crate::amocrm::AmoClient;
 use crate::amocrm::call_log::{CallLog, LoggedAmo};
+use crate::amocrm::maintenance::AmoMaintenance;
 use crate::amocrm::oauth::{ClientSecretSource, RefreshDeps, TokenEndpoint, TokenProvider};
+use crate::amocrm::{AmoClient, Pacer};
 use crate::api::LeadIngestApi;
 use crate::api::http::Cors;
 use crate::api::oauth::OAuthFlow;
@@ -17,15 +18,17 @@ use crate::config::Config;
 use crate::leads::accept::RepeatPolicy;
 use crate::leads::deliver::MailSettings;
 use crate::mail::SesNotifier;
+use crate::maintenance::fields::{MaintenanceFieldIds, MaintenanceFields};
+use crate::maintenance::{MaintenanceSync, SyncSettings};
 use crate::ops::health::HealthService;
 use crate::passport::MaintenancePolicy;
-use crate::passport::events::EventProcessor;
+use crate::passport::events::{EventProcessor, MaintenanceHook};
 use crate::passport::register::PassportFields;
 use crate::ports::{AppSecrets, SecretError, SecretStore};
 use crate::secrets::{SecretsManagerStore, load_app_secrets};
 use crate::store::{
     DynamoHealthRecords, DynamoInboxStore, DynamoLeadStore, DynamoPassportStore, DynamoStateStore,
-    DynamoWorkQueues,
+    DynamoSyncState, DynamoWorkQueues,
 };
 use crate::worker::CrmWorker;
 
@@ -145,27 +148,53 @@ pub async fn lead_ingest(config: &Config, aws: &Aws) -> Result<LeadIngestApi, In
     })
 }
 
+fn maintenance_policy(config: &Config) -> Result<MaintenancePolicy, crate::config::ConfigError> {
+    MaintenancePolicy::parse(
+        config.maintenance_default_months,
+        &config.maintenance_model_months,
+    )
+    .map_err(|reason| crate::config::ConfigError {
+        var: "MAINTENANCE_MODEL_MONTHS".into(),
+        reason,
+    })
+}
+
+fn maintenance_fields(config: &Config, ids: MaintenanceFieldIds) -> MaintenanceFields {
+    MaintenanceFields {
+        ids,
+        zone: config.sync.zone,
+        serial_field: config.amo.field_serial,
+        telegram_id_field: config.amo.field_telegram_id,
+    }
+}
+
 /// crm-worker: delivers leads and applies webhooks from the tables' streams.
 pub fn crm_worker(config: &Config, aws: &Aws) -> Result<CrmWorker, InitError> {
     let amo = logged_amo(config, token_provider(config, aws)?, aws)?;
+    crm_worker_with(config, aws, amo)
+}
+
+/// The worker around a given amoCRM client (maintenance-sync shares its client and pacer).
+fn crm_worker_with(
+    config: &Config,
+    aws: &Aws,
+    amo: Arc<LoggedAmo>,
+) -> Result<CrmWorker, InitError> {
     let events = match (&config.inbox_table, &config.passport_table) {
         (Some(inbox), Some(passport)) => Some(Arc::new(EventProcessor {
             inbox: Arc::new(DynamoInboxStore::new(aws.dynamodb.clone(), inbox)),
             crm: amo.clone(),
             passport: Arc::new(DynamoPassportStore::new(aws.dynamodb.clone(), passport)),
-            policy: MaintenancePolicy::parse(
-                config.maintenance_default_months,
-                &config.maintenance_model_months,
-            )
-            .map_err(|reason| crate::config::ConfigError {
-                var: "MAINTENANCE_MODEL_MONTHS".into(),
-                reason,
-            })?,
+            policy: maintenance_policy(config)?,
             fields: PassportFields {
                 serial: config.amo.field_serial,
                 model: config.amo.field_model,
                 telegram_id: config.amo.field_telegram_id,
             },
+            maintenance: config.sync.field_ids().map(|ids| MaintenanceHook {
+                fields: maintenance_fields(config, ids),
+                pipelines: config.sync.pipelines.clone(),
+            }),
         })),
         _ => None,
     };
@@ -181,6 +210,46 @@ pub fn crm_worker(config: &Config, aws: &Aws) -> Result<CrmWorker, InitError> {
             amo_base_url: config.amo.base_url.clone(),
         },
         events,
+    })
+}
+
+/// Extra spacing between the sync's requests: it sends hundreds in a row at the limit, and
+/// amoCRM counts arrivals, which jitter (7 per second becomes about 6.3).
+const SYNC_PACING_MARGIN: std::time::Duration = std::time::Duration::from_millis(15);
+
+/// maintenance-sync: the scheduled two-way maintenance sync, reminders and re-drive. One amoCRM
+/// client (one pacer) serves every step, the re-drive included.
+pub fn maintenance_sync(config: &Config, aws: &Aws) -> Result<MaintenanceSync, InitError> {
+    let ids = config.sync.require_field_ids()?;
+    let passport = Config::require(&config.passport_table, "PASSPORT_TABLE")?;
+    let state = Config::require(&config.state_table, "STATE_TABLE")?;
+    let pacer = Pacer::with_margin(config.amo.requests_per_second, SYNC_PACING_MARGIN);
+    let amo = Arc::new(
+        AmoClient::new(&config.amo, token_provider(config, aws)?)?.with_pacer(Arc::new(pacer)),
+    );
+    // Failures of the sync's calls show in GET /health like the worker's.
+    let log = health_records(config, aws).map(|r| r as Arc<dyn CallLog>);
+    let logged = Arc::new(LoggedAmo::new(amo.as_ref().clone(), log));
+    let worker = crm_worker_with(config, aws, logged.clone())?;
+    Ok(MaintenanceSync {
+        crm: Arc::new(AmoMaintenance {
+            client: amo.as_ref().clone(),
+            fields: ids.clone(),
+            zone: config.sync.zone,
+        }),
+        deals: logged,
+        passport: Arc::new(DynamoPassportStore::new(aws.dynamodb.clone(), passport)),
+        state: Arc::new(DynamoSyncState::new(aws.dynamodb.clone(), state)),
+        worker,
+        settings: SyncSettings {
+            fields: maintenance_fields(config, ids),
+            pipelines: config.sync.pipelines.clone(),
+            reminder_days: config.sync.reminder_days,
+            overlap_secs: config.sync.overlap_secs,
+            redrive_after_secs: config.sync.redrive_after_secs,
+            default_responsible_user_id: config.amo.responsible_user_id,
+            policy: maintenance_policy(config)?,
+        },
     })
 }
 

@@ -69,6 +69,15 @@ fn doubled(base: Duration, n: u32) -> Duration {
     base.saturating_mul(1u32 << n.saturating_sub(1).min(20))
 }
 
+/// Per-call departures from the client's `RetryPolicy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallOptions {
+    /// Hand 5xx answers and timeouts back at once instead of resending the same request: the
+    /// maintenance push answers amoCRM's 504 ("batch too heavy") with a smaller batch. 401
+    /// refresh, 429 waits and connections that never opened are handled as usual.
+    pub no_transient_retries: bool,
+}
+
 /// The amoCRM API v4 client. Cheap to clone; clones share the pacer and connection pool.
 #[derive(Clone)]
 pub struct AmoClient {
@@ -162,6 +171,19 @@ impl AmoClient {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Option<Value>, CrmError> {
+        self.request_with(method, path, query, body, CallOptions::default())
+            .await
+    }
+
+    /// `request` with per-call options.
+    pub async fn request_with(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        options: CallOptions,
+    ) -> Result<Option<Value>, CrmError> {
         let endpoint = format!("{method} {path}");
         let url = format!("{}{}", self.cfg.base_url, path);
         let logged_query = masked_query(query);
@@ -212,8 +234,11 @@ impl AmoClient {
                 token = self.tokens.after_unauthorized(&token).await?;
                 continue;
             }
+            let caller_resizes =
+                options.no_transient_retries && err.kind == CrmErrorKind::Transient && !never_sent;
             if !err.is_retryable()
                 || attempt >= self.retry.max_attempts
+                || caller_resizes
                 || !(idempotent || never_sent || err.kind == CrmErrorKind::RateLimited)
             {
                 if err.kind == CrmErrorKind::RateLimited && err.retry_after.is_none() {
@@ -624,6 +649,40 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.kind, CrmErrorKind::Transient);
         assert_eq!(server.requests().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_call_without_transient_retries_returns_the_504_but_still_waits_out_a_429() {
+        let server = CannedServer::start(vec![
+            Canned::html(504, "<html><title>504 Gateway Time-out</title></html>"),
+            Canned::html(429, ""),
+            Canned::json(200, r#"{"_embedded":{"leads":[]}}"#),
+        ])
+        .await;
+        let (client, _) = client_for(&server, "tok");
+        let body = json!([{"id": 1}]);
+        let once = CallOptions {
+            no_transient_retries: true,
+        };
+        let e = client
+            .request_with(Method::PATCH, "/api/v4/leads", &[], Some(&body), once)
+            .await
+            .unwrap_err();
+        assert_eq!((e.kind, e.status), (CrmErrorKind::Transient, Some(504)));
+        assert_eq!(
+            server.requests().len(),
+            1,
+            "the oversized batch is not resent"
+        );
+        client
+            .request_with(Method::PATCH, "/api/v4/leads", &[], Some(&body), once)
+            .await
+            .unwrap();
+        assert_eq!(
+            server.requests().len(),
+            3,
+            "the 429 was waited out and repeated"
+        );
     }
 
     #[tokio::test]

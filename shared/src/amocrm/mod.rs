@@ -7,7 +7,9 @@ pub mod call_log;
 pub mod client;
 pub mod deals;
 pub mod error;
+pub mod fields;
 pub mod leads;
+pub mod maintenance;
 pub mod oauth;
 pub mod pacing;
 pub mod token;
@@ -16,7 +18,7 @@ pub mod webhook;
 #[cfg(test)]
 pub(crate) mod testkit;
 
-pub use client::{AmoClient, RetryPolicy};
+pub use client::{AmoClient, CallOptions, RetryPolicy};
 pub use error::{CrmError, CrmErrorKind, ValidationError, oauth_error};
 pub use oauth::{TokenHealth, TokenProvider};
 pub use pacing::Pacer;

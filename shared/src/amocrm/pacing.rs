@@ -29,6 +29,17 @@ impl Pacer {
         }
     }
 
+    /// Like `new`, with every spacing `margin` longer: amoCRM counts requests when they
+    /// arrive, and arrival jitters (network, a busy runtime), so a client paced at exactly the
+    /// limit meets an occasional 429.
+    pub fn with_margin(requests_per_second: u32, margin: Duration) -> Self {
+        let base = Self::new(requests_per_second);
+        Pacer {
+            interval: base.interval + margin,
+            next_slot: Mutex::new(None),
+        }
+    }
+
     /// The spacing between two request starts.
     pub fn interval(&self) -> Duration {
         self.interval
@@ -47,6 +58,15 @@ impl Pacer {
             slot
         };
         sleep_until(slot).await;
+        // A late wake-up (a busy runtime) must not squeeze the next start closer to this one.
+        // Timers fire up to a millisecond late anyway: that much is no reason to move.
+        let started = Instant::now();
+        if started > slot + Duration::from_millis(2) {
+            let mut next = self.next_slot.lock().await;
+            if next.is_some_and(|n| n < started + self.interval) {
+                *next = Some(started + self.interval);
+            }
+        }
         slot
     }
 }
@@ -107,6 +127,26 @@ mod tests {
         assert_eq!(pacer.wait().await, now);
         // ...but the one right after it waits a full interval.
         assert_eq!(pacer.wait().await, now + Duration::from_millis(500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_start_pushes_the_next_slot_and_a_margin_widens_every_spacing() {
+        let pacer = Pacer::with_margin(5, Duration::from_millis(10));
+        assert_eq!(pacer.interval(), Duration::from_millis(210));
+        let t0 = Instant::now();
+        pacer.wait().await;
+        let mut second = Box::pin(pacer.wait());
+        tokio::select! {
+            biased;
+            _ = &mut second => panic!("the second slot is not due yet"),
+            _ = std::future::ready(()) => {}
+        }
+        // The runtime is busy past that slot: the caller starts 90 ms late.
+        tokio::time::advance(Duration::from_millis(300)).await;
+        assert_eq!(second.await, t0 + Duration::from_millis(210));
+        // The next start keeps a full interval from the late one (not t0 + 420 ms).
+        let third = pacer.wait().await;
+        assert_eq!(third, t0 + Duration::from_millis(510));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use tracing::{info, warn};
 use super::http::{Cors, body_bytes, error_response, header, json_response, route};
 use crate::leads::accept::{RepeatPolicy, accept_lead};
 use crate::leads::intake::{self, Intake, IntakeError};
+use crate::maintenance::local::service_requested;
 use crate::passport::{Equipment, EquipmentState};
 use crate::ports::{LeadStore, PassportStore, StoreError};
 use crate::telegram::{DEFAULT_MAX_AGE_SECS, TelegramUser, verify_init_data};
@@ -173,6 +174,20 @@ impl PassportApi {
         match accept_lead(self.leads.as_ref(), request, key, Utc::now(), self.repeat).await {
             Ok(accepted) => {
                 info!(lead_id = %accepted.lead_id, repeat = accepted.repeat, "service request accepted");
+                if !accepted.repeat {
+                    // The machine's status changes on our side; the maintenance sync takes it
+                    // to the deal. The request itself is safe already, so a failure only logs.
+                    let marked = service_requested(
+                        self.passport.as_ref(),
+                        user.id,
+                        &equipment.serial,
+                        Utc::now(),
+                    )
+                    .await;
+                    if let Err(e) = marked {
+                        warn!(error = %e, "service request: the machine's status was not updated");
+                    }
+                }
                 json_response(
                     202,
                     &json!({"lead_id": accepted.lead_id, "status": "accepted"}),

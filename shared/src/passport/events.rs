@@ -9,6 +9,8 @@ use tracing::{error, info, warn};
 use super::MaintenancePolicy;
 use super::register::{DealOutcome, PassportError, PassportFields, Registrar, WON_STATUS_ID};
 use crate::amocrm::webhook::{Event, LeadAction, Webhook, parse_webhook};
+use crate::maintenance::apply::Applier;
+use crate::maintenance::fields::MaintenanceFields;
 use crate::metrics::{self, Metric};
 use crate::passport::EquipmentState;
 use crate::ports::{CrmDeals, InboxStatus, InboxStore, PassportStore};
@@ -50,12 +52,21 @@ pub enum EventOutcome {
     Skipped,
 }
 
+/// Maintenance values carried by deal webhooks, applied like the sync's pull applies them.
+#[derive(Debug, Clone)]
+pub struct MaintenanceHook {
+    pub fields: MaintenanceFields,
+    pub pipelines: Vec<i64>,
+}
+
 pub struct EventProcessor {
     pub inbox: Arc<dyn InboxStore>,
     pub crm: Arc<dyn CrmDeals>,
     pub passport: Arc<dyn PassportStore>,
     pub policy: MaintenancePolicy,
     pub fields: PassportFields,
+    /// `None` where the maintenance fields are not configured.
+    pub maintenance: Option<MaintenanceHook>,
 }
 
 impl EventProcessor {
@@ -162,11 +173,45 @@ impl EventProcessor {
                 }
             }
         }
+        self.apply_maintenance(webhook).await?;
         if waiting.is_empty() {
             info!(events = webhook.events.len(), "webhook applied");
             Ok(None)
         } else {
             Ok(Some(waiting.join("; ")))
         }
+    }
+
+    /// Maintenance values of changed deals → passport, through the sync's own code.
+    async fn apply_maintenance(&self, webhook: &Webhook) -> Result<(), PassportError> {
+        let Some(hook) = &self.maintenance else {
+            return Ok(());
+        };
+        let readings: Vec<_> = webhook
+            .lead_events()
+            .filter(|(action, _)| {
+                matches!(
+                    action,
+                    LeadAction::Update | LeadAction::Status | LeadAction::Add | LeadAction::Restore
+                )
+            })
+            .map(|(_, lead)| hook.fields.read_hook(lead))
+            .filter(|r| r.carries_values())
+            .collect();
+        if readings.is_empty() {
+            return Ok(());
+        }
+        let applier = Applier {
+            store: self.passport.as_ref(),
+            pipelines: &hook.pipelines,
+        };
+        let (stats, _) = applier.apply(&readings).await?;
+        info!(
+            applied = stats.applied,
+            unchanged = stats.unchanged,
+            conflicts = stats.conflicts,
+            "maintenance values from the webhook"
+        );
+        Ok(())
     }
 }

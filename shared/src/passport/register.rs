@@ -3,7 +3,9 @@
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
-use super::{Equipment, EquipmentState, Maintenance, MaintenancePolicy, MaintenanceStatus};
+use super::{
+    Equipment, EquipmentState, Maintenance, MaintenancePolicy, MaintenanceStatus, SyncMarks,
+};
 use crate::amocrm::CrmError;
 use crate::ports::{CrmDeal, CrmDeals, PassportStore, RegisterOutcome, StoreError};
 
@@ -61,7 +63,7 @@ pub struct Registrar<'a> {
     pub fields: PassportFields,
 }
 
-fn telegram_id(text: &str) -> Option<i64> {
+pub(crate) fn telegram_id(text: &str) -> Option<i64> {
     let digits: String = text.chars().filter(|c| !c.is_whitespace()).collect();
     digits.parse().ok().filter(|id: &i64| *id > 0)
 }
@@ -130,6 +132,7 @@ impl Registrar<'_> {
             .and_then(|t| DateTime::from_timestamp(t, 0))
             .unwrap_or_else(Utc::now);
         let model = deal.field_text(self.fields.model).map(str::to_string);
+        let now = Utc::now();
         let equipment = Equipment {
             owner_telegram_id: owner,
             amo_contact_id: deal.main_contact_id,
@@ -142,7 +145,13 @@ impl Registrar<'_> {
             purchased_at,
             amo_lead_id: deal.id,
             state: EquipmentState::Active,
-            updated_at: Utc::now(),
+            updated_at: now,
+            // The computed due date is our change as of the purchase: the sync writes it to
+            // the deal, and a manager's later edit there wins over it.
+            sync: SyncMarks {
+                local_changed_at: Some(purchased_at),
+                ..SyncMarks::default()
+            },
         };
         let outcome = self.store.register(&equipment).await?;
         self.store.clear_waiting(deal.id).await?;

@@ -1,5 +1,6 @@
 //! `InboxStore` on DynamoDB: received webhooks, verbatim, one item per dedup key
-//! (`EVT#<key>`, `kind = webhook`). Its stream drives crm-worker.
+//! (`EVT#<key>`, `kind = webhook`). Its stream drives crm-worker; the `status-index` GSI
+//! (hash `status`, range `updated_at`) lets the maintenance sync find events left pending.
 
 use std::collections::HashMap;
 
@@ -10,6 +11,7 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
+use super::STATUS_INDEX;
 use crate::ports::{InboxEvent, InboxStatus, InboxStore, StoreError};
 
 pub const EVENT_PREFIX: &str = "EVT#";
@@ -155,5 +157,45 @@ impl InboxStore for DynamoInboxStore {
             .await
             .map(|_| ())
             .map_err(unavailable)
+    }
+
+    async fn pending_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut ids = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(STATUS_INDEX)
+                .key_condition_expression("#status = :pending AND updated_at < :before")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":pending", s(InboxStatus::Pending.as_str()))
+                .expression_attribute_values(
+                    ":before",
+                    s(before.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                )
+                .set_exclusive_start_key(start)
+                .limit(limit.clamp(1, 1000) as i32)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in out.items() {
+                if let Some(id) = item.get("event_id").and_then(|v| v.as_s().ok()) {
+                    ids.push(id.clone());
+                }
+                if ids.len() >= limit {
+                    return Ok(ids);
+                }
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(ids);
+            }
+        }
     }
 }

@@ -12,20 +12,22 @@ mod inbox;
 mod memory;
 mod passport;
 mod state;
+mod sync_state;
 mod work;
 
 pub use dynamo::DynamoLeadStore;
 pub use health::{DynamoHealthRecords, LAST_ERROR_KEY, LAST_OK_KEY, LAST_SYNC_KEY};
 pub use inbox::{DynamoInboxStore, EVENT_PREFIX};
 pub use memory::MemoryLeadStore;
-pub use passport::{DEAL_INDEX, DynamoPassportStore};
+pub use passport::{DEAL_INDEX, DUE_INDEX, DynamoPassportStore, PUSH_INDEX, equipment_item};
 pub use state::{
     DynamoStateStore, LEASE_PREFIX, MemoryStateStore, OAUTH_STATE_PREFIX, StateStore, StateTake,
     TOKEN_HEALTH_KEY, TokenHealthRecord,
 };
+pub use sync_state::DynamoSyncState;
 pub use work::DynamoWorkQueues;
 
 pub const LEAD_PREFIX: &str = "LEAD#";
 pub const IDEM_PREFIX: &str = "IDEM#";
-/// The GSI that lists leads by status, oldest update first.
+/// The GSI that lists leads (and inbox events) by status, oldest update first.
 pub const STATUS_INDEX: &str = "status-index";

@@ -104,6 +104,7 @@ async fn concurrent_registrations_of_one_machine_register_it_once() {
         },
         state: EquipmentState::Active,
         updated_at: Utc::now(),
+        sync: Default::default(),
     };
     let mut tasks = Vec::new();
     for _ in 0..8 {

@@ -16,7 +16,12 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_dynamodb::config::Credentials;
 use base64::Engine;
 use serde_json::json;
+use shared::amocrm::AmoClient;
+use shared::amocrm::fields::ensure_maintenance_fields;
+use shared::amocrm::token::LongLivedToken;
 use shared::config::Config;
+use shared::maintenance::{Budget, MaintenanceSync, RunReport};
+use shared::secrets::SecretsManagerStore;
 use shared::wiring::{self, Aws, InitError};
 use shared::worker::CrmWorker;
 
@@ -81,6 +86,8 @@ pub struct LocalStack {
     pub options: StackOptions,
     pub api_url: String,
     pub worker: CrmWorker,
+    /// maintenance-sync, run by `sync_once` (tests) or every 30 s (`make run`).
+    pub sync: Arc<MaintenanceSync>,
     /// One per stream-enabled table (leads, inbox), like one event source mapping each.
     pub pumps: Vec<Arc<StreamPump>>,
     front: tokio::task::JoinHandle<()>,
@@ -164,7 +171,7 @@ impl LocalStack {
         let aws = Aws::new(&moto_sdk_config(&moto.url).await);
         provision::all(&aws, &resources).await?;
 
-        let env = [
+        let mut env = vec![
             ("LEADS_TABLE", resources.leads_table.clone()),
             ("INBOX_TABLE", resources.inbox_table.clone()),
             ("PASSPORT_TABLE", resources.passport_table.clone()),
@@ -180,16 +187,41 @@ impl LocalStack {
                 "http://localhost:8080,http://127.0.0.1:8080,https://td-rss.ru".into(),
             ),
         ];
-        let config = Config::from_lookup(|k| {
-            let overridden = options.config_overrides.iter().find(|(name, _)| name == k);
-            overridden.map(|(_, v)| v.clone()).or_else(|| {
-                env.iter()
-                    .find(|(name, _)| *name == k)
-                    .map(|(_, v)| v.clone())
+        let read_config = |env: &[(&str, String)]| {
+            Config::from_lookup(|k| {
+                let overridden = options.config_overrides.iter().find(|(name, _)| name == k);
+                overridden.map(|(_, v)| v.clone()).or_else(|| {
+                    env.iter()
+                        .find(|(name, _)| *name == k)
+                        .map(|(_, v)| v.clone())
+                })
             })
-        })?;
+        };
+        // As the operator's `setup` does at amoCRM: the maintenance fields exist, their ids
+        // go into the functions' environment.
+        let fields = {
+            let config = read_config(&env)?;
+            let tokens = Arc::new(LongLivedToken::new(
+                Arc::new(SecretsManagerStore::new(aws.secrets.clone())),
+                resources.token_secret_id.clone(),
+            ));
+            ensure_maintenance_fields(&AmoClient::new(&config.amo, tokens)?).await?
+        };
+        env.extend([
+            (
+                "AMOCRM_FIELD_NEXT_MAINTENANCE",
+                fields.next_maintenance.to_string(),
+            ),
+            ("AMOCRM_FIELD_MAINTENANCE_STATUS", fields.status.to_string()),
+            (
+                "AMOCRM_MAINTENANCE_STATUS_ENUMS",
+                fields.status_enums.to_spec(),
+            ),
+        ]);
+        let config = read_config(&env)?;
 
         let worker = wiring::crm_worker(&config, &aws)?;
+        let sync = Arc::new(wiring::maintenance_sync(&config, &aws)?);
         let ingest = Arc::new(wiring::lead_ingest(&config, &aws).await?);
         let webhook = Arc::new(wiring::webhook_receiver(&config, &aws).await?);
         let passport = Arc::new(wiring::passport_api(&config, &aws).await?);
@@ -237,8 +269,43 @@ impl LocalStack {
             resources,
             options,
             worker,
+            sync,
             pumps,
             front,
+        })
+    }
+
+    /// One maintenance-sync run now, with the time a Lambda gets (15 minutes).
+    pub async fn sync_once(&self) -> RunReport {
+        self.sync_at(
+            chrono::Utc::now(),
+            &Budget::until(
+                tokio::time::Instant::now() + Duration::from_secs(15 * 60),
+                Duration::from_millis(self.config.amo.timeout_ms),
+            ),
+        )
+        .await
+    }
+
+    /// One run as if it were `now` (reminders and re-drive depend on the date), within `budget`.
+    pub async fn sync_at(&self, now: chrono::DateTime<chrono::Utc>, budget: &Budget) -> RunReport {
+        self.sync.run(now, budget).await
+    }
+
+    /// Runs the sync every `every`, as the EventBridge schedule does (`make run`).
+    pub fn spawn_sync_schedule(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let sync = Arc::clone(&self.sync);
+        let timeout = Duration::from_millis(self.config.amo.timeout_ms);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let budget = Budget::until(tokio::time::Instant::now() + every, timeout);
+                let report = sync.run(chrono::Utc::now(), &budget).await;
+                tracing::info!(
+                    outcome = report.outcome.as_str(),
+                    "scheduled maintenance sync"
+                );
+            }
         })
     }
 

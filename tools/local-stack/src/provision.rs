@@ -1,12 +1,14 @@
 //! Creates locally what template.yaml creates in AWS: the leads table (stream, TTL, status
-//! index), the two secrets and the SES sender identity. Keep in step with template.yaml.
+//! index), the inbox (stream, status index), the passport (deal, push and due-date indexes),
+//! the state table, the two secrets and the SES sender identity. Keep in step with
+//! template.yaml.
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
     TimeToLiveSpecification,
 };
-use shared::store::{DEAL_INDEX, STATUS_INDEX};
+use shared::store::{DEAL_INDEX, DUE_INDEX, PUSH_INDEX, STATUS_INDEX};
 use shared::wiring::{Aws, InitError};
 
 /// Names and values of everything provisioned locally.
@@ -65,7 +67,25 @@ async fn ttl(aws: &Aws, table: &str) -> Result<(), InitError> {
     Ok(())
 }
 
-/// Received webhooks; the stream drives crm-worker.
+fn all_attributes() -> Projection {
+    Projection::builder()
+        .projection_type(ProjectionType::All)
+        .build()
+}
+
+/// An index by `hash` (and `range`), projecting every attribute.
+fn index(name: &str, hash: &str, range: Option<&str>) -> Result<GlobalSecondaryIndex, InitError> {
+    let mut builder = GlobalSecondaryIndex::builder()
+        .index_name(name)
+        .key_schema(key(hash, KeyType::Hash)?)
+        .projection(all_attributes());
+    if let Some(range) = range {
+        builder = builder.key_schema(key(range, KeyType::Range)?);
+    }
+    Ok(builder.build()?)
+}
+
+/// Received webhooks; the stream drives crm-worker, the status index serves the re-drive.
 pub async fn inbox_table(aws: &Aws, table: &str) -> Result<(), InitError> {
     aws.dynamodb
         .create_table()
@@ -73,13 +93,17 @@ pub async fn inbox_table(aws: &Aws, table: &str) -> Result<(), InitError> {
         .billing_mode(BillingMode::PayPerRequest)
         .key_schema(key("pk", KeyType::Hash)?)
         .attribute_definitions(attr("pk")?)
+        .attribute_definitions(attr("status")?)
+        .attribute_definitions(attr("updated_at")?)
+        .global_secondary_indexes(index(STATUS_INDEX, "status", Some("updated_at"))?)
         .stream_specification(stream()?)
         .send()
         .await?;
     Ok(())
 }
 
-/// The Digital Passport: owner + serial, and a deal index.
+/// The Digital Passport: owner + serial; indexes by deal, by "waits for a push" (sparse) and
+/// by due date (sparse).
 pub async fn passport_table(aws: &Aws, table: &str) -> Result<(), InitError> {
     aws.dynamodb
         .create_table()
@@ -90,17 +114,12 @@ pub async fn passport_table(aws: &Aws, table: &str) -> Result<(), InitError> {
         .attribute_definitions(attr("pk")?)
         .attribute_definitions(attr("sk")?)
         .attribute_definitions(typed_attr("amo_lead_id", ScalarAttributeType::N)?)
-        .global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name(DEAL_INDEX)
-                .key_schema(key("amo_lead_id", KeyType::Hash)?)
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
-                .build()?,
-        )
+        .attribute_definitions(attr("push_pending")?)
+        .attribute_definitions(attr("due_watch")?)
+        .attribute_definitions(attr("next_due")?)
+        .global_secondary_indexes(index(DEAL_INDEX, "amo_lead_id", None)?)
+        .global_secondary_indexes(index(PUSH_INDEX, "push_pending", None)?)
+        .global_secondary_indexes(index(DUE_INDEX, "due_watch", Some("next_due"))?)
         .send()
         .await?;
     Ok(())
@@ -128,18 +147,7 @@ pub async fn leads_table(aws: &Aws, table: &str) -> Result<(), InitError> {
         .attribute_definitions(attr("pk")?)
         .attribute_definitions(attr("status")?)
         .attribute_definitions(attr("updated_at")?)
-        .global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name(STATUS_INDEX)
-                .key_schema(key("status", KeyType::Hash)?)
-                .key_schema(key("updated_at", KeyType::Range)?)
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
-                .build()?,
-        )
+        .global_secondary_indexes(index(STATUS_INDEX, "status", Some("updated_at"))?)
         .stream_specification(stream()?)
         .send()
         .await?;

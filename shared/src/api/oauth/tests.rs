@@ -43,6 +43,9 @@ impl InboxStore for NoInbox {
     ) -> Result<(), StoreError> {
         panic!("the OAuth routes must not touch the webhook inbox")
     }
+    async fn pending_before(&self, _: DateTime<Utc>, _: usize) -> Result<Vec<String>, StoreError> {
+        panic!("the OAuth routes must not touch the webhook inbox")
+    }
 }
 
 struct Rig {

@@ -1,0 +1,199 @@
+//! `MaintenanceCrm` over API v4: changed deals (`GET /api/v4/leads` by `updated_at`), the
+//! maintenance fields written in batches (`PATCH /api/v4/leads`, 504s handed back to the
+//! caller), reminder tasks (`POST`/`GET /api/v4/tasks`).
+
+use async_trait::async_trait;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::client::{AmoClient, CallOptions};
+use super::deals::deal_from_json;
+use super::error::CrmError;
+use crate::maintenance::fields::{AccountZone, MaintenanceFieldIds};
+use crate::ports::{
+    ChangedLeads, ChangedLeadsQuery, CrmTask, MaintenanceCrm, MaintenanceWrite, NewTask,
+};
+
+const LEADS: &str = "/api/v4/leads";
+const TASKS: &str = "/api/v4/tasks";
+/// amoCRM's largest page.
+const PAGE: usize = 250;
+
+/// The amoCRM client plus what it needs to write the two fields.
+#[derive(Debug, Clone)]
+pub struct AmoMaintenance {
+    pub client: AmoClient,
+    pub fields: MaintenanceFieldIds,
+    pub zone: AccountZone,
+}
+
+fn embedded<'a>(v: &'a Value, name: &str) -> impl Iterator<Item = &'a Value> {
+    v.get("_embedded")
+        .and_then(|e| e.get(name))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
+impl AmoMaintenance {
+    /// The `PATCH` item of one deal: the date as midnight in the account's zone (RFC 3339, as
+    /// amoCRM's SDK sends it), the status as its option id.
+    pub fn write_item(&self, index: usize, w: &MaintenanceWrite) -> Value {
+        json!({
+            "id": w.lead_id,
+            "custom_fields_values": [
+                {
+                    "field_id": self.fields.next_maintenance,
+                    "values": [{ "value": self.zone.midnight(w.maintenance.next_due).to_rfc3339() }],
+                },
+                {
+                    "field_id": self.fields.status,
+                    "values": [{ "enum_id": self.fields.status_enums.enum_id(w.maintenance.status) }],
+                },
+            ],
+            "request_id": index.to_string(),
+        })
+    }
+}
+
+#[async_trait]
+impl MaintenanceCrm for AmoMaintenance {
+    async fn changed_leads(&self, q: &ChangedLeadsQuery) -> Result<Option<ChangedLeads>, CrmError> {
+        let mut query: Vec<(&str, String)> = vec![
+            ("filter[updated_at][from]", q.updated_from.to_string()),
+            ("order[updated_at]", "asc".into()),
+            ("limit", PAGE.to_string()),
+            ("page", q.page.max(1).to_string()),
+        ];
+        if let Some(to) = q.updated_to {
+            query.push(("filter[updated_at][to]", to.to_string()));
+        }
+        for p in &q.pipelines {
+            query.push(("filter[pipeline_id][]", p.to_string()));
+        }
+        let Some(body) = self
+            .client
+            .request(Method::GET, LEADS, &query, None)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let leads: Vec<_> = embedded(&body, "leads")
+            .filter_map(deal_from_json)
+            .collect();
+        let has_more = body.pointer("/_links/next/href").is_some();
+        if leads.is_empty() && !has_more {
+            return Ok(None);
+        }
+        Ok(Some(ChangedLeads { leads, has_more }))
+    }
+
+    async fn write_maintenance(
+        &self,
+        writes: &[MaintenanceWrite],
+    ) -> Result<Vec<(i64, Option<i64>)>, CrmError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let body = Value::Array(
+            writes
+                .iter()
+                .enumerate()
+                .map(|(i, w)| self.write_item(i, w))
+                .collect(),
+        );
+        let once = CallOptions {
+            no_transient_retries: true,
+        };
+        let answer = self
+            .client
+            .request_with(Method::PATCH, LEADS, &[], Some(&body), once)
+            .await?;
+        // `_embedded.leads[{id, updated_at}]`; without it every deal counts as written.
+        let reported: Vec<(i64, Option<i64>)> = answer
+            .as_ref()
+            .map(|v| {
+                embedded(v, "leads")
+                    .filter_map(|l| Some((l["id"].as_i64()?, l["updated_at"].as_i64())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(writes
+            .iter()
+            .map(|w| {
+                let at = reported
+                    .iter()
+                    .find(|(id, _)| *id == w.lead_id)
+                    .and_then(|(_, t)| *t);
+                (w.lead_id, at)
+            })
+            .collect())
+    }
+
+    async fn create_tasks(&self, tasks: &[NewTask]) -> Result<Vec<i64>, CrmError> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let body = Value::Array(
+            tasks
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    json!({
+                        "text": t.text,
+                        "complete_till": t.complete_till,
+                        "task_type_id": 1,
+                        "entity_type": "leads",
+                        "entity_id": t.lead_id,
+                        "responsible_user_id": t.responsible_user_id,
+                        "request_id": i.to_string(),
+                    })
+                })
+                .collect(),
+        );
+        let endpoint = format!("POST {TASKS}");
+        let answer = self
+            .client
+            .request(Method::POST, TASKS, &[], Some(&body))
+            .await?
+            .ok_or_else(|| CrmError::unexpected_response(&endpoint, "no content"))?;
+        Ok(embedded(&answer, "tasks")
+            .filter_map(|t| t["id"].as_i64())
+            .collect())
+    }
+
+    async fn tasks_on(&self, lead_ids: &[i64]) -> Result<Vec<CrmTask>, CrmError> {
+        let mut found = Vec::new();
+        for chunk in lead_ids.chunks(PAGE) {
+            let mut page = 1;
+            loop {
+                let mut query: Vec<(&str, String)> = chunk
+                    .iter()
+                    .map(|id| ("filter[entity_id][]", id.to_string()))
+                    .collect();
+                query.push(("filter[entity_type]", "leads".into()));
+                query.push(("limit", PAGE.to_string()));
+                query.push(("page", page.to_string()));
+                let Some(body) = self
+                    .client
+                    .request(Method::GET, TASKS, &query, None)
+                    .await?
+                else {
+                    break;
+                };
+                found.extend(embedded(&body, "tasks").filter_map(|t| {
+                    Some(CrmTask {
+                        id: t["id"].as_i64()?,
+                        lead_id: t["entity_id"].as_i64()?,
+                        text: t["text"].as_str().unwrap_or_default().to_string(),
+                    })
+                }));
+                if body.pointer("/_links/next/href").is_none() {
+                    break;
+                }
+                page += 1;
+            }
+        }
+        Ok(found)
+    }
+}

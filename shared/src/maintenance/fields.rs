@@ -1,0 +1,299 @@
+//! The two amoCRM deal fields the maintenance sync reads and writes — «Дата следующего ТО»
+//! (date) and «Статус ТО» (select) — and how their values translate both ways: select options
+//! ↔ `MaintenanceStatus`, date-field timestamps ↔ calendar days in the account's time zone.
+
+use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone, Utc};
+use tracing::warn;
+
+use crate::amocrm::webhook::LeadPayload;
+use crate::passport::MaintenanceStatus;
+use crate::ports::CrmDeal;
+
+/// Every status in a fixed order (the order of the select's options in amoCRM).
+pub const ALL_STATUSES: [MaintenanceStatus; 6] = [
+    MaintenanceStatus::Ok,
+    MaintenanceStatus::Due,
+    MaintenanceStatus::Scheduled,
+    MaintenanceStatus::InProgress,
+    MaintenanceStatus::Done,
+    MaintenanceStatus::Overdue,
+];
+
+/// The select's option id of each status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusEnums {
+    pairs: Vec<(MaintenanceStatus, i64)>,
+}
+
+impl StatusEnums {
+    /// Every status exactly once, every option id different.
+    pub fn new(pairs: Vec<(MaintenanceStatus, i64)>) -> Result<Self, String> {
+        for status in ALL_STATUSES {
+            match pairs.iter().filter(|(s, _)| *s == status).count() {
+                1 => {}
+                0 => return Err(format!("no option id for status {}", status.as_str())),
+                _ => return Err(format!("status {} is given twice", status.as_str())),
+            }
+        }
+        let mut ids: Vec<i64> = pairs.iter().map(|(_, id)| *id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() != pairs.len() {
+            return Err("two statuses share one option id".into());
+        }
+        Ok(Self { pairs })
+    }
+
+    /// `ok=1601,due=1602,scheduled=1603,in_progress=1604,done=1605,overdue=1606`.
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let mut pairs = Vec::new();
+        for part in spec
+            .split([',', ';'])
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            let (name, id) = part
+                .split_once('=')
+                .ok_or_else(|| format!("expected STATUS=OPTION_ID, got {part:?}"))?;
+            let status = MaintenanceStatus::parse(name.trim()).ok_or_else(|| {
+                format!(
+                    "unknown status {:?} (expected ok, due, scheduled, in_progress, done, overdue)",
+                    name.trim()
+                )
+            })?;
+            let id = id
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|id| *id > 0)
+                .ok_or_else(|| format!("option id of {} is not a positive integer", name.trim()))?;
+            pairs.push((status, id));
+        }
+        Self::new(pairs)
+    }
+
+    /// The form `parse` reads (what the operator puts in `AMOCRM_MAINTENANCE_STATUS_ENUMS`).
+    pub fn to_spec(&self) -> String {
+        self.pairs
+            .iter()
+            .map(|(s, id)| format!("{}={id}", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn enum_id(&self, status: MaintenanceStatus) -> i64 {
+        self.pairs
+            .iter()
+            .find(|(s, _)| *s == status)
+            .map(|(_, id)| *id)
+            .expect("StatusEnums::new checked that every status has an id")
+    }
+
+    pub fn status(&self, enum_id: i64) -> Option<MaintenanceStatus> {
+        self.pairs
+            .iter()
+            .find(|(_, id)| *id == enum_id)
+            .map(|(s, _)| *s)
+    }
+}
+
+/// The ids of the two fields and of the select's options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaintenanceFieldIds {
+    pub next_maintenance: i64,
+    pub status: i64,
+    pub status_enums: StatusEnums,
+}
+
+/// The account's time zone: amoCRM stores a date field as midnight there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountZone(pub FixedOffset);
+
+impl Default for AccountZone {
+    /// Moscow (UTC+3, no daylight saving time since 2014).
+    fn default() -> Self {
+        AccountZone(FixedOffset::east_opt(3 * 3600).expect("valid offset"))
+    }
+}
+
+impl AccountZone {
+    /// `+03:00`, `-05:30`, `UTC`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        if t.eq_ignore_ascii_case("utc") || t == "Z" {
+            return Ok(AccountZone(FixedOffset::east_opt(0).expect("zero offset")));
+        }
+        let bad = || format!("expected an offset like +03:00, got {t:?}");
+        let (sign, rest) = match t.as_bytes().first() {
+            Some(b'+') => (1, &t[1..]),
+            Some(b'-') => (-1, &t[1..]),
+            _ => return Err(bad()),
+        };
+        let (h, m) = rest.split_once(':').unwrap_or((rest, "0"));
+        let (h, m): (i32, i32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if !(0..=14).contains(&h) || !(0..60).contains(&m) {
+            return Err(bad());
+        }
+        FixedOffset::east_opt(sign * (h * 3600 + m * 60))
+            .map(AccountZone)
+            .ok_or_else(bad)
+    }
+
+    /// The calendar day a date field's timestamp stands for.
+    pub fn date_of(&self, unix: i64) -> Option<NaiveDate> {
+        DateTime::from_timestamp(unix, 0).map(|t| t.with_timezone(&self.0).date_naive())
+    }
+
+    /// Midnight of `day` in the account's zone, as amoCRM wants a date field written.
+    pub fn midnight(&self, day: NaiveDate) -> DateTime<FixedOffset> {
+        self.0
+            .from_local_datetime(&day.and_hms_opt(0, 0, 0).expect("midnight exists"))
+            .single()
+            .expect("a fixed offset has no gaps")
+    }
+
+    /// Today in the account's zone.
+    pub fn today(&self, now: DateTime<Utc>) -> NaiveDate {
+        now.with_timezone(&self.0).date_naive()
+    }
+}
+
+/// Maintenance values read from one amoCRM deal (a list page or a webhook).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmoReading {
+    pub lead_id: i64,
+    pub pipeline_id: Option<i64>,
+    pub status: Option<MaintenanceStatus>,
+    pub next_due: Option<NaiveDate>,
+    /// The deal's `updated_at` (unix seconds): when amoCRM last changed it.
+    pub updated_at: i64,
+    /// Telegram id and serial as the deal carries them: the key of its equipment, usually.
+    pub owner_hint: Option<(i64, String)>,
+}
+
+impl AmoReading {
+    /// An empty field is not a value: such a deal carries nothing to apply.
+    pub fn carries_values(&self) -> bool {
+        self.status.is_some() || self.next_due.is_some()
+    }
+}
+
+/// Reads and writes the maintenance fields of deals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaintenanceFields {
+    pub ids: MaintenanceFieldIds,
+    pub zone: AccountZone,
+    /// The serial and Telegram id fields (to find the equipment by its key).
+    pub serial_field: i64,
+    pub telegram_id_field: i64,
+}
+
+impl MaintenanceFields {
+    fn status_of(&self, lead_id: i64, enum_id: Option<i64>) -> Option<MaintenanceStatus> {
+        let id = enum_id?;
+        let status = self.ids.status_enums.status(id);
+        if status.is_none() {
+            warn!(
+                amo_lead_id = lead_id,
+                enum_id = id,
+                "unknown «Статус ТО» option; check AMOCRM_MAINTENANCE_STATUS_ENUMS"
+            );
+        }
+        status
+    }
+
+    fn owner_hint(telegram: Option<&str>, serial: Option<&str>) -> Option<(i64, String)> {
+        let telegram = crate::passport::register::telegram_id(telegram?)?;
+        let serial = serial.map(str::trim).filter(|s| !s.is_empty())?;
+        Some((telegram, serial.to_string()))
+    }
+
+    /// A deal from `GET /api/v4/leads`.
+    pub fn read_deal(&self, deal: &CrmDeal) -> AmoReading {
+        let field = |id: i64| deal.fields.iter().find(|f| f.field_id == id);
+        let date = field(self.ids.next_maintenance)
+            .and_then(|f| f.value.as_deref())
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .and_then(|ts| self.zone.date_of(ts));
+        AmoReading {
+            lead_id: deal.id,
+            pipeline_id: Some(deal.pipeline_id).filter(|p| *p != 0),
+            status: self.status_of(deal.id, field(self.ids.status).and_then(|f| f.enum_id)),
+            next_due: date,
+            updated_at: deal.updated_at,
+            owner_hint: Self::owner_hint(
+                deal.field_text(self.telegram_id_field),
+                deal.field_text(self.serial_field),
+            ),
+        }
+    }
+
+    /// A lead of a webhook (dates arrive as unix seconds without `[value]`).
+    pub fn read_hook(&self, lead: &LeadPayload) -> AmoReading {
+        AmoReading {
+            lead_id: lead.id,
+            pipeline_id: lead.pipeline_id,
+            status: self.status_of(lead.id, lead.field_enum(self.ids.status)),
+            next_due: lead
+                .field_date(self.ids.next_maintenance)
+                .and_then(|ts| self.zone.date_of(ts)),
+            updated_at: lead.updated_at.or(lead.last_modified).unwrap_or(0),
+            owner_hint: Self::owner_hint(
+                lead.field_text(self.telegram_id_field),
+                lead.field_text(self.serial_field),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_enums_need_every_status_once_and_distinct_ids() {
+        let e = StatusEnums::parse("ok=1, due=2, scheduled=3, in_progress=4, done=5, overdue=6")
+            .unwrap();
+        assert_eq!(e.enum_id(MaintenanceStatus::InProgress), 4);
+        assert_eq!(e.status(6), Some(MaintenanceStatus::Overdue));
+        assert_eq!(e.status(7), None);
+        assert_eq!(StatusEnums::parse(&e.to_spec()).unwrap(), e);
+        assert!(
+            StatusEnums::parse("ok=1,due=2")
+                .unwrap_err()
+                .contains("scheduled")
+        );
+        assert!(
+            StatusEnums::parse("ok=1,due=1,scheduled=3,in_progress=4,done=5,overdue=6")
+                .unwrap_err()
+                .contains("share")
+        );
+        assert!(
+            StatusEnums::parse("fine=1")
+                .unwrap_err()
+                .contains("unknown status")
+        );
+        assert!(
+            StatusEnums::parse("ok=x")
+                .unwrap_err()
+                .contains("positive integer")
+        );
+    }
+
+    #[test]
+    fn dates_are_midnight_in_the_account_zone_both_ways() {
+        let zone = AccountZone::parse("+03:00").unwrap();
+        let day = NaiveDate::from_ymd_opt(2026, 5, 1).unwrap();
+        let midnight = zone.midnight(day);
+        assert_eq!(midnight.to_rfc3339(), "2026-05-01T00:00:00+03:00");
+        // 2026-04-30T21:00:00Z is still 1 May in Moscow.
+        assert_eq!(zone.date_of(midnight.timestamp()), Some(day));
+        assert_eq!(zone.date_of(1_777_582_800), Some(day));
+        assert_eq!(AccountZone::default(), zone);
+        assert!(AccountZone::parse("3").is_err());
+        assert_eq!(
+            AccountZone::parse("UTC").unwrap().date_of(1_777_582_800),
+            NaiveDate::from_ymd_opt(2026, 4, 30)
+        );
+    }
+}

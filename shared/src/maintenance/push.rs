@@ -1,0 +1,321 @@
+//! Step 2, push: machines whose values changed on our side since they were last written
+//! (`push-index`) → `PATCH /api/v4/leads` in batches of up to 250, sized by `BatchSizer`.
+//!
+//! After a batch is accepted each machine records what amoCRM now holds (the merge's base), so
+//! the values coming back by webhook or pull are recognised as ours. Those writes run beside
+//! the next requests; if the function dies between a PATCH and its record, the next pull sees
+//! amoCRM holding our values and records them then — nothing is pushed twice.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+use super::batch::{BatchSizer, MAX_BATCH};
+use super::modify;
+use super::run::{Budget, StepEnd, SyncError};
+use crate::amocrm::{CrmError, CrmErrorKind};
+use crate::passport::{AmoValues, Equipment, Maintenance};
+use crate::ports::{MaintenanceCrm, MaintenanceWrite, PassportStore, StoreError};
+
+/// Machines read from the index per query.
+const INDEX_PAGE: usize = 2000;
+/// Records written to DynamoDB at once while requests go on.
+const PARALLEL_RECORDS: usize = 16;
+/// Other 5xx answers in a row before the step gives up until the next run.
+const MAX_SERVER_ERRORS: u32 = 3;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushStats {
+    /// Machines whose values amoCRM accepted.
+    pub written: u64,
+    /// `PATCH /api/v4/leads` requests, accepted or not.
+    pub requests: u64,
+    /// Answers that made the batch shrink: 504 or no answer in time.
+    pub too_heavy: u64,
+    /// Machines whose values amoCRM refused (not retried until they change).
+    pub refused: u64,
+    /// The batch size the run ended with.
+    pub batch_size: usize,
+}
+
+pub struct Pusher<'a> {
+    pub crm: &'a dyn MaintenanceCrm,
+    pub store: Arc<dyn PassportStore>,
+}
+
+/// 504, or the request went out and no answer came in time.
+fn too_heavy(e: &CrmError) -> bool {
+    e.status == Some(504) || (e.kind == CrmErrorKind::Transient && e.status.is_none())
+}
+
+/// The batch's deals amoCRM no longer knows: items its validation answer names (`request_id`
+/// = index in the batch) with errors on `id` only. Other refusals (a field or option id amoCRM
+/// does not know) are configuration errors that would hit every deal: the step stops on them.
+fn deals_gone(e: &CrmError, len: usize) -> Vec<usize> {
+    let mut items: Vec<usize> = e
+        .validation
+        .iter()
+        .filter_map(|v| v.request_id.as_deref()?.parse().ok())
+        .filter(|i| *i < len)
+        .collect();
+    items.sort_unstable();
+    items.dedup();
+    items.retain(|i| {
+        e.validation
+            .iter()
+            .filter(|v| v.request_id.as_deref() == Some(&i.to_string()))
+            .all(|v| v.path == "id")
+    });
+    items
+}
+
+/// Records that amoCRM holds `written` (as of `updated_at`) for a machine.
+async fn record_written(
+    store: Arc<dyn PassportStore>,
+    machine: Equipment,
+    written: Maintenance,
+    updated_at: Option<i64>,
+) -> Result<(), StoreError> {
+    modify(store.as_ref(), machine, |e| {
+        let newer_known = e
+            .sync
+            .amo_updated_at
+            .zip(updated_at)
+            .is_some_and(|(known, ours)| known > ours);
+        if newer_known {
+            return false; // a later reading of the deal was applied meanwhile
+        }
+        let before = e.sync.clone();
+        e.sync.amo = AmoValues::of(&written);
+        e.sync.amo_updated_at = updated_at.or(e.sync.amo_updated_at);
+        e.sync.push_refused_for = None;
+        e.sync != before // the webhook path may have recorded it already
+    })
+    .await
+    .map(|_| ())
+}
+
+/// Records that amoCRM refused a machine's values.
+async fn record_refused(
+    store: &dyn PassportStore,
+    machine: Equipment,
+    reason: &str,
+) -> Result<(), StoreError> {
+    error!(
+        amo_lead_id = machine.amo_lead_id,
+        serial = %machine.serial,
+        reason,
+        alert = true,
+        "amoCRM refused the maintenance values because it does not know the deal; \
+         not retried until the values change"
+    );
+    modify(store, machine, |e| {
+        e.sync.push_refused_for = Some(e.maintenance);
+        true
+    })
+    .await
+    .map(|_| ())
+}
+
+/// Machines waiting in the index, read page by page as the queue runs low.
+struct PendingQueue {
+    items: VecDeque<Equipment>,
+    seen: HashSet<(i64, String)>,
+    position: Option<String>,
+    exhausted: bool,
+}
+
+impl PendingQueue {
+    fn wants_more(&self, want: usize) -> bool {
+        self.items.len() < want && !self.exhausted
+    }
+
+    async fn fill(&mut self, store: &dyn PassportStore, want: usize) -> Result<(), StoreError> {
+        while self.items.len() < want && !self.exhausted {
+            let page = store.pending_push(INDEX_PAGE, self.position.take()).await?;
+            for e in page.items {
+                if e.needs_push() && self.seen.insert((e.owner_telegram_id, e.serial.clone())) {
+                    self.items.push_back(e);
+                }
+            }
+            self.position = page.next;
+            self.exhausted = self.position.is_none();
+        }
+        Ok(())
+    }
+
+    /// Up to `n` machines of different deals (a deal's second machine waits for the next batch).
+    fn take(&mut self, n: usize) -> Vec<Equipment> {
+        let mut batch = Vec::with_capacity(n);
+        let mut deals = HashSet::new();
+        let mut later = Vec::new();
+        while batch.len() < n {
+            let Some(e) = self.items.pop_front() else {
+                break;
+            };
+            if deals.insert(e.amo_lead_id) {
+                batch.push(e);
+            } else {
+                later.push(e);
+            }
+        }
+        for e in later.into_iter().rev() {
+            self.items.push_front(e);
+        }
+        batch
+    }
+
+    fn put_back(&mut self, batch: Vec<Equipment>) {
+        for e in batch.into_iter().rev() {
+            self.items.push_front(e);
+        }
+    }
+}
+
+/// Waits for every record in flight; the first failure is returned.
+async fn drain(records: &mut JoinSet<Result<(), StoreError>>) -> Result<(), SyncError> {
+    let mut first = None;
+    while let Some(joined) = records.join_next().await {
+        let failure = match joined {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => e,
+            Err(e) => StoreError::Unavailable(format!("recording a push failed: {e}")),
+        };
+        first.get_or_insert(failure);
+    }
+    first.map_or(Ok(()), |e| Err(SyncError::Store(e)))
+}
+
+impl Pusher<'_> {
+    pub async fn push(&self, budget: &Budget, stats: &mut PushStats) -> Result<StepEnd, SyncError> {
+        let mut sizer = BatchSizer::new(MAX_BATCH);
+        let mut queue = PendingQueue {
+            items: VecDeque::new(),
+            seen: HashSet::new(),
+            position: None,
+            exhausted: false,
+        };
+        let mut records: JoinSet<Result<(), StoreError>> = JoinSet::new();
+        let slots = Arc::new(Semaphore::new(PARALLEL_RECORDS));
+        let outcome = self
+            .send_all(budget, stats, &mut sizer, &mut queue, &mut records, &slots)
+            .await;
+        stats.batch_size = sizer.size();
+        // Every accepted batch is recorded before the step ends.
+        let recorded = drain(&mut records).await;
+        match (outcome, recorded) {
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(e),
+            (Ok(end), Ok(())) => Ok(end),
+        }
+    }
+
+    async fn send_all(
+        &self,
+        budget: &Budget,
+        stats: &mut PushStats,
+        sizer: &mut BatchSizer,
+        queue: &mut PendingQueue,
+        records: &mut JoinSet<Result<(), StoreError>>,
+        slots: &Arc<Semaphore>,
+    ) -> Result<StepEnd, SyncError> {
+        let mut server_errors = 0u32;
+        loop {
+            if queue.wants_more(MAX_BATCH * 2) {
+                // Records first: the index then no longer lists what was written.
+                drain(records).await?;
+                queue.fill(self.store.as_ref(), MAX_BATCH * 2).await?;
+            }
+            if queue.items.is_empty() {
+                return Ok(StepEnd::Done);
+            }
+            if !budget.allows_request() {
+                return Ok(StepEnd::OutOfTime);
+            }
+            let batch = queue.take(sizer.size());
+            let writes: Vec<MaintenanceWrite> = batch
+                .iter()
+                .map(|e| MaintenanceWrite {
+                    lead_id: e.amo_lead_id,
+                    maintenance: e.maintenance,
+                })
+                .collect();
+            stats.requests += 1;
+            let sent = batch.len();
+            match self.crm.write_maintenance(&writes).await {
+                Ok(updated) => {
+                    sizer.accepted(sent);
+                    server_errors = 0;
+                    stats.written += sent as u64;
+                    for (e, w) in batch.into_iter().zip(writes) {
+                        let at = updated
+                            .iter()
+                            .find(|(id, _)| *id == w.lead_id)
+                            .and_then(|(_, t)| *t);
+                        let store = Arc::clone(&self.store);
+                        let slots = Arc::clone(slots);
+                        records.spawn(async move {
+                            let _slot = slots.acquire_owned().await;
+                            record_written(store, e, w.maintenance, at).await
+                        });
+                    }
+                }
+                Err(e) if too_heavy(&e) => {
+                    stats.too_heavy += 1;
+                    warn!(batch = sent, status = ?e.status, error = %e, "amoCRM found the batch too heavy; shrinking it");
+                    if sent == 1 {
+                        server_errors += 1;
+                        if server_errors >= MAX_SERVER_ERRORS {
+                            queue.put_back(batch);
+                            return Err(e.into());
+                        }
+                    }
+                    sizer.too_heavy(sent);
+                    queue.put_back(batch);
+                }
+                Err(e) if e.kind == CrmErrorKind::Permanent && e.status == Some(400) => {
+                    let gone = deals_gone(&e, sent);
+                    if gone.is_empty() {
+                        queue.put_back(batch);
+                        return Err(e.into());
+                    }
+                    let mut rest = Vec::new();
+                    for (i, machine) in batch.into_iter().enumerate() {
+                        if gone.contains(&i) {
+                            stats.refused += 1;
+                            record_refused(self.store.as_ref(), machine, &e.message).await?;
+                        } else {
+                            rest.push(machine);
+                        }
+                    }
+                    queue.put_back(rest);
+                }
+                Err(e) if e.kind == CrmErrorKind::RateLimited => {
+                    queue.put_back(batch);
+                    return Ok(StepEnd::Deferred(format!(
+                        "amoCRM rate limit: {} (resumes next run)",
+                        e.message
+                    )));
+                }
+                Err(e) if e.is_retryable() => {
+                    server_errors += 1;
+                    queue.put_back(batch);
+                    if server_errors >= MAX_SERVER_ERRORS {
+                        return Err(e.into());
+                    }
+                    info!(error = %e, "amoCRM failed the batch; trying again shortly");
+                    tokio::time::sleep(Duration::from_millis(500 << server_errors)).await;
+                }
+                Err(e) => {
+                    queue.put_back(batch);
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+}

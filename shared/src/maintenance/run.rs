@@ -1,0 +1,358 @@
+//! One run of the maintenance sync: pull, push, reminders (and a push of the statuses they
+//! set), re-drive — within the time the Lambda has left. A run that runs out of time stops
+//! between requests and the next one resumes: the pull from its cursor, the push from the
+//! index of machines still waiting. A lease keeps two runs from overlapping; the report is
+//! kept as `SYNC#last_run` for the health check.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+use super::apply::Applier;
+use super::conflict::Conflict;
+use super::fields::MaintenanceFields;
+use super::pull::{PullStats, Puller};
+use super::push::{PushStats, Pusher};
+use super::redrive::{RedriveStats, Redriver};
+use super::reminders::{ReminderStats, Reminders};
+use crate::amocrm::CrmError;
+use crate::passport::MaintenancePolicy;
+use crate::ports::{CrmDeals, MaintenanceCrm, PassportStore, StoreError, SyncStateStore};
+use crate::worker::CrmWorker;
+
+/// Conflicts kept in the report (all are logged and counted).
+const REPORTED_CONFLICTS: usize = 50;
+/// The longest a lease is held (Lambda's own limit is 15 minutes).
+const MAX_LEASE: Duration = Duration::from_secs(15 * 60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Crm(#[from] CrmError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl SyncError {
+    pub fn hint(&self) -> String {
+        match self {
+            SyncError::Crm(e) => e.hint.clone(),
+            SyncError::Store(_) => {
+                "DynamoDB failed; the next run resumes where this one stopped".into()
+            }
+        }
+    }
+}
+
+/// How a step ended when it did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepEnd {
+    Done,
+    /// Stopped before the next request: not enough time left.
+    OutOfTime,
+    /// Stopped early for a reason the next run may not have (e.g. amoCRM's rate limit).
+    Deferred(String),
+}
+
+/// How much time the run has left.
+#[derive(Clone)]
+pub struct Budget {
+    remaining: Arc<dyn Fn() -> Duration + Send + Sync>,
+    /// What one more request needs: its own timeout plus the time to write the report.
+    per_request: Duration,
+}
+
+impl std::fmt::Debug for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Budget")
+            .field("remaining", &self.remaining())
+            .field("per_request", &self.per_request)
+            .finish()
+    }
+}
+
+impl Budget {
+    /// Until `deadline`; a request starts only if `per_request` still fits.
+    pub fn until(deadline: Instant, per_request: Duration) -> Self {
+        Self {
+            remaining: Arc::new(move || deadline.saturating_duration_since(Instant::now())),
+            per_request,
+        }
+    }
+
+    /// Until a Lambda invocation's deadline (unix milliseconds, as the runtime gives it).
+    pub fn until_unix_ms(deadline_ms: u64, per_request: Duration) -> Self {
+        let now_ms = Utc::now().timestamp_millis().max(0) as u64;
+        let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+        Self::until(Instant::now() + left, per_request)
+    }
+
+    /// Any measure of time left (tests stop a run at a chosen point with it).
+    pub fn from_fn(remaining: impl Fn() -> Duration + Send + Sync + 'static) -> Self {
+        Self {
+            remaining: Arc::new(remaining),
+            per_request: Duration::ZERO,
+        }
+    }
+
+    pub fn remaining(&self) -> Duration {
+        (self.remaining)()
+    }
+
+    pub fn allows_request(&self) -> bool {
+        self.remaining() > self.per_request
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// Every step finished.
+    Complete,
+    /// Time ran out (or amoCRM asked us to slow down): the next run resumes.
+    Incomplete,
+    /// A step failed; the others ran. `error` and `hint` say what to do.
+    Failed,
+    /// Another run held the lease.
+    Skipped,
+}
+
+impl RunOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Complete => "complete",
+            RunOutcome::Incomplete => "incomplete",
+            RunOutcome::Failed => "failed",
+            RunOutcome::Skipped => "skipped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Pull,
+    Push,
+    Reminders,
+    Redrive,
+}
+
+/// What a run did (kept as `SYNC#last_run`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub outcome: RunOutcome,
+    /// Where the run stopped when it did not finish.
+    pub stopped_in: Option<Step>,
+    pub pull: PullStats,
+    pub push: PushStats,
+    pub reminders: ReminderStats,
+    pub redrive: RedriveStats,
+    /// The first conflicts of the run (all are logged and counted in `pull`).
+    pub conflicts: Vec<Conflict>,
+    pub error: Option<String>,
+    pub hint: Option<String>,
+}
+
+impl RunReport {
+    fn new(started_at: DateTime<Utc>) -> Self {
+        Self {
+            started_at,
+            finished_at: started_at,
+            outcome: RunOutcome::Complete,
+            stopped_in: None,
+            pull: PullStats::default(),
+            push: PushStats::default(),
+            reminders: ReminderStats::default(),
+            redrive: RedriveStats::default(),
+            conflicts: Vec::new(),
+            error: None,
+            hint: None,
+        }
+    }
+}
+
+/// What a run needs to know besides its ports.
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    pub fields: MaintenanceFields,
+    pub pipelines: Vec<i64>,
+    pub reminder_days: i64,
+    pub overlap_secs: i64,
+    pub redrive_after_secs: i64,
+    pub default_responsible_user_id: i64,
+    pub policy: MaintenancePolicy,
+}
+
+pub struct MaintenanceSync {
+    pub crm: Arc<dyn MaintenanceCrm>,
+    pub deals: Arc<dyn CrmDeals>,
+    pub passport: Arc<dyn PassportStore>,
+    pub state: Arc<dyn SyncStateStore>,
+    /// The re-drive feeds leads and events to the worker's own code.
+    pub worker: CrmWorker,
+    pub settings: SyncSettings,
+}
+
+impl MaintenanceSync {
+    /// One run, as the schedule starts it. Never fails: the report says what happened.
+    pub async fn run(&self, now: DateTime<Utc>, budget: &Budget) -> RunReport {
+        let mut report = RunReport::new(now);
+        let owner = ulid::Ulid::generate().to_string();
+        let hold = budget.remaining().min(MAX_LEASE);
+        let until = now + chrono::Duration::from_std(hold).unwrap_or_default();
+        match self.state.acquire_lease(&owner, until, Utc::now()).await {
+            Ok(true) => {}
+            Ok(false) => {
+                info!("another maintenance sync run holds the lease; skipped");
+                report.outcome = RunOutcome::Skipped;
+                report.finished_at = Utc::now();
+                return report;
+            }
+            Err(e) => {
+                error!(error = %e, alert = true, "maintenance sync could not take its lease");
+                report.outcome = RunOutcome::Failed;
+                report.error = Some(e.to_string());
+                report.finished_at = Utc::now();
+                return report;
+            }
+        }
+
+        let mut plan = vec![Step::Pull, Step::Push, Step::Reminders, Step::Redrive];
+        let mut pulled = false;
+        let mut i = 0;
+        while i < plan.len() {
+            let step = plan[i];
+            i += 1;
+            if step == Step::Push && !pulled {
+                // Without amoCRM's latest values a push could overwrite a manager's later change.
+                continue;
+            }
+            let statuses_before = report.reminders.marked_due + report.reminders.marked_overdue;
+            match self.step(step, now, budget, &mut report).await {
+                Ok(StepEnd::Done) => {
+                    pulled |= step == Step::Pull;
+                    let statuses_set =
+                        report.reminders.marked_due + report.reminders.marked_overdue;
+                    if step == Step::Reminders && statuses_set > statuses_before {
+                        // The statuses just set go to amoCRM in this run too.
+                        plan.insert(i, Step::Push);
+                    }
+                }
+                Ok(StepEnd::OutOfTime) => {
+                    report.outcome = RunOutcome::Incomplete;
+                    report.stopped_in = Some(step);
+                    break;
+                }
+                Ok(StepEnd::Deferred(reason)) => {
+                    warn!(step = ?step, reason, "maintenance sync stopped early");
+                    report.outcome = RunOutcome::Incomplete;
+                    report.stopped_in = Some(step);
+                    report.error = Some(reason);
+                    break;
+                }
+                Err(e) => {
+                    error!(step = ?step, error = %e, hint = %e.hint(), alert = true, "maintenance sync step failed");
+                    if report.error.is_none() {
+                        report.error = Some(e.to_string());
+                        report.hint = Some(e.hint());
+                        report.stopped_in = Some(step);
+                    }
+                    report.outcome = RunOutcome::Failed;
+                }
+            }
+        }
+        report.finished_at = Utc::now();
+        if let Err(e) = self.state.save_last_run(&report).await {
+            error!(error = %e, "the maintenance sync report could not be saved");
+        }
+        if let Err(e) = self.state.release_lease(&owner).await {
+            warn!(error = %e, "the maintenance sync lease could not be released; it lapses by itself");
+        }
+        info!(
+            outcome = report.outcome.as_str(),
+            pulled = report.pull.deals,
+            applied = report.pull.applied.applied,
+            conflicts = report.pull.applied.conflicts,
+            pushed = report.push.written,
+            patch_requests = report.push.requests,
+            too_heavy = report.push.too_heavy,
+            tasks = report.reminders.tasks_created,
+            overdue = report.reminders.marked_overdue,
+            redriven_leads = report.redrive.leads,
+            redriven_events = report.redrive.events,
+            seconds = (report.finished_at - report.started_at).num_milliseconds() as f64 / 1000.0,
+            "maintenance sync run finished"
+        );
+        report
+    }
+
+    /// One step on its own (tests drive steps one at a time to place faults between them).
+    pub async fn step(
+        &self,
+        step: Step,
+        now: DateTime<Utc>,
+        budget: &Budget,
+        report: &mut RunReport,
+    ) -> Result<StepEnd, SyncError> {
+        let s = &self.settings;
+        match step {
+            Step::Pull => {
+                let mut conflicts = Vec::new();
+                let end = Puller {
+                    crm: self.crm.as_ref(),
+                    state: self.state.as_ref(),
+                    applier: Applier {
+                        store: self.passport.as_ref(),
+                        pipelines: &s.pipelines,
+                    },
+                    fields: &s.fields,
+                    overlap_secs: s.overlap_secs,
+                }
+                .pull(budget, &mut report.pull, &mut conflicts)
+                .await;
+                let room = REPORTED_CONFLICTS.saturating_sub(report.conflicts.len());
+                report.conflicts.extend(conflicts.into_iter().take(room));
+                end
+            }
+            Step::Push => {
+                Pusher {
+                    crm: self.crm.as_ref(),
+                    store: Arc::clone(&self.passport),
+                }
+                .push(budget, &mut report.push)
+                .await
+            }
+            Step::Reminders => {
+                Reminders {
+                    store: self.passport.as_ref(),
+                    crm: self.crm.as_ref(),
+                    deals: self.deals.as_ref(),
+                    zone: s.fields.zone,
+                    days: s.reminder_days,
+                    default_responsible_user_id: s.default_responsible_user_id,
+                }
+                .run(now, budget, &mut report.reminders)
+                .await
+            }
+            Step::Redrive => {
+                Redriver {
+                    worker: &self.worker,
+                    after: chrono::Duration::seconds(s.redrive_after_secs),
+                }
+                .run(now, budget, &mut report.redrive)
+                .await
+            }
+        }
+    }
+
+    /// A fresh report for driving steps one at a time.
+    pub fn new_report(now: DateTime<Utc>) -> RunReport {
+        RunReport::new(now)
+    }
+}

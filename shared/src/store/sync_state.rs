@@ -1,0 +1,196 @@
+//! `SyncStateStore` on the state table (key `pk` only): the maintenance sync's bookkeeping.
+//!
+//! - `SYNC#cursor`: `updated_at` (amoCRM unix seconds) up to which every deal change was applied.
+//! - `SYNC#lease`: who runs now and until when (`until`, unix seconds); a second run stays out.
+//! - `SYNC#last_run`: the last run's report (`report` JSON, `outcome`, `finished_at`) for /health.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
+
+use crate::maintenance::RunReport;
+use crate::ports::{StoreError, SyncStateStore};
+
+pub const CURSOR_KEY: &str = "SYNC#cursor";
+pub const LEASE_KEY: &str = "SYNC#lease";
+pub const LAST_RUN_KEY: &str = "SYNC#last_run";
+
+#[derive(Clone)]
+pub struct DynamoSyncState {
+    client: Client,
+    table: String,
+}
+
+impl DynamoSyncState {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+fn unavailable(e: impl std::error::Error) -> StoreError {
+    StoreError::Unavailable(DisplayErrorContext(e).to_string())
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+#[async_trait]
+impl SyncStateStore for DynamoSyncState {
+    async fn cursor(&self) -> Result<Option<i64>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(CURSOR_KEY))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out
+            .item
+            .as_ref()
+            .and_then(|i| i.get("updated_at"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok()))
+    }
+
+    async fn save_cursor(&self, updated_at: i64) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(CURSOR_KEY))
+            .update_expression("SET updated_at = :t, saved_at = :now")
+            .condition_expression("attribute_not_exists(updated_at) OR updated_at <= :t")
+            .expression_attribute_values(":t", n(updated_at))
+            .expression_attribute_values(":now", s(Utc::now().to_rfc3339()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Another run got further: never move the cursor back.
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn acquire_lease(
+        &self,
+        owner: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(LEASE_KEY))
+            .item("owner", s(owner))
+            .item("until", n(until.timestamp()))
+            // Lets TTL clean a lease its run never released (a day after it lapsed).
+            .item("expires_at", n(until.timestamp() + 86_400))
+            .condition_expression("attribute_not_exists(pk) OR #until < :now OR #owner = :owner")
+            .expression_attribute_names("#until", "until")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":now", n(now.timestamp()))
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(PutItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn release_lease(&self, owner: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(LEASE_KEY))
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(DeleteItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn save_last_run(&self, report: &RunReport) -> Result<(), StoreError> {
+        let json = serde_json::to_string(report)
+            .map_err(|e| StoreError::Corrupt(format!("run report: {e}")))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(LAST_RUN_KEY))
+            .item("report", s(json))
+            .item("outcome", s(report.outcome.as_str()))
+            .item("finished_at", s(report.finished_at.to_rfc3339()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn last_run(&self) -> Result<Option<RunReport>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(LAST_RUN_KEY))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let Some(text) = out
+            .item
+            .as_ref()
+            .and_then(|i| i.get("report"))
+            .and_then(|v| v.as_s().ok())
+        else {
+            return Ok(None);
+        };
+        serde_json::from_str(text)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("SYNC#last_run: {e}")))
+    }
+}
