@@ -154,3 +154,95 @@ pub async fn ensure_maintenance_fields(
         status_enums: status_options(select)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::amocrm::CrmErrorKind;
+    use crate::amocrm::testkit::{Canned, CannedServer, client_for};
+    use crate::passport::MaintenanceStatus;
+
+    fn list(fields: Value) -> Canned {
+        Canned::json(
+            200,
+            &json!({"_page": 1, "_links": {}, "_embedded": {"custom_fields": fields}}).to_string(),
+        )
+    }
+
+    fn select(options: &[(&str, i64)]) -> Value {
+        json!({
+            "id": 713002, "name": "Статус ТО", "type": "select",
+            "enums": options.iter().map(|(v, id)| json!({"id": id, "value": v})).collect::<Vec<_>>(),
+        })
+    }
+
+    const ALL: [(&str, i64); 6] = [
+        ("В норме", 11),
+        ("Скоро ТО", 12),
+        ("ТО запланировано", 13),
+        ("Идёт ТО", 14),
+        ("ТО выполнено", 15),
+        ("ТО просрочено", 16),
+    ];
+
+    #[tokio::test]
+    async fn existing_fields_are_found_by_name_and_nothing_is_created() {
+        let date = json!({"id": 713001, "name": "Дата следующего ТО", "type": "date"});
+        let server = CannedServer::start(vec![list(json!([date, select(&ALL)]))]).await;
+        let (client, _) = client_for(&server, "tok");
+        let ids = ensure_maintenance_fields(&client).await.unwrap();
+        assert_eq!((ids.next_maintenance, ids.status), (713001, 713002));
+        assert_eq!(ids.status_enums.enum_id(MaintenanceStatus::InProgress), 14);
+        assert_eq!(server.requests().len(), 1, "one read, no POST");
+    }
+
+    #[tokio::test]
+    async fn a_select_without_every_status_or_a_field_of_another_type_is_refused_with_the_fix() {
+        let date = json!({"id": 713001, "name": "Дата следующего ТО", "type": "date"});
+        let server = CannedServer::start(vec![list(json!([date, select(&ALL[..4])]))]).await;
+        let (client, _) = client_for(&server, "tok");
+        let e = ensure_maintenance_fields(&client).await.unwrap_err();
+        assert_eq!(e.kind, CrmErrorKind::Permanent);
+        assert!(
+            e.message.contains("ТО выполнено, ТО просрочено"),
+            "{}",
+            e.message
+        );
+        assert!(e.hint.contains("Add the missing options"), "{}", e.hint);
+
+        let text = json!({"id": 713001, "name": "Дата следующего ТО", "type": "text"});
+        let server = CannedServer::start(vec![list(json!([text, select(&ALL)]))]).await;
+        let (client, _) = client_for(&server, "tok");
+        let e = ensure_maintenance_fields(&client).await.unwrap_err();
+        assert!(e.message.contains("not date"), "{}", e.message);
+        assert!(
+            e.hint.contains("AMOCRM_FIELD_NEXT_MAINTENANCE"),
+            "{}",
+            e.hint
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_fields_are_created_in_one_request_with_every_status_option() {
+        let created = json!({"_embedded": {"custom_fields": [
+            {"id": 713001, "name": "Дата следующего ТО", "type": "date"},
+            select(&ALL),
+        ]}});
+        let server = CannedServer::start(vec![
+            Canned::no_content(),
+            Canned::json(200, &created.to_string()),
+        ])
+        .await;
+        let (client, _) = client_for(&server, "tok");
+        let ids = ensure_maintenance_fields(&client).await.unwrap();
+        assert_eq!(ids.status_enums.enum_id(MaintenanceStatus::Overdue), 16);
+        let reqs = server.requests();
+        assert_eq!(reqs.len(), 2);
+        let body = reqs[1].body.clone().unwrap();
+        assert_eq!(body[0]["type"], "date");
+        assert_eq!(body[1]["type"], "select");
+        assert_eq!(body[1]["enums"].as_array().unwrap().len(), 6);
+    }
+}

@@ -659,6 +659,7 @@ async fn ten_thousand_changes_go_in_full_batches_without_a_429() {
     assert_eq!(end.unwrap(), StepEnd::Done);
     assert_eq!(report.pull.deals, N as u64, "{:?}", report.pull);
     assert!(report.pull.requests <= 44, "{:?}", report.pull);
+    assert_eq!(report.pull.seconds_reread, 0);
 
     // amoCRM is loaded: the next three write requests answer 504.
     inject(
