@@ -148,7 +148,11 @@ async fn tally(stack: &LocalStack, accepted: &[String]) -> Tally {
         .filter_map(|id| {
             let n = mails
                 .iter()
-                .filter(|m| m["subject"].as_str().is_some_and(|s| s.contains(id.as_str())))
+                .filter(|m| {
+                    m["subject"]
+                        .as_str()
+                        .is_some_and(|s| s.contains(id.as_str()))
+                })
                 .count();
             (n != 1).then(|| (id.clone(), n))
         })
@@ -280,8 +284,12 @@ impl Rng {
 }
 
 fn random_fault(rng: &mut Rng) -> Value {
-    let path = ["/api/v4/leads/complex", "/api/v4/leads", "/api/v4/contacts", "/api/v4/"]
-        [rng.below(4) as usize];
+    let path = [
+        "/api/v4/leads/complex",
+        "/api/v4/leads",
+        "/api/v4/contacts",
+        "/api/v4/",
+    ][rng.below(4) as usize];
     match rng.below(5) {
         0 => json!({"kind": "timeout", "delay_ms": 1200, "applied": true, "path": path}),
         1 => json!({"kind": "timeout", "delay_ms": 1200, "applied": false, "path": path}),
@@ -375,7 +383,10 @@ async fn a_token_revoked_mid_run_parks_leads_until_a_new_token_and_a_redrive() {
     // What the documentation promises: a rejected token parks the lead with the fix, nothing
     // is retried in a loop, the health check says why.
     let store = leads_store(&stack);
-    let parked_leads = store.list_by_status(LeadStatus::Parked, 1000).await.unwrap();
+    let parked_leads = store
+        .list_by_status(LeadStatus::Parked, 1000)
+        .await
+        .unwrap();
     let pending = store
         .list_by_status(LeadStatus::Pending, 1000)
         .await
@@ -549,7 +560,11 @@ async fn concurrent_writers_race_on_the_conditions_and_each_lead_is_stored_once(
         .list_by_status(LeadStatus::Pending, 1000)
         .await
         .unwrap();
-    assert_eq!(stored_leads.len(), n, "one stored lead per distinct request");
+    assert_eq!(
+        stored_leads.len(),
+        n,
+        "one stored lead per distinct request"
+    );
     stack.deliver_pending_with(&worker).await.unwrap();
     assert_nothing_lost_nothing_duplicated(&stack, "race", &ids).await;
 }
@@ -599,7 +614,10 @@ async fn active_equipment(stack: &LocalStack) -> BTreeMap<i64, usize> {
         .unwrap();
     let mut by_deal = BTreeMap::new();
     for item in items.items() {
-        let active = item.get("state").and_then(|v| v.as_s().ok()).map(String::as_str)
+        let active = item
+            .get("state")
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str)
             == Some("active");
         let deal = item
             .get("amo_lead_id")
@@ -716,7 +734,12 @@ async fn the_same_webhook_five_times_and_an_older_one_after_it_give_one_equipmen
     let open: Vec<_> = inbox
         .items()
         .iter()
-        .filter(|i| i.get("status").and_then(|v| v.as_s().ok()).map(String::as_str) != Some("done"))
+        .filter(|i| {
+            i.get("status")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+                != Some("done")
+        })
         .collect();
     assert!(open.is_empty(), "events not done: {open:?}");
     // The customer sees each machine once.
@@ -727,6 +750,30 @@ async fn the_same_webhook_five_times_and_an_older_one_after_it_give_one_equipmen
         )
         .await;
         assert_eq!(status, 200, "{body}");
-        assert_eq!(body["equipment"].as_array().map(Vec::len), Some(1), "{body}");
+        assert_eq!(
+            body["equipment"].as_array().map(Vec::len),
+            Some(1),
+            "{body}"
+        );
     }
+
+    // Now the first deal is really reopened; its hook comes, then a stale «won» one twice:
+    // the machine is revoked and stays revoked.
+    let reopened = amo_ids[0];
+    move_lead(&stack, reopened, NEGOTIATION).await;
+    for (k, body) in [
+        status_hook(reopened, NEGOTIATION, WON, account),
+        status_hook(reopened, WON, NEGOTIATION, account),
+        status_hook(reopened, WON, NEGOTIATION, account),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let rid = format!("reopened-{k}");
+        assert_eq!(post_webhook(&stack, &token, body, Some(&rid)).await.0, 200);
+    }
+    stack.deliver_pending_with(&worker).await.unwrap();
+    let equipment = active_equipment(&stack).await;
+    assert_eq!(equipment.get(&reopened), None, "{equipment:?}");
+    assert_eq!(equipment.len(), amo_ids.len() - 1, "{equipment:?}");
 }
