@@ -154,8 +154,20 @@ impl EventProcessor {
             policy: &self.policy,
             fields: self.fields,
         };
-        for deal in &reopened {
-            registrar.revoke(*deal).await?;
+        // A reopening hook may be older than the deal's state (won again since, the hooks
+        // out of order): only deals amoCRM no longer shows as won lose their equipment.
+        for chunk in reopened.chunks(250) {
+            let still_won: BTreeSet<i64> = self
+                .crm
+                .deals(chunk)
+                .await?
+                .iter()
+                .filter(|d| d.status_id == WON_STATUS_ID)
+                .map(|d| d.id)
+                .collect();
+            for deal in chunk.iter().filter(|d| !still_won.contains(d)) {
+                registrar.revoke(*deal).await?;
+            }
         }
         // Deals already in the passport need no amoCRM call (edits of won deals are frequent).
         let mut to_read = Vec::new();
