@@ -88,7 +88,10 @@ bench: deps ## Benchmarks: cold start vs Python, arm64 sizes, accept latency, pe
 		echo "skipped: cargo-lambda not found (bash tools/scripts/deps.sh --deploy installs it)"; \
 	fi
 	$(call step,bench: host release binaries (CARGO_TARGET_DIR=$(BENCH_TARGET_DIR)))
-	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build --release $(addprefix -p ,$(FUNCTIONS)) -p bench-runner
+	@# Two invocations: built together, cargo would unify features with the runner's and the
+	@# function binaries would differ from the ones cargo lambda ships.
+	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build --release $(addprefix -p ,$(FUNCTIONS))
+	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build --release -p bench-runner
 	$(call step,bench: run (shared machines give noisy figures; compare within one run))
 	MOTO_SERVER=$(MOTO_SERVER) $(BENCH_TARGET_DIR)/release/bench-runner \
 		--bin-dir $(BENCH_TARGET_DIR)/release --lambda-dir $(LAMBDA_TARGET_DIR)/lambda \
