@@ -25,7 +25,7 @@ TOKEN_WRITERS := LeadIngestFunction=AmoTokenSecret,CrmWorkerFunction=AmoTokenSec
 
 step = @printf '\n==> %s\n' "$(1)"
 
-.PHONY: help deps run test fmt fmt-check lint clippy template-check cargo-test clean clean-all
+.PHONY: help deps run test fmt fmt-check lint clippy template-check cargo-test bench clean clean-all
 
 help: ## List the targets
 	@echo "make targets (variables: API_PORT=$(API_PORT) SANDBOX_PORT=$(SANDBOX_PORT) MOTO_PORT=$(MOTO_PORT)):"
@@ -67,6 +67,35 @@ template-check: deps
 cargo-test:
 	$(call step,cargo-test: cargo test --workspace (MOTO_SERVER=$(MOTO_SERVER), RUST_LOG=$(RUST_LOG)))
 	MOTO_SERVER=$(MOTO_SERVER) RUST_LOG=$(RUST_LOG) cargo test --workspace
+
+# Benchmarks (not part of `make test`): release builds, then bench/runner prints the tables.
+# BENCH_TARGET_DIR holds the host release binaries, LAMBDA_TARGET_DIR the arm64 zips;
+# BENCH_LAMBDA_BUILD=0 skips the (slow) arm64 build and reports what LAMBDA_TARGET_DIR holds.
+BENCH_TARGET_DIR  ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+LAMBDA_TARGET_DIR ?= $(BENCH_TARGET_DIR)
+BENCH_LAMBDA_BUILD ?= 1
+BENCH_ARGS        ?=
+FUNCTIONS := lead-ingest crm-worker amocrm-webhook passport-api
+
+bench: deps ## Benchmarks: cold start vs Python, arm64 sizes, accept latency, peak RSS (BENCH_ARGS=--help)
+	$(call step,bench: arm64 release zips (cargo lambda build --release --arm64 --output-format zip))
+	@if [[ "$(BENCH_LAMBDA_BUILD)" != 1 ]]; then \
+		echo "skipped (BENCH_LAMBDA_BUILD=$(BENCH_LAMBDA_BUILD)); sizes are read from $(LAMBDA_TARGET_DIR)/lambda"; \
+	elif PATH="$(VENV)/bin:$$PATH" command -v cargo-lambda >/dev/null; then \
+		PATH="$(VENV)/bin:$$PATH" CARGO_TARGET_DIR=$(LAMBDA_TARGET_DIR) \
+			cargo lambda build --release --arm64 --output-format zip $(addprefix -p ,$(FUNCTIONS)); \
+	else \
+		echo "skipped: cargo-lambda not found (bash tools/scripts/deps.sh --deploy installs it)"; \
+	fi
+	$(call step,bench: host release binaries (CARGO_TARGET_DIR=$(BENCH_TARGET_DIR)))
+	@# Two invocations: built together, cargo would unify features with the runner's and the
+	@# function binaries would differ from the ones cargo lambda ships.
+	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build --release $(addprefix -p ,$(FUNCTIONS))
+	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build --release -p bench-runner
+	$(call step,bench: run (shared machines give noisy figures; compare within one run))
+	MOTO_SERVER=$(MOTO_SERVER) $(BENCH_TARGET_DIR)/release/bench-runner \
+		--bin-dir $(BENCH_TARGET_DIR)/release --lambda-dir $(LAMBDA_TARGET_DIR)/lambda \
+		--python $(PYTHON) $(BENCH_ARGS)
 
 clean: ## Remove build output (cargo target dir, .aws-sam); keeps .venv
 	$(call step,clean: cargo clean; rm -rf .aws-sam)

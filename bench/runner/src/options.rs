@@ -1,0 +1,108 @@
+//! Command line of the bench runner (`make bench` passes the paths; the rest has defaults).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where the host release binaries of the functions are (`<target>/release`).
+    pub bin_dir: PathBuf,
+    /// Where `cargo lambda build` put the arm64 zips (`<target>/lambda`).
+    pub lambda_dir: PathBuf,
+    /// The Python 3.11 with boto3 for the baseline (`.venv/bin/python3`).
+    pub python: PathBuf,
+    pub repo_root: PathBuf,
+    pub runs: usize,
+    pub load_duration: Duration,
+    pub concurrency: Vec<usize>,
+    pub skip: Vec<String>,
+}
+
+pub const USAGE: &str = "usage: bench-runner [--bin-dir DIR] [--lambda-dir DIR] [--python PATH] \
+[--runs N] [--seconds S] [--concurrency 1,10,50] [--skip cold,artifacts,load,sync]";
+
+impl Options {
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
+        let repo_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| repo_root.join("target"));
+        let mut o = Options {
+            bin_dir: target.join("release"),
+            lambda_dir: target.join("lambda"),
+            python: repo_root.join(".venv/bin/python3"),
+            repo_root,
+            runs: 20,
+            load_duration: Duration::from_secs(10),
+            concurrency: vec![1, 10, 50],
+            skip: Vec::new(),
+        };
+        let mut args = args.into_iter();
+        while let Some(flag) = args.next() {
+            let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+            let number = |v: String| {
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("{flag}: not a positive integer: {v:?}"))
+            };
+            match flag.as_str() {
+                "--bin-dir" => o.bin_dir = value()?.into(),
+                "--lambda-dir" => o.lambda_dir = value()?.into(),
+                "--python" => o.python = value()?.into(),
+                "--runs" => o.runs = number(value()?)? as usize,
+                "--seconds" => o.load_duration = Duration::from_secs(number(value()?)?),
+                "--concurrency" => {
+                    o.concurrency = value()?
+                        .split(',')
+                        .map(|c| number(c.trim().to_string()).map(|n| n as usize))
+                        .collect::<Result<_, _>>()?
+                }
+                "--skip" => o.skip = value()?.split(',').map(|s| s.trim().into()).collect(),
+                "-h" | "--help" => return Err(USAGE.into()),
+                other => return Err(format!("unknown option {other:?}\n{USAGE}")),
+            }
+        }
+        Ok(o)
+    }
+
+    pub fn runs_section(&self, name: &str) -> bool {
+        !self.skip.iter().any(|s| s == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Options, String> {
+        Options::parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn flags_override_the_issue_defaults() {
+        let d = parse(&[]).unwrap();
+        assert_eq!(
+            (d.runs, d.load_duration, d.concurrency.clone()),
+            (20, Duration::from_secs(10), vec![1, 10, 50])
+        );
+        let o = parse(&[
+            "--runs",
+            "3",
+            "--concurrency",
+            "2, 4",
+            "--skip",
+            "sync,load",
+        ])
+        .unwrap();
+        assert_eq!((o.runs, o.concurrency.clone()), (3, vec![2, 4]));
+        assert!(!o.runs_section("load") && o.runs_section("cold"));
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        assert!(parse(&["--runs", "0"]).unwrap_err().contains("--runs"));
+        assert!(parse(&["--seconds"]).unwrap_err().contains("needs a value"));
+        assert!(parse(&["--nope"]).unwrap_err().contains("--nope"));
+    }
+}

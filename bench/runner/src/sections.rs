@@ -1,0 +1,542 @@
+//! The report's sections, each measured against the one local stack and returned as a table.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use local_stack::LocalStack;
+use serde_json::Value;
+use shared::leads::Lead;
+use shared::ports::{IdempotencyClaim, LeadStore};
+use shared::store::DynamoLeadStore;
+
+use crate::cold_start::{self, Sample, Subject};
+use crate::events::{self, EventContext};
+use crate::load::{self, LoadResult};
+use crate::options::Options;
+use crate::report::{Table, mb, mib_of_kib, ms, opt_ms};
+use crate::{BenchError, artifacts, sync};
+
+pub const FUNCTIONS: [&str; 4] = [
+    "lead-ingest",
+    "crm-worker",
+    "amocrm-webhook",
+    "passport-api",
+];
+const BASELINE: &str = "python-baseline";
+
+/// One line about the machine: the figures mean little without it.
+pub fn machine() -> String {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpu = read("/proc/cpuinfo")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let loadavg = read("/proc/loadavg");
+    let load: Vec<&str> = loadavg.split_whitespace().take(3).collect();
+    format!(
+        "Machine: {cpus} × {cpu}, Linux {}, load average at start {}",
+        read("/proc/sys/kernel/osrelease").trim(),
+        load.join(" ")
+    )
+}
+
+/// The environment a function gets in the local stack: tables, secrets, the sandbox as
+/// amoCRM, moto as AWS (dummy credentials), the Lambda variables the runtime requires.
+fn function_env(stack: &LocalStack) -> Vec<(String, String)> {
+    let r = &stack.resources;
+    let pairs = [
+        ("PATH", std::env::var("PATH").unwrap_or_default()),
+        ("AWS_ENDPOINT_URL", stack.moto.url.clone()),
+        ("AWS_REGION", "eu-central-1".into()),
+        ("AWS_DEFAULT_REGION", "eu-central-1".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".into()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
+        ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench".into()),
+        ("AWS_LAMBDA_LOG_STREAM_NAME", "bench".into()),
+        ("LEADS_TABLE", r.leads_table.clone()),
+        ("INBOX_TABLE", r.inbox_table.clone()),
+        ("PASSPORT_TABLE", r.passport_table.clone()),
+        ("STATE_TABLE", r.state_table.clone()),
+        ("APP_SECRET_ID", r.app_secret_id.clone()),
+        ("AMOCRM_TOKEN_SECRET_ID", r.token_secret_id.clone()),
+        (
+            "AMOCRM_ACCOUNT_ID",
+            stack.options.sandbox.account_id.to_string(),
+        ),
+        ("AMOCRM_BASE_URL", stack.sandbox.url.clone()),
+        ("AMOCRM_OAUTH_BASE_URL", stack.sandbox.url.clone()),
+        ("MAIL_FROM", r.mail_from.clone()),
+    ];
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+fn subjects(options: &Options) -> (Vec<Subject>, Vec<String>) {
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    let event_of: [fn(&EventContext) -> String; 4] = [
+        events::lead_ingest,
+        events::crm_worker,
+        events::amocrm_webhook,
+        events::passport_api,
+    ];
+    for (name, event) in FUNCTIONS.iter().zip(event_of) {
+        let program = options.bin_dir.join(name);
+        if program.is_file() {
+            found.push(Subject {
+                name: name.to_string(),
+                program,
+                args: Vec::new(),
+                event,
+            });
+        } else {
+            missing.push(format!("{name}: no binary at {}", program.display()));
+        }
+    }
+    let runtime = options.repo_root.join("bench/baseline/runtime.py");
+    if options.python.is_file() {
+        found.push(Subject {
+            name: BASELINE.into(),
+            program: options.python.clone(),
+            args: vec![runtime.display().to_string()],
+            event: events::lead_ingest,
+        });
+    } else {
+        missing.push(format!(
+            "{BASELINE}: no Python at {}",
+            options.python.display()
+        ));
+    }
+    (found, missing)
+}
+
+/// Puts the crm-worker sample's lead back as pending, so every run delivers it afresh.
+async fn reseed_worker_lead(stack: &LocalStack, ctx: &EventContext) -> Result<(), BenchError> {
+    let event: Value = serde_json::from_str(&events::crm_worker(ctx))?;
+    let payload = event["Records"][0]["dynamodb"]["NewImage"]["payload"]["S"]
+        .as_str()
+        .ok_or("crm-worker sample event: no NewImage.payload")?;
+    let lead: Lead = serde_json::from_str(payload)?;
+    stack
+        .aws
+        .dynamodb
+        .delete_item()
+        .table_name(&stack.resources.leads_table)
+        .key("pk", AttributeValue::S(format!("LEAD#{}", lead.id)))
+        .send()
+        .await?;
+    let store = DynamoLeadStore::new(stack.aws.dynamodb.clone(), &stack.resources.leads_table);
+    let claim = IdempotencyClaim {
+        key: uuid::Uuid::new_v4().to_string(),
+        expires_at: chrono::Utc::now() + chrono::Duration::days(1),
+    };
+    store.insert(&lead, &claim).await?;
+    Ok(())
+}
+
+fn median<T: Copy + Ord>(values: &mut [T]) -> Option<T> {
+    values.sort_unstable();
+    values.get(values.len().saturating_sub(1) / 2).copied()
+}
+
+pub async fn cold_start(options: &Options, stack: &LocalStack) -> Result<Table, BenchError> {
+    let ctx = EventContext::new(
+        options.repo_root.clone(),
+        stack.options.webhook_token.clone(),
+        stack.options.telegram_bot_token.clone(),
+    );
+    let env = function_env(stack);
+    let (subjects, missing) = subjects(options);
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); subjects.len()];
+    let mut failures: Vec<Vec<String>> = vec![Vec::new(); subjects.len()];
+    // Interleaved: run i of every subject before run i+1 of any, so load drifts hit all alike.
+    for run in 0..options.runs {
+        eprintln!("bench: cold start run {}/{}", run + 1, options.runs);
+        for (i, subject) in subjects.iter().enumerate() {
+            if subject.name == "crm-worker" {
+                reseed_worker_lead(stack, &ctx).await?;
+            }
+            match cold_start::measure_once(subject, &env, &ctx).await {
+                Ok(sample) => samples[i].push(sample),
+                Err(e) => failures[i].push(e.to_string()),
+            }
+        }
+    }
+    let baseline = subjects
+        .iter()
+        .position(|s| s.name == BASELINE)
+        .and_then(|i| median(&mut samples[i].iter().map(|s| s.elapsed).collect::<Vec<_>>()));
+    let mut table = Table::new(
+        &format!(
+            "Cold start: process start → first answer through a local Runtime API (median of {} runs)",
+            options.runs
+        ),
+        &[
+            "Function",
+            "Median",
+            "Min",
+            "Max",
+            "vs Python",
+            "Peak RSS (median)",
+            "Peak RSS (max)",
+            "Answer",
+            "Runs ok",
+        ],
+    );
+    for (i, subject) in subjects.iter().enumerate() {
+        let mut times: Vec<Duration> = samples[i].iter().map(|s| s.elapsed).collect();
+        let mut rss: Vec<u64> = samples[i].iter().filter_map(|s| s.peak_rss_kb).collect();
+        let med = median(&mut times);
+        let ratio = match (med, baseline) {
+            (Some(m), Some(b)) if subject.name != BASELINE => {
+                format!("{:.2}×", m.as_secs_f64() / b.as_secs_f64())
+            }
+            (Some(_), Some(_)) => "1.00×".into(),
+            _ => "–".into(),
+        };
+        table.row(vec![
+            subject.name.clone(),
+            opt_ms(med),
+            opt_ms(times.first().copied()),
+            opt_ms(times.last().copied()),
+            ratio,
+            median(&mut rss)
+                .map(mib_of_kib)
+                .unwrap_or_else(|| "–".into()),
+            rss.last()
+                .copied()
+                .map(mib_of_kib)
+                .unwrap_or_else(|| "–".into()),
+            samples[i]
+                .first()
+                .map(|s| s.answer.clone())
+                .unwrap_or_else(|| "–".into()),
+            format!("{}/{}", samples[i].len(), options.runs),
+        ]);
+        if let Some(first) = failures[i].first() {
+            table.note(format!(
+                "{}: {} failed runs; first: {first}",
+                subject.name,
+                failures[i].len()
+            ));
+        }
+    }
+    table.note(
+        "vs Python = median ÷ the Python 3.11 + boto3 baseline's median (bench/baseline: same \
+         clients and secret read at init, one PutItem per event). Peak RSS = VmHWM of the process \
+         after its first answer, i.e. the peak of one cold invocation. Host (x86_64) release \
+         binaries; the local moto and sandbox answer the AWS and amoCRM calls.",
+    );
+    for m in missing {
+        table.note(format!("skipped {m}"));
+    }
+    Ok(table)
+}
+
+pub fn artifacts(options: &Options) -> Table {
+    let mut table = Table::new(
+        "Artifact size: arm64 release (cargo lambda build --release --arm64 --output-format zip)",
+        &["Function", "bootstrap", "bootstrap.zip"],
+    );
+    let sizes = artifacts::sizes(&options.lambda_dir, &FUNCTIONS);
+    for s in &sizes {
+        table.row(vec![
+            s.function.clone(),
+            s.bootstrap_bytes.map(mb).unwrap_or_else(|| "–".into()),
+            mb(s.zip_bytes),
+        ]);
+    }
+    if sizes.is_empty() {
+        table.note(format!(
+            "not available: no bootstrap.zip under {} (cargo-lambda missing or build skipped)",
+            options.lambda_dir.display()
+        ));
+    } else {
+        table.note(format!("read from {}", options.lambda_dir.display()));
+    }
+    table
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("http client")
+}
+
+/// `POST /leads` as the site sends it, a new lead each time.
+async fn lead_load(stack: &LocalStack, concurrency: usize, duration: Duration) -> LoadResult {
+    let (client, url) = (http(), format!("{}/leads", stack.api_url));
+    load::run(concurrency, duration, move |n| {
+        let body = serde_json::json!({
+            "source": "site", "intent": "service", "name": "Нагрузочный Тест",
+            "phone": events::phone(1_000_000 + n), "message": "Нужна диагностика станка 16К20",
+        });
+        let request = client.post(&url).json(&body).send();
+        async move { matches!(request.await, Ok(r) if r.status().as_u16() == 202) }
+    })
+    .await
+}
+
+/// `POST /webhook/amocrm` as amoCRM sends it (form body, its request id), a new deal each time.
+async fn webhook_load(stack: &LocalStack, concurrency: usize, duration: Duration) -> LoadResult {
+    let client = http();
+    let url = format!(
+        "{}/webhook/amocrm?token={}",
+        stack.api_url, stack.options.webhook_token
+    );
+    let account = stack.options.sandbox.account_id;
+    load::run(concurrency, duration, move |n| {
+        let body = format!(
+            "account%5Bsubdomain%5D=new599bd9d13818a&account%5Bid%5D={account}\
+             &leads%5Bstatus%5D%5B0%5D%5Bid%5D={}&leads%5Bstatus%5D%5B0%5D%5Bstatus_id%5D=142\
+             &leads%5Bstatus%5D%5B0%5D%5Bold_status_id%5D=80953554\
+             &leads%5Bstatus%5D%5B0%5D%5Bpipeline_id%5D=10226282",
+            5_000_000 + n
+        );
+        let request = client
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("user-agent", "amoCRM-Webhooks/3.0")
+            .header("x-amocrm-requestid", uuid::Uuid::new_v4().to_string())
+            .body(body)
+            .send();
+        async move { matches!(request.await, Ok(r) if r.status().is_success()) }
+    })
+    .await
+}
+
+/// The bare PutItem's own table, so its items do not grow the leads table the handlers write.
+const PUT_TABLE: &str = "bench-putitem";
+
+async fn create_put_table(stack: &LocalStack) -> Result<(), BenchError> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    stack
+        .aws
+        .dynamodb
+        .create_table()
+        .table_name(PUT_TABLE)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()?,
+        )
+        .send()
+        .await?;
+    Ok(())
+}
+
+/// A bare PutItem of a lead-sized item to the same moto: the floor under both handlers.
+async fn put_item_load(stack: &LocalStack, concurrency: usize, duration: Duration) -> LoadResult {
+    let dynamodb = stack.aws.dynamodb.clone();
+    load::run(concurrency, duration, move |n| {
+        let request = dynamodb
+            .put_item()
+            .table_name(PUT_TABLE)
+            .item("pk", AttributeValue::S(format!("BENCH#{n}")))
+            .item("kind", AttributeValue::S("bench".into()))
+            .item("payload", AttributeValue::S("x".repeat(600)))
+            .send();
+        async move { request.await.is_ok() }
+    })
+    .await
+}
+
+/// A bare TransactWriteItems of the same shape as lead-ingest's (idempotency claim + lead,
+/// both conditional) into the leads table: moto's transactions copy the whole table per call,
+/// so this is the fair floor under POST /leads on moto.
+async fn transact_load(stack: &LocalStack, concurrency: usize, duration: Duration) -> LoadResult {
+    use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+    let (dynamodb, table) = (
+        stack.aws.dynamodb.clone(),
+        stack.resources.leads_table.clone(),
+    );
+    load::run(concurrency, duration, move |n| {
+        let put = |pk: String| {
+            Put::builder()
+                .table_name(&table)
+                .item("pk", AttributeValue::S(pk))
+                .item("kind", AttributeValue::S("bench".into()))
+                .item("payload", AttributeValue::S("x".repeat(600)))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map(|p| TransactWriteItem::builder().put(p).build())
+        };
+        let items = [
+            put(format!("BENCH-IDEM#{n}")),
+            put(format!("BENCH-LEAD#{n}")),
+        ];
+        let request = items
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map(|items| {
+                dynamodb
+                    .transact_write_items()
+                    .set_transact_items(Some(items))
+                    .send()
+            });
+        async move {
+            match request {
+                Ok(request) => request.await.is_ok(),
+                Err(_) => false,
+            }
+        }
+    })
+    .await
+}
+
+fn ratio(a: Option<Duration>, b: Option<Duration>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if !b.is_zero() => format!("{:.2}×", a.as_secs_f64() / b.as_secs_f64()),
+        _ => "–".into(),
+    }
+}
+
+/// One concurrency level: the route, the bare PutItem, and (for leads) the bare transaction.
+struct Level {
+    concurrency: usize,
+    route: LoadResult,
+    put: LoadResult,
+    transact: Option<LoadResult>,
+}
+
+fn latency_table(title: &str, rows: &[Level], seconds: u64) -> Table {
+    let with_transact = rows.iter().any(|r| r.transact.is_some());
+    let mut header = vec![
+        "Concurrency",
+        "Requests",
+        "Req/s",
+        "p50",
+        "p99",
+        "Errors",
+        "PutItem p50",
+        "PutItem p99",
+        "p50 ÷ PutItem",
+        "p99 ÷ PutItem",
+    ];
+    if with_transact {
+        header.extend(["Txn p50", "Txn p99", "p50 ÷ Txn", "p99 ÷ Txn"]);
+    }
+    let mut table = Table::new(title, &header);
+    for level in rows {
+        let (route, put) = (&level.route, &level.put);
+        let mut row = vec![
+            level.concurrency.to_string(),
+            route.requests().to_string(),
+            format!("{:.0}", route.per_second()),
+            opt_ms(route.p50()),
+            opt_ms(route.p99()),
+            route.errors.to_string(),
+            opt_ms(put.p50()),
+            opt_ms(put.p99()),
+            ratio(route.p50(), put.p50()),
+            ratio(route.p99(), put.p99()),
+        ];
+        if let Some(txn) = &level.transact {
+            row.extend([
+                opt_ms(txn.p50()),
+                opt_ms(txn.p99()),
+                ratio(route.p50(), txn.p50()),
+                ratio(route.p99(), txn.p99()),
+            ]);
+        }
+        table.row(row);
+    }
+    table.note(format!(
+        "{seconds} s per level, closed loop over HTTP/1.1 keep-alive to the local front (the \
+         handlers run in its process, as in `make run`). PutItem = a bare DynamoDB PutItem to the \
+         same moto at the same concurrency (own table); moto serves one request at a time, so at \
+         higher concurrency every column is dominated by its queue."
+    ));
+    if with_transact {
+        table.note(
+            "Txn = a bare TransactWriteItems of lead-ingest's shape (claim + lead, conditional) \
+             into the leads table, measured just before the route. moto deep-copies the whole \
+             table for every item of a transaction, so its cost grows with the rows already \
+             written: this, not the handler, is most of POST /leads on moto.",
+        );
+    }
+    table
+}
+
+pub async fn latency(options: &Options, stack: &LocalStack) -> Result<Vec<Table>, BenchError> {
+    create_put_table(stack).await?;
+    let d = options.load_duration;
+    let mut leads = Vec::new();
+    let mut hooks = Vec::new();
+    for &concurrency in &options.concurrency {
+        eprintln!("bench: latency at concurrency {concurrency}");
+        let put = put_item_load(stack, concurrency, d).await;
+        let transact = transact_load(stack, concurrency, d).await;
+        leads.push(Level {
+            concurrency,
+            route: lead_load(stack, concurrency, d).await,
+            put: put.clone(),
+            transact: Some(transact),
+        });
+        hooks.push(Level {
+            concurrency,
+            route: webhook_load(stack, concurrency, d).await,
+            put,
+            transact: None,
+        });
+    }
+    Ok(vec![
+        latency_table(
+            "Lead accept latency: POST /leads → 202",
+            &leads,
+            d.as_secs(),
+        ),
+        latency_table(
+            "Webhook ack latency: POST /webhook/amocrm → 200",
+            &hooks,
+            d.as_secs(),
+        ),
+    ])
+}
+
+pub fn sync(options: &Options) -> Table {
+    let mut table = Table::new(
+        "Maintenance sync at the sandbox's 7 req/s",
+        &[
+            "Changed passports",
+            "Wall time",
+            "Requests",
+            "429s",
+            "Peak RSS",
+            "Floor ceil(N/250)/7",
+            "÷ floor",
+        ],
+    );
+    let sync::SyncSection::NotAvailable(why) = sync::availability(&options.repo_root);
+    for n in [1_000u64, 10_000, 100_000] {
+        table.row(vec![
+            n.to_string(),
+            "–".into(),
+            "–".into(),
+            "–".into(),
+            "–".into(),
+            ms(Duration::from_secs_f64(sync::floor_secs(n))),
+            "–".into(),
+        ]);
+    }
+    table.note(why);
+    table
+}
