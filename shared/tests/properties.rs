@@ -29,7 +29,13 @@ fn encode(s: &str) -> String {
 /// literal or percent-encoded.
 fn webhook_body() -> impl Strategy<Value = String> {
     let entity = prop::sample::select(vec![
-        "leads", "contacts", "companies", "account", "task", "unsorted", "other",
+        "leads",
+        "contacts",
+        "companies",
+        "account",
+        "task",
+        "unsorted",
+        "other",
     ]);
     let action = prop::sample::select(vec![
         "add",
@@ -111,7 +117,11 @@ fn captures() -> Vec<Vec<u8>> {
         .map(|path| std::fs::read(&path).expect("readable capture"))
         .collect();
     bodies.sort();
-    assert!(bodies.len() >= 5, "expected the webhook captures in {}", dir.display());
+    assert!(
+        bodies.len() >= 5,
+        "expected the webhook captures in {}",
+        dir.display()
+    );
     bodies
 }
 
@@ -161,10 +171,7 @@ proptest! {
 fn webhook_captures_with_random_edits() {
     let captures = captures();
     let mut runner = TestRunner::new(ProptestConfig::with_cases(CASES));
-    let input = (
-        0..captures.len(),
-        prop::collection::vec(edit(), 0..6),
-    );
+    let input = (0..captures.len(), prop::collection::vec(edit(), 0..6));
     runner
         .run(&input, |(i, edits)| {
             invariants::webhook(&apply(captures[i].clone(), &edits));
@@ -244,7 +251,10 @@ fn lead_json() -> impl Strategy<Value = Value> {
         1 => any::<i64>().prop_map(Value::from),
         1 => "[0-9]{1,20}".prop_map(Value::from),
     ];
-    let equipment = (optional(text().prop_map(Value::from)), optional(text().prop_map(Value::from)))
+    let equipment = (
+        optional(text().prop_map(Value::from)),
+        optional(text().prop_map(Value::from)),
+    )
         .prop_map(|(model, serial)| json!({"model": model, "serial": serial}));
     let page_url = prop_oneof![
         9 => "[hH][tT][tT][pP][sS]?://[a-z0-9.-]{1,20}(:[0-9]{1,5})?(/[a-z0-9/?=&%-]{0,20})?",
@@ -261,12 +271,16 @@ fn lead_json() -> impl Strategy<Value = Value> {
         optional(telegram_id),
     );
     (
-        (source, optional(intent.prop_map(Value::from)), optional(text().prop_map(Value::from))),
+        (
+            source,
+            optional(intent.prop_map(Value::from)),
+            optional(text().prop_map(Value::from)),
+        ),
         contact,
         (
             optional(
                 prop_oneof![9 => "[А-Яа-я .,\n\r\t]{0,200}", 1 => any::<String>()]
-                    .prop_map(Value::from)
+                    .prop_map(Value::from),
             ),
             optional(equipment),
             prop::collection::vec(cart_item(), 0..3),
@@ -382,8 +396,14 @@ fn generated_lead_bodies_are_often_valid() {
         from_json += matches!(parse_json(body.to_string().as_bytes()), Ok(Intake::Lead(_))) as u32;
         from_form += matches!(parse_form(as_form(&body).as_bytes()), Ok(Intake::Lead(_))) as u32;
     }
-    assert!(from_json * 5 >= total, "only {from_json}/{total} JSON bodies were leads");
-    assert!(from_form * 5 >= total, "only {from_form}/{total} form bodies were leads");
+    assert!(
+        from_json * 5 >= total,
+        "only {from_json}/{total} JSON bodies were leads"
+    );
+    assert!(
+        from_form * 5 >= total,
+        "only {from_form}/{total} form bodies were leads"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -472,21 +492,23 @@ fn problem_body() -> impl Strategy<Value = String> {
         ]),
         optional(validation.prop_map(Value::from)),
     )
-        .prop_map(|((title, detail, hint, trace_id), retry_after, validation)| {
-            let fields = [
-                ("title", title),
-                ("detail", detail),
-                ("hint", hint),
-                ("trace_id", trace_id),
-                ("retry_after", retry_after),
-                ("validation-errors", validation),
-            ];
-            let body: Map<String, Value> = fields
-                .into_iter()
-                .filter_map(|(k, v)| Some((k.to_owned(), v?)))
-                .collect();
-            Value::Object(body).to_string()
-        })
+        .prop_map(
+            |((title, detail, hint, trace_id), retry_after, validation)| {
+                let fields = [
+                    ("title", title),
+                    ("detail", detail),
+                    ("hint", hint),
+                    ("trace_id", trace_id),
+                    ("retry_after", retry_after),
+                    ("validation-errors", validation),
+                ];
+                let body: Map<String, Value> = fields
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((k.to_owned(), v?)))
+                    .collect();
+                Value::Object(body).to_string()
+            },
+        )
 }
 
 fn html_page() -> impl Strategy<Value = String> {

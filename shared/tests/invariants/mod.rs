@@ -64,7 +64,10 @@ pub fn intake_result(result: Result<Intake, IntakeError>) {
             assert!(!errors.is_empty(), "Invalid without a field");
             for e in errors {
                 assert!(!e.field.trim().is_empty(), "error without a field: {e:?}");
-                assert!(!e.message.trim().is_empty(), "error without a message: {e:?}");
+                assert!(
+                    !e.message.trim().is_empty(),
+                    "error without a message: {e:?}"
+                );
             }
         }
     }
@@ -87,7 +90,11 @@ pub fn lead_request(lead: &LeadRequest) {
             .checked_mul(i64::from(item.qty))
             .and_then(|line| sum.checked_add(line))
     });
-    assert_eq!(exact_total, Some(lead.total_kopecks()), "cart total overflows");
+    assert_eq!(
+        exact_total,
+        Some(lead.total_kopecks()),
+        "cart total overflows"
+    );
     assert!(lead.total_roubles() >= 0);
 
     let again = json_body(lead).to_string();
@@ -333,7 +340,11 @@ fn shown_safely(err: &CrmError) {
     for planted in [PLANTED_TOKEN, PLANTED_BEARER.trim()] {
         for piece in planted.as_bytes().windows(16) {
             let piece = std::str::from_utf8(piece).expect("ASCII");
-            for (what, text) in [("message", &err.message), ("hint", &err.hint), ("stored", &stored)] {
+            for (what, text) in [
+                ("message", &err.message),
+                ("hint", &err.hint),
+                ("stored", &stored),
+            ] {
                 assert!(!text.contains(piece), "{what} echoes a token: {text}");
             }
         }
