@@ -20,7 +20,8 @@ RUST_LOG     ?= warn
 FUZZ_SECONDS    ?= 60
 FUZZ_TARGETS    ?= webhook lead_intake telegram_init_data amocrm_problem
 # Safe Rust parsers: no sanitizer (ASan only checks unsafe code, at half the speed);
-# `make fuzz FUZZ_SANITIZER=address` for the default.
+# `make fuzz FUZZ_SANITIZER=address` for the default. 16 codegen units: a much shorter first
+# build of the dependency tree for a few percent of speed.
 FUZZ_SANITIZER  ?= none
 CARGO_FUZZ_ROOT ?= $(CURDIR)/.cargo-fuzz
 FUZZ_TARGET_DIR ?= $(CURDIR)/fuzz/target
@@ -87,7 +88,7 @@ fuzz: ## Fuzz each parser for FUZZ_SECONDS (default 60) with cargo-fuzz on night
 	@for target in $(FUZZ_TARGETS); do \
 		printf '\n==> fuzz: %s for %s s\n' "$$target" "$(FUZZ_SECONDS)"; \
 		(cd fuzz && PATH="$(CARGO_FUZZ_ROOT)/bin:$$PATH" cargo +nightly fuzz run \
-			--sanitizer $(FUZZ_SANITIZER) --target-dir $(FUZZ_TARGET_DIR) "$$target" -- \
+			--sanitizer $(FUZZ_SANITIZER) --codegen-units 16 --target-dir $(FUZZ_TARGET_DIR) "$$target" -- \
 			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1) || exit 1; \
 	done
 

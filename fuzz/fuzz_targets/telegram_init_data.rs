@@ -39,8 +39,14 @@ fuzz_target!(|data: &[u8]| {
         .edits
         .iter()
         .map(|e| match *e {
-            FuzzEdit::Replace(at, byte) => Edit::Replace { at: at.into(), byte },
-            FuzzEdit::Insert(at, byte) => Edit::Insert { at: at.into(), byte },
+            FuzzEdit::Replace(at, byte) => Edit::Replace {
+                at: at.into(),
+                byte,
+            },
+            FuzzEdit::Insert(at, byte) => Edit::Insert {
+                at: at.into(),
+                byte,
+            },
             FuzzEdit::Remove(at) => Edit::Remove { at: at.into() },
         })
         .collect();
