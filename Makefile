@@ -16,6 +16,16 @@ MOTO_PORT    ?= 5000
 # Tests log only what went wrong; override with `make test RUST_LOG=debug`.
 RUST_LOG     ?= warn
 
+# `make fuzz`: seconds per target, the targets, where cargo-fuzz is installed and builds.
+FUZZ_SECONDS    ?= 60
+FUZZ_TARGETS    ?= webhook lead_intake telegram_init_data amocrm_problem
+# Safe Rust parsers: no sanitizer (ASan only checks unsafe code, at half the speed);
+# `make fuzz FUZZ_SANITIZER=address` for the default. 16 codegen units: a much shorter first
+# build of the dependency tree for a few percent of speed.
+FUZZ_SANITIZER  ?= none
+CARGO_FUZZ_ROOT ?= $(CURDIR)/.cargo-fuzz
+FUZZ_TARGET_DIR ?= $(CURDIR)/fuzz/target
+
 # sam validate --lint works offline; it only wants a region. No credentials, no telemetry.
 SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_REGION=eu-central-1 AWS_DEFAULT_REGION=eu-central-1
 
@@ -25,7 +35,7 @@ TOKEN_WRITERS := LeadIngestFunction=AmoTokenSecret,CrmWorkerFunction=AmoTokenSec
 
 step = @printf '\n==> %s\n' "$(1)"
 
-.PHONY: help deps run test fmt fmt-check lint clippy template-check cargo-test bench clean clean-all
+.PHONY: help deps run test fmt fmt-check lint clippy template-check cargo-test bench fuzz clean clean-all
 
 help: ## List the targets
 	@echo "make targets (variables: API_PORT=$(API_PORT) SANDBOX_PORT=$(SANDBOX_PORT) MOTO_PORT=$(MOTO_PORT)):"
@@ -96,6 +106,20 @@ bench: deps ## Benchmarks: cold start vs Python, arm64 sizes, accept latency, pe
 	MOTO_SERVER=$(MOTO_SERVER) $(BENCH_TARGET_DIR)/release/bench-runner \
 		--bin-dir $(BENCH_TARGET_DIR)/release --lambda-dir $(LAMBDA_TARGET_DIR)/lambda \
 		--python $(PYTHON) $(BENCH_ARGS)
+
+fuzz: ## Fuzz each parser for FUZZ_SECONDS (default 60) with cargo-fuzz on nightly (README "Fuzzing")
+	$(call step,fuzz: nightly toolchain and cargo-fuzz in $(CARGO_FUZZ_ROOT))
+	@rustup run nightly rustc --version || { \
+		echo "make fuzz needs the nightly toolchain: rustup toolchain install nightly --profile minimal"; exit 1; }
+	@test -x $(CARGO_FUZZ_ROOT)/bin/cargo-fuzz || cargo install cargo-fuzz --locked --root $(CARGO_FUZZ_ROOT)
+	$(call step,fuzz: seed the corpora (fuzz/seed.sh))
+	bash fuzz/seed.sh
+	@for target in $(FUZZ_TARGETS); do \
+		printf '\n==> fuzz: %s for %s s\n' "$$target" "$(FUZZ_SECONDS)"; \
+		(cd fuzz && PATH="$(CARGO_FUZZ_ROOT)/bin:$$PATH" cargo +nightly fuzz run \
+			--sanitizer $(FUZZ_SANITIZER) --codegen-units 16 --target-dir $(FUZZ_TARGET_DIR) "$$target" -- \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1) || exit 1; \
+	done
 
 clean: ## Remove build output (cargo target dir, .aws-sam); keeps .venv
 	$(call step,clean: cargo clean; rm -rf .aws-sam)

@@ -305,6 +305,7 @@ pub struct ResponseContext<'a> {
 }
 
 /// An amoCRM problem+json body; every field is optional because amoCRM omits them freely.
+/// Texts come with anything credential-shaped replaced by `[redacted]` (see `redact_tokens`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Problem {
     pub problem_type: Option<String>,
@@ -325,7 +326,7 @@ impl Problem {
         let v: Value = serde_json::from_str(body.trim()).ok()?;
         let obj = v.as_object()?;
         let text = |k: &str| match obj.get(k) {
-            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(redact_tokens(s.trim())),
             Some(Value::Number(n)) => Some(n.to_string()),
             _ => None,
         };
@@ -386,7 +387,7 @@ fn parse_seconds(s: &str) -> Option<u64> {
 /// `[{"request_id":"0","errors":[{code,path,detail}]}]`; flat `[{code,path,detail}]` is accepted too.
 fn parse_validation_errors(v: &Value) -> Vec<ValidationError> {
     let str_of = |o: &Value, k: &str| match o.get(k) {
-        Some(Value::String(s)) => s.clone(),
+        Some(Value::String(s)) => redact_tokens(s),
         Some(Value::Number(n)) => n.to_string(),
         _ => String::new(),
     };
@@ -399,7 +400,7 @@ fn parse_validation_errors(v: &Value) -> Vec<ValidationError> {
     let mut out = Vec::new();
     for item in v.as_array().into_iter().flatten() {
         let request_id = match item.get("request_id") {
-            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::String(s)) => Some(redact_tokens(s)),
             Some(Value::Number(n)) => Some(n.to_string()),
             _ => None,
         };
@@ -428,7 +429,40 @@ fn html_title(body: &str) -> Option<String> {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
-    (!title.is_empty()).then(|| title.chars().take(100).collect())
+    // Redacted before it is cut: a token cut in half is no longer recognisable.
+    (!title.is_empty()).then(|| redact_tokens(&title).chars().take(100).collect())
+}
+
+/// Credential-shaped text an error body may carry (a proxy echoing the `Authorization` header,
+/// a token endpoint quoting what it was sent): the word after `Bearer` when it is 16 characters
+/// or more, and any run of 64 or more characters of the base64/base64url alphabet and `.` (a
+/// JWT: amoCRM's access and refresh tokens are hundreds long; ids, validation paths and trace
+/// ids are far shorter).
+const REDACTED: &str = "[redacted]";
+const TOKEN_RUN: usize = 64;
+const BEARER_TOKEN: usize = 16;
+
+fn redact_tokens(text: &str) -> String {
+    let is_token_char =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '+' | '/' | '=' | '.');
+    let mut out = String::with_capacity(text.len());
+    let mut after_bearer = false;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if is_token_char(c) {
+            let end = rest.find(|c| !is_token_char(c)).unwrap_or(rest.len());
+            let word = &rest[..end];
+            let secret = word.len() >= TOKEN_RUN || (after_bearer && word.len() >= BEARER_TOKEN);
+            out.push_str(if secret { REDACTED } else { word });
+            after_bearer = word.eq_ignore_ascii_case("bearer");
+            rest = &rest[end..];
+        } else {
+            after_bearer &= c.is_whitespace();
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
 }
 
 /// The hint for a 400 with `validation-errors`: each rejected path named by its env variable.
@@ -869,6 +903,50 @@ mod tests {
                 .unwrap();
         assert_eq!(flat.validation[0].path, "price");
         assert_eq!(flat.validation[0].detail, "");
+    }
+
+    /// Found by the `amocrm_problem` fuzz target: a `Bearer` token in an HTML ban page's title
+    /// came out in the message. Tokens in any echoed text are now redacted.
+    #[test]
+    fn tokens_in_an_error_body_never_reach_message_hint_or_validation() {
+        let jwt = format!("eyJ0eXAiOiJKV1QifQ.{}.sig", "eyJhdWQiOiJ4In0".repeat(6));
+        let bearer = "Bearer Zk9mYXJfc2VjcmV0X3Rva2Vu";
+        let html = format!("<html><title>{} {bearer}</title></html>", "x".repeat(80));
+        let problem = json!({
+            "title": format!("Unauthorized {bearer}"),
+            "detail": format!("token {jwt} rejected"),
+            "hint": format!("refresh_token={jwt}"),
+            "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+            "validation-errors": [{"request_id": "0", "errors": [
+                {"code": "InvalidType", "path": "custom_fields_values.0.field_id", "detail": jwt}
+            ]}],
+        })
+        .to_string();
+        let cfg = test_config("http://127.0.0.1:1");
+        for err in [
+            map(403, &html, None),
+            map(400, &problem, None),
+            oauth_error(401, &problem, &cfg),
+        ] {
+            let stored = serde_json::to_string(&err).unwrap();
+            for text in [&err.message, &err.hint, &stored] {
+                assert!(!text.contains("Zk9mYXJfc2VjcmV0X3Rva2Vu"), "{text}");
+                assert!(!text.contains("eyJhdWQiOiJ4In0"), "{text}");
+            }
+        }
+        let p = Problem::parse(&problem).unwrap();
+        assert_eq!(p.title.as_deref(), Some("Unauthorized Bearer [redacted]"));
+        assert_eq!(p.detail.as_deref(), Some("token [redacted] rejected"));
+        // What operators need stays: short words after Bearer, trace ids, paths.
+        assert_eq!(
+            p.trace_id.as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(p.validation[0].path, "custom_fields_values.0.field_id");
+        assert_eq!(
+            redact_tokens("Invalid Bearer token"),
+            "Invalid Bearer token"
+        );
     }
 
     #[test]

@@ -45,13 +45,20 @@ fn is_group_space(c: char) -> bool {
 pub fn parse_roubles(text: &str) -> Result<i64, MoneyError> {
     let text = text.trim();
     let text = text.strip_suffix('₽').unwrap_or(text).trim_end();
-    if let Some(rest) = text.strip_prefix(['-', '\u{2212}']) {
-        return match parse_roubles(rest) {
+    // One sign at most: `--5` is a typo, not a price. (Reading signs one call per sign let a
+    // 64 KiB run of `-` overflow the stack.)
+    match text.strip_prefix(['-', '\u{2212}']) {
+        Some(rest) => match parse_unsigned(rest.trim_start()) {
             Ok(0) => Ok(0),
             Ok(_) | Err(MoneyError::TooLarge) => Err(MoneyError::Negative),
             Err(e) => Err(e),
-        };
+        },
+        None => parse_unsigned(text),
     }
+}
+
+/// `1 234,50` without sign or currency → kopecks.
+fn parse_unsigned(text: &str) -> Result<i64, MoneyError> {
     let (int_part, frac_part) = match (text.find('.'), text.find(',')) {
         (Some(_), Some(_)) => return Err(MoneyError::Format),
         (Some(i), None) | (None, Some(i)) => (&text[..i], Some(&text[i + 1..])),
@@ -163,6 +170,20 @@ mod tests {
         for (text, expected) in cases {
             assert_eq!(parse_roubles(text), Err(expected), "{text:?}");
         }
+    }
+
+    #[test]
+    fn a_run_of_minus_signs_is_refused_on_a_small_stack() {
+        assert_eq!(parse_roubles("--5"), Err(MoneyError::Format));
+        assert_eq!(parse_roubles("-\u{2212}0"), Err(MoneyError::Format));
+        assert_eq!(parse_roubles("- 5"), Err(MoneyError::Negative));
+        // A whole 64 KiB request body of signs: one stack frame per sign used to overflow.
+        let signs = format!("{}5", "-".repeat(64 * 1024));
+        let on_small_stack = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || parse_roubles(&signs))
+            .unwrap();
+        assert_eq!(on_small_stack.join().unwrap(), Err(MoneyError::Format));
     }
 
     #[test]
