@@ -4,16 +4,14 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
+use super::attr::{Item, get_n, get_s, n, s, time, time_text, unavailable};
 use super::{IDEM_PREFIX, LEAD_PREFIX, STATUS_INDEX};
 use crate::leads::{Delivery, Lead, LeadStatus, StoredLead};
 use crate::ports::{IdempotencyClaim, InsertOutcome, LeadStore, StoreError};
-
-type Item = HashMap<String, AttributeValue>;
 
 #[derive(Clone)]
 pub struct DynamoLeadStore {
@@ -30,43 +28,9 @@ impl DynamoLeadStore {
     }
 }
 
-fn unavailable(e: impl std::error::Error) -> StoreError {
-    StoreError::Unavailable(DisplayErrorContext(e).to_string())
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-fn get_s<'a>(item: &'a Item, key: &str) -> Option<&'a str> {
-    item.get(key)
-        .and_then(|v| v.as_s().ok())
-        .map(String::as_str)
-}
-
-fn get_n<T: std::str::FromStr>(item: &Item, key: &str) -> Option<T> {
-    item.get(key)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse().ok())
-}
-
-fn get_ts(item: &Item, key: &str) -> Option<DateTime<Utc>> {
-    get_s(item, key)
-        .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
-        .map(|t| t.with_timezone(&Utc))
-}
-
 fn lead_item(lead: &Lead, claim_key: &str) -> Result<Item, StoreError> {
     let payload = serde_json::to_string(lead).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let now = ts(lead.received_at);
+    let now = time_text(lead.received_at);
     Ok(HashMap::from([
         ("pk".into(), s(format!("{LEAD_PREFIX}{}", lead.id))),
         ("kind".into(), s("lead")),
@@ -93,16 +57,16 @@ pub(crate) fn stored_lead_from_item(item: &Item) -> Result<StoredLead, StoreErro
     let delivery = Delivery {
         amo_contact_id: get_n(item, "amo_contact_id"),
         amo_lead_id: get_n(item, "amo_lead_id"),
-        create_started_at: get_ts(item, "create_started_at"),
+        create_started_at: time(item, "create_started_at"),
         amo_note_id: get_n(item, "amo_note_id"),
-        note_started_at: get_ts(item, "note_started_at"),
-        mailed_at: get_ts(item, "mailed_at"),
+        note_started_at: time(item, "note_started_at"),
+        mailed_at: time(item, "mailed_at"),
         attempts: get_n(item, "attempts").unwrap_or(0),
         last_error: get_s(item, "last_error").map(str::to_string),
         hint: get_s(item, "hint").map(str::to_string),
     };
     Ok(StoredLead {
-        updated_at: get_ts(item, "updated_at").unwrap_or(lead.received_at),
+        updated_at: time(item, "updated_at").unwrap_or(lead.received_at),
         lead,
         status,
         delivery,
@@ -205,7 +169,7 @@ impl LeadStore for DynamoLeadStore {
         let mut remove = Vec::new();
         let mut values: Item = HashMap::from([
             (":status".into(), s(status.as_str())),
-            (":now".into(), s(ts(Utc::now()))),
+            (":now".into(), s(time_text(Utc::now()))),
             (":attempts".into(), n(delivery.attempts)),
         ]);
         let optional: [(&str, Option<AttributeValue>); 8] = [
@@ -213,14 +177,14 @@ impl LeadStore for DynamoLeadStore {
             ("amo_lead_id", delivery.amo_lead_id.map(n)),
             (
                 "create_started_at",
-                delivery.create_started_at.map(|t| s(ts(t))),
+                delivery.create_started_at.map(|t| s(time_text(t))),
             ),
             ("amo_note_id", delivery.amo_note_id.map(n)),
             (
                 "note_started_at",
-                delivery.note_started_at.map(|t| s(ts(t))),
+                delivery.note_started_at.map(|t| s(time_text(t))),
             ),
-            ("mailed_at", delivery.mailed_at.map(|t| s(ts(t)))),
+            ("mailed_at", delivery.mailed_at.map(|t| s(time_text(t)))),
             ("last_error", delivery.last_error.clone().map(s)),
             ("hint", delivery.hint.clone().map(s)),
         ];

@@ -8,10 +8,10 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 
+use super::attr::{Item, s, text, time, time_text, unavailable};
 use crate::amocrm::CrmErrorKind;
 use crate::amocrm::call_log::{AmoCalls, AmoFailure, CallLog};
 use crate::ops::health::{LastSync, LastSyncSource};
@@ -21,8 +21,6 @@ pub const LAST_ERROR_KEY: &str = "AMOCRM_LAST_ERROR";
 pub const LAST_OK_KEY: &str = "AMOCRM_LAST_OK";
 /// Written by the maintenance sync (`outcome`, `finished_at`, `report` JSON with `error`, `hint`).
 pub const LAST_SYNC_KEY: &str = "SYNC#last_run";
-
-type Item = HashMap<String, AttributeValue>;
 
 #[derive(Clone)]
 pub struct DynamoHealthRecords {
@@ -49,28 +47,6 @@ impl DynamoHealthRecords {
             .map(|out| out.item)
             .map_err(unavailable)
     }
-}
-
-fn unavailable(e: impl std::error::Error) -> StoreError {
-    StoreError::Unavailable(DisplayErrorContext(e).to_string())
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn time_text(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-fn text(item: &Item, key: &str) -> Option<String> {
-    item.get(key).and_then(|v| v.as_s().ok()).cloned()
-}
-
-fn time(item: &Item, key: &str) -> Option<DateTime<Utc>> {
-    text(item, key)
-        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-        .map(|t| t.with_timezone(&Utc))
 }
 
 pub(crate) fn failure_item(f: &AmoFailure) -> Item {

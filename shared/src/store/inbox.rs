@@ -6,12 +6,12 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
 use super::STATUS_INDEX;
+use super::attr::{s, unavailable};
 use crate::ports::{InboxEvent, InboxStatus, InboxStore, StoreError};
 
 pub const EVENT_PREFIX: &str = "EVT#";
@@ -29,14 +29,6 @@ impl DynamoInboxStore {
             table: table.into(),
         }
     }
-}
-
-fn unavailable(e: impl std::error::Error) -> StoreError {
-    StoreError::Unavailable(DisplayErrorContext(e).to_string())
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
 }
 
 #[async_trait]

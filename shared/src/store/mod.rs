@@ -6,6 +6,7 @@
 //! - `IDEM#<key>` (`kind = idem`): the claim that makes repeats return the first answer,
 //!   expiring through TTL on `expires_at` (reads also check it: TTL deletion is lazy).
 
+mod attr;
 mod dynamo;
 mod health;
 mod inbox;

@@ -11,12 +11,12 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use chrono::{DateTime, NaiveDate, Utc};
 
+use super::attr::{Item, n, s, unavailable};
 use crate::passport::{
     AmoValues, Equipment, EquipmentState, Maintenance, MaintenanceStatus, SyncMarks,
 };
@@ -32,8 +32,6 @@ const INDEXED: &str = "Y";
 /// BatchGetItem's cap.
 const MAX_BATCH_GET: usize = 100;
 
-type Item = HashMap<String, AttributeValue>;
-
 #[derive(Clone)]
 pub struct DynamoPassportStore {
     client: Client,
@@ -47,18 +45,6 @@ impl DynamoPassportStore {
             table: table.into(),
         }
     }
-}
-
-fn unavailable(e: impl std::error::Error) -> StoreError {
-    StoreError::Unavailable(DisplayErrorContext(e).to_string())
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
 }
 
 fn owner_pk(telegram_id: i64) -> String {

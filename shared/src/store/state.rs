@@ -11,13 +11,13 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
-use chrono::{DateTime, SecondsFormat, Utc};
+use aws_sdk_dynamodb::types::ReturnValue;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::attr::{Item, n, s, time_text, unavailable};
 use crate::ports::StoreError;
 
 pub const OAUTH_STATE_PREFIX: &str = "OAUTH_STATE#";
@@ -103,24 +103,6 @@ impl DynamoStateStore {
             table: table.into(),
         }
     }
-}
-
-type Item = HashMap<String, AttributeValue>;
-
-fn unavailable(e: impl std::error::Error) -> StoreError {
-    StoreError::Unavailable(DisplayErrorContext(e).to_string())
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-fn time_text(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 fn health_item(h: &TokenHealthRecord) -> Item {

@@ -8,17 +8,16 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, Select};
-use chrono::{DateTime, SecondsFormat, Utc};
+use aws_sdk_dynamodb::types::Select;
+use chrono::{DateTime, Utc};
 use tracing::warn;
 
+use super::attr::{Item, s, text, time, time_text, unavailable};
 use super::{EVENT_PREFIX, LEAD_PREFIX, STATUS_INDEX};
 use crate::ops::parked::{ParkedItem, RedriveOutcome, WorkKind, WorkQueues};
 use crate::ports::StoreError;
-
-type Item = HashMap<String, AttributeValue>;
 
 #[derive(Clone)]
 pub struct DynamoWorkQueues {
@@ -196,28 +195,6 @@ fn index_missing<E: ProvideErrorMetadata, R>(e: &aws_sdk_dynamodb::error::SdkErr
             .message()
             .is_some_and(|m| m.to_ascii_lowercase().contains("index"))
     })
-}
-
-fn unavailable(e: impl std::error::Error) -> StoreError {
-    StoreError::Unavailable(DisplayErrorContext(e).to_string())
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn time_text(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-fn text(item: &Item, key: &str) -> Option<String> {
-    item.get(key).and_then(|v| v.as_s().ok()).cloned()
-}
-
-fn time(item: &Item, key: &str) -> Option<DateTime<Utc>> {
-    text(item, key)
-        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-        .map(|t| t.with_timezone(&Utc))
 }
 
 fn parked_item(kind: WorkKind, item: &Item) -> Result<ParkedItem, StoreError> {
