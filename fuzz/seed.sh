@@ -65,5 +65,5 @@ done < <(grep -o '`{"[^`]*}`' "$team/amocrm-api.md" | tr -d '`' | sort -u)
     >"$corpus/amocrm_problem/nginx-403"
 
 for target in webhook lead_intake telegram_init_data amocrm_problem; do
-    echo "seeded corpus/$target: $(find "$corpus/$target" -type f | wc -l) files"
+    echo "corpus/$target: $(find "$corpus/$target" -type f | wc -l) files"
 done
