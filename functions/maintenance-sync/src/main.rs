@@ -23,6 +23,8 @@ async fn main() -> Result<(), Error> {
         async move {
             let budget = Budget::until_unix_ms(event.context.deadline, per_request);
             let report = sync.run(chrono::Utc::now(), &budget).await;
+            report.count_metrics();
+            shared::metrics::flush("maintenance-sync");
             if report.outcome == RunOutcome::Failed {
                 // Counted by the errors alarm; the report is kept in the state table.
                 return Err(Error::from(report.error.unwrap_or_default()));

@@ -356,3 +356,24 @@ impl MaintenanceSync {
         RunReport::new(now)
     }
 }
+
+impl RunReport {
+    /// Counts this run in the invocation's metrics line (`metrics::flush` writes it).
+    pub fn count_metrics(&self) {
+        use crate::metrics::{Metric, add, count};
+        count(Metric::SyncRuns);
+        if self.outcome == RunOutcome::Failed {
+            count(Metric::SyncFailures);
+        }
+        let millis = (self.finished_at - self.started_at)
+            .num_milliseconds()
+            .max(0);
+        add(Metric::SyncDurationMs, millis as f64);
+        add(Metric::SyncPulled, self.pull.deals as f64);
+        add(Metric::SyncPushed, self.push.written as f64);
+        add(
+            Metric::RemindersCreated,
+            self.reminders.tasks_created as f64,
+        );
+    }
+}
