@@ -49,3 +49,26 @@ pub(super) fn time(item: &Item, key: &str) -> Option<DateTime<Utc>> {
         .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
         .map(|t| t.with_timezone(&Utc))
 }
+
+/// The outcome of a conditional `PutItem`: true when written, false when the condition failed
+/// (the item was already there), an error otherwise.
+pub(super) fn conditional_put<R: std::fmt::Debug>(
+    result: Result<
+        aws_sdk_dynamodb::operation::put_item::PutItemOutput,
+        aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::put_item::PutItemError, R>,
+    >,
+) -> Result<bool, StoreError> {
+    use aws_sdk_dynamodb::operation::put_item::PutItemError;
+    match result {
+        Ok(_) => Ok(true),
+        Err(e)
+            if matches!(
+                e.as_service_error(),
+                Some(PutItemError::ConditionalCheckFailedException(_))
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(unavailable(e)),
+    }
+}

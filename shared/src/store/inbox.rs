@@ -6,12 +6,11 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
 use super::STATUS_INDEX;
-use super::attr::{s, unavailable};
+use super::attr::{conditional_put, s, unavailable};
 use crate::ports::{InboxEvent, InboxStatus, InboxStore, StoreError};
 
 pub const EVENT_PREFIX: &str = "EVT#";
@@ -55,18 +54,7 @@ impl InboxStore for DynamoInboxStore {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+        conditional_put(put)
     }
 
     async fn get(&self, id: &str) -> Result<Option<InboxEvent>, StoreError> {

@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::attr::{Item, n, s, unavailable};
+use super::attr::{Item, conditional_put, n, s, unavailable};
 use crate::passport::{
     AmoValues, Equipment, EquipmentState, Maintenance, MaintenanceStatus, SyncMarks,
 };
@@ -362,18 +362,7 @@ impl PassportStore for DynamoPassportStore {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+        conditional_put(put)
     }
 
     async fn clear_waiting(&self, amo_lead_id: i64) -> Result<(), StoreError> {

@@ -12,12 +12,11 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::ReturnValue;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::attr::{Item, n, s, time_text, unavailable};
+use super::attr::{Item, conditional_put, n, s, time_text, unavailable};
 use crate::ports::StoreError;
 
 pub const OAUTH_STATE_PREFIX: &str = "OAUTH_STATE#";
@@ -184,18 +183,7 @@ impl StateStore for DynamoStateStore {
             .expression_attribute_values(":now", n(now.timestamp_millis()))
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+        conditional_put(put)
     }
 
     async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError> {
@@ -322,18 +310,7 @@ impl StateStore for DynamoStateStore {
             .expression_attribute_values(":required", s("reauthorization_required"))
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+        conditional_put(put)
     }
 }
 

@@ -7,11 +7,10 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use chrono::{DateTime, Utc};
 
-use super::attr::{n, s, unavailable};
+use super::attr::{conditional_put, n, s, unavailable};
 use crate::maintenance::RunReport;
 use crate::ports::{StoreError, SyncStateStore};
 
@@ -103,18 +102,7 @@ impl SyncStateStore for DynamoSyncState {
             .expression_attribute_values(":owner", s(owner))
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+        conditional_put(put)
     }
 
     async fn release_lease(&self, owner: &str) -> Result<(), StoreError> {
