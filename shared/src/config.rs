@@ -56,6 +56,9 @@ pub struct SyncConfig {
     pub overlap_secs: i64,
     /// `REDRIVE_AFTER_SECS`: leads and webhook events pending longer than this are fed again.
     pub redrive_after_secs: i64,
+    /// `TOKEN_REFRESH_AHEAD_MINS`: the sync refreshes an OAuth pair with less than this left
+    /// (amoCRM's access tokens live 24 h; keep it above the schedule's period).
+    pub token_refresh_ahead_mins: i64,
 }
 
 impl SyncConfig {
@@ -285,6 +288,7 @@ fn sync_config(
         reminder_days: int("REMINDER_DAYS", 14, 0..=365)?,
         overlap_secs: int("SYNC_OVERLAP_SECS", 300, 0..=86_400)?,
         redrive_after_secs: int("REDRIVE_AFTER_SECS", 900, 0..=7 * 86_400)?,
+        token_refresh_ahead_mins: int("TOKEN_REFRESH_AHEAD_MINS", 120, 10..=23 * 60)?,
     })
 }
 

@@ -166,6 +166,26 @@ pub trait TokenSource: Send + Sync {
     async fn after_unauthorized(&self, rejected: &str) -> Result<String, CrmError>;
 }
 
+/// The token as an upkeep look left it (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenState {
+    pub kind: crate::amocrm::TokenKind,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// An OAuth pair was refreshed by this look.
+    pub refreshed: bool,
+    /// A due refresh failed for a reason that may pass; the current token still works.
+    pub postponed: Option<String>,
+}
+
+/// Keeping the token alive ahead of use (the scheduled sync does it).
+#[async_trait]
+pub trait TokenUpkeep: Send + Sync {
+    /// Refreshes an OAuth pair that expires before `by`; a long-lived token is only looked at.
+    async fn refresh_expiring(&self, by: DateTime<Utc>) -> Result<TokenState, CrmError>;
+    /// The secret the token lives in (named in operator notices).
+    fn secret_id(&self) -> &str;
+}
+
 /// The connectivity check behind `GET /ingest/test-crm`: creates a clearly marked test lead.
 #[async_trait]
 pub trait CrmProbe: Send + Sync {

@@ -19,7 +19,7 @@ use crate::leads::accept::RepeatPolicy;
 use crate::leads::deliver::MailSettings;
 use crate::mail::SesNotifier;
 use crate::maintenance::fields::{MaintenanceFieldIds, MaintenanceFields};
-use crate::maintenance::{MaintenanceSync, SyncSettings};
+use crate::maintenance::{MaintenanceSync, SyncSettings, TokenCare};
 use crate::ops::health::HealthService;
 use crate::passport::MaintenancePolicy;
 use crate::passport::events::{EventProcessor, MaintenanceHook};
@@ -224,9 +224,8 @@ pub fn maintenance_sync(config: &Config, aws: &Aws) -> Result<MaintenanceSync, I
     let passport = Config::require(&config.passport_table, "PASSPORT_TABLE")?;
     let state = Config::require(&config.state_table, "STATE_TABLE")?;
     let pacer = Pacer::with_margin(config.amo.requests_per_second, SYNC_PACING_MARGIN);
-    let amo = Arc::new(
-        AmoClient::new(&config.amo, token_provider(config, aws)?)?.with_pacer(Arc::new(pacer)),
-    );
+    let tokens = token_provider(config, aws)?;
+    let amo = Arc::new(AmoClient::new(&config.amo, tokens.clone())?.with_pacer(Arc::new(pacer)));
     // Failures of the sync's calls show in GET /health like the worker's.
     let log = health_records(config, aws).map(|r| r as Arc<dyn CallLog>);
     let logged = Arc::new(LoggedAmo::new(amo.as_ref().clone(), log));
@@ -241,6 +240,14 @@ pub fn maintenance_sync(config: &Config, aws: &Aws) -> Result<MaintenanceSync, I
         passport: Arc::new(DynamoPassportStore::new(aws.dynamodb.clone(), passport)),
         state: Arc::new(DynamoSyncState::new(aws.dynamodb.clone(), state)),
         worker,
+        token: TokenCare {
+            tokens,
+            notices: Arc::new(DynamoStateStore::new(aws.dynamodb.clone(), state)),
+            notifier: Arc::new(SesNotifier::new(aws.ses.clone(), &config.mail_from)),
+            alert_mailbox: config.oauth.alert_mailbox.clone(),
+            start_url: crate::amocrm::oauth::start_url(&config.amo.redirect_uri),
+            refresh_ahead: chrono::Duration::minutes(config.sync.token_refresh_ahead_mins),
+        },
         settings: SyncSettings {
             fields: maintenance_fields(config, ids),
             pipelines: config.sync.pipelines.clone(),

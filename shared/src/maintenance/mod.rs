@@ -7,7 +7,7 @@
 //! - `fields`: the two deal fields and how their values translate.
 //! - `conflict`: the three-way merge (ours, amoCRM's, the last synced base).
 //! - `apply`: amoCRM values → passport (pull and webhook).
-//! - `pull`, `push` (with `batch`), `reminders`, `redrive`: the steps of a run.
+//! - `token`, `pull`, `push` (with `batch`), `reminders`, `redrive`: the steps of a run.
 //! - `local`: changes made on our side (TMA service request, maintenance completed).
 //! - `run`: one run within the Lambda's time, its lease and its report.
 
@@ -21,10 +21,12 @@ pub mod push;
 pub mod redrive;
 pub mod reminders;
 pub mod run;
+pub mod token;
 
 pub use run::{
     Budget, MaintenanceSync, RunOutcome, RunReport, Step, StepEnd, SyncError, SyncSettings,
 };
+pub use token::{TokenCare, TokenStats};
 
 use crate::passport::Equipment;
 use crate::ports::{PassportStore, StoreError};

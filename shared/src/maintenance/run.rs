@@ -1,5 +1,5 @@
-//! One run of the maintenance sync: pull, push, reminders (and a push of the statuses they
-//! set), re-drive — within the time the Lambda has left. A run that runs out of time stops
+//! One run of the maintenance sync: token upkeep, pull, push, reminders (and a push of the
+//! statuses they set), re-drive — within the time the Lambda has left. A run that runs out of time stops
 //! between requests and the next one resumes: the pull from its cursor, the push from the
 //! index of machines still waiting. A lease keeps two runs from overlapping; the report is
 //! kept as `SYNC#last_run` for the health check.
@@ -19,9 +19,12 @@ use super::pull::{PullStats, Puller};
 use super::push::{PushStats, Pusher};
 use super::redrive::{RedriveStats, Redriver};
 use super::reminders::{ReminderStats, Reminders};
+use super::token::{TokenCare, TokenStats};
 use crate::amocrm::CrmError;
 use crate::passport::MaintenancePolicy;
-use crate::ports::{CrmDeals, MaintenanceCrm, PassportStore, StoreError, SyncStateStore};
+use crate::ports::{
+    CrmDeals, MaintenanceCrm, NotifyError, PassportStore, StoreError, SyncStateStore,
+};
 use crate::worker::CrmWorker;
 
 /// Conflicts kept in the report (all are logged and counted).
@@ -35,6 +38,8 @@ pub enum SyncError {
     Crm(#[from] CrmError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("operator notice not mailed: {0}")]
+    Notify(#[from] NotifyError),
 }
 
 impl SyncError {
@@ -44,6 +49,9 @@ impl SyncError {
             SyncError::Store(_) => {
                 "DynamoDB failed; the next run resumes where this one stopped".into()
             }
+            SyncError::Notify(_) => "SES did not take the mail; the next run sends it again. \
+                 Check that MAIL_FROM is verified in SES and ALERT_MAILBOX is a valid address."
+                .into(),
         }
     }
 }
@@ -135,6 +143,7 @@ impl RunOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
+    Token,
     Pull,
     Push,
     Reminders,
@@ -149,6 +158,9 @@ pub struct RunReport {
     pub outcome: RunOutcome,
     /// Where the run stopped when it did not finish.
     pub stopped_in: Option<Step>,
+    /// Reports written before the token step have none.
+    #[serde(default)]
+    pub token: TokenStats,
     pub pull: PullStats,
     pub push: PushStats,
     pub reminders: ReminderStats,
@@ -166,6 +178,7 @@ impl RunReport {
             finished_at: started_at,
             outcome: RunOutcome::Complete,
             stopped_in: None,
+            token: TokenStats::default(),
             pull: PullStats::default(),
             push: PushStats::default(),
             reminders: ReminderStats::default(),
@@ -196,6 +209,8 @@ pub struct MaintenanceSync {
     pub state: Arc<dyn SyncStateStore>,
     /// The re-drive feeds leads and events to the worker's own code.
     pub worker: CrmWorker,
+    /// Keeps the amoCRM token alive ahead of use (step `Token`).
+    pub token: TokenCare,
     pub settings: SyncSettings,
 }
 
@@ -223,7 +238,13 @@ impl MaintenanceSync {
             }
         }
 
-        let mut plan = vec![Step::Pull, Step::Push, Step::Reminders, Step::Redrive];
+        let mut plan = vec![
+            Step::Token,
+            Step::Pull,
+            Step::Push,
+            Step::Reminders,
+            Step::Redrive,
+        ];
         let mut pulled = false;
         let mut i = 0;
         while i < plan.len() {
@@ -276,6 +297,8 @@ impl MaintenanceSync {
         }
         info!(
             outcome = report.outcome.as_str(),
+            token_refreshed = report.token.refreshed,
+            token_notice_days = report.token.notice_days,
             pulled = report.pull.deals,
             applied = report.pull.applied.applied,
             conflicts = report.pull.applied.conflicts,
@@ -302,6 +325,7 @@ impl MaintenanceSync {
     ) -> Result<StepEnd, SyncError> {
         let s = &self.settings;
         match step {
+            Step::Token => self.token.run(now, budget, &mut report.token).await,
             Step::Pull => {
                 let mut conflicts = Vec::new();
                 let end = Puller {

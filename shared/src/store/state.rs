@@ -5,6 +5,8 @@
 //! - `OAUTH_STATE#<state>`: a nonce handed out by `GET /oauth/start`, taken once by the redirect.
 //! - `LEASE#<name>`: who may refresh the amoCRM token right now (refresh tokens are single-use).
 //! - `TOKEN_HEALTH`: whether the token needs re-authorization, why, and when it last refreshed.
+//! - `NOTICE#<key>`: a warning that was mailed (e.g. a long-lived token's expiry 7 days ahead),
+//!   so each goes out once however many runs see its reason.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -22,6 +24,7 @@ use crate::ports::StoreError;
 pub const OAUTH_STATE_PREFIX: &str = "OAUTH_STATE#";
 pub const LEASE_PREFIX: &str = "LEASE#";
 pub const TOKEN_HEALTH_KEY: &str = "TOKEN_HEALTH";
+pub const NOTICE_PREFIX: &str = "NOTICE#";
 
 /// What taking an OAuth state nonce found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +89,11 @@ pub trait StateStore: Send + Sync {
         &self,
         health: &TokenHealthRecord,
     ) -> Result<bool, StoreError>;
+    /// Records notice `key` as sent, kept until `keep_until`: true when this call recorded it
+    /// (so exactly one caller mails it).
+    async fn claim_notice(&self, key: &str, keep_until: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Forgets notice `key`: its mail failed, and the next run should send it again.
+    async fn release_notice(&self, key: &str) -> Result<(), StoreError>;
 }
 
 /// `StateStore` on DynamoDB.
@@ -312,6 +320,32 @@ impl StateStore for DynamoStateStore {
             .await;
         conditional_put(put)
     }
+
+    async fn claim_notice(&self, key: &str, keep_until: DateTime<Utc>) -> Result<bool, StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("{NOTICE_PREFIX}{key}")))
+            .item("kind", s("notice"))
+            .item("sent_at", s(time_text(Utc::now())))
+            .item("expires_at", n(keep_until.timestamp()))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        conditional_put(put)
+    }
+
+    async fn release_notice(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("{NOTICE_PREFIX}{key}")))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
 }
 
 /// `StateStore` in memory, with the DynamoDB adapter's conditions; shared between several
@@ -327,6 +361,7 @@ struct MemoryState {
     oauth_states: HashMap<String, DateTime<Utc>>,
     health: Option<TokenHealthRecord>,
     lease_grants: usize,
+    notices: HashMap<String, DateTime<Utc>>,
 }
 
 impl MemoryStateStore {
@@ -431,6 +466,20 @@ impl StateStore for MemoryStateStore {
             ..health.clone()
         });
         Ok(true)
+    }
+
+    async fn claim_notice(&self, key: &str, keep_until: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut inner = self.inner.lock().unwrap();
+        if inner.notices.contains_key(key) {
+            return Ok(false);
+        }
+        inner.notices.insert(key.to_string(), keep_until);
+        Ok(true)
+    }
+
+    async fn release_notice(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.lock().unwrap().notices.remove(key);
+        Ok(())
     }
 }
 

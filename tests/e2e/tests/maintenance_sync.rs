@@ -618,6 +618,7 @@ async fn a_crash_between_the_patch_and_its_record_does_not_push_twice() {
         }),
         state: Arc::clone(&s.state),
         worker: s.worker.clone(),
+        token: s.token.clone(),
         settings: s.settings.clone(),
     };
     let mut report = MaintenanceSync::new_report(Utc::now());

@@ -25,7 +25,7 @@ use crate::amocrm::error::{CrmError, CrmErrorKind};
 use crate::amocrm::token::{
     DEFAULT_CACHE_TTL, TokenKind, TokenSecret, long_lived_rejected, secret_error,
 };
-use crate::ports::{Notifier, SecretStore, StoreError, TokenSource};
+use crate::ports::{Notifier, SecretStore, StoreError, TokenSource, TokenState, TokenUpkeep};
 use crate::store::{StateStore, TokenHealthRecord};
 
 /// The state table lease that admits one refresher at a time.
@@ -538,6 +538,47 @@ impl TokenSource for TokenProvider {
             TokenKind::LongLived => Err(long_lived_rejected(&self.secret_id, secret.expires_at())),
             TokenKind::Oauth => self.refresh(&mut inner, &secret, true).await,
         }
+    }
+}
+
+#[async_trait]
+impl TokenUpkeep for TokenProvider {
+    async fn refresh_expiring(&self, by: DateTime<Utc>) -> Result<TokenState, CrmError> {
+        let mut inner = self.inner.lock().await;
+        self.check_blocked(&mut inner).await?;
+        // Read fresh: another instance may have refreshed since this one cached the secret.
+        let secret = self.read_secret().await?;
+        remember(&mut inner, &secret);
+        let mut state = TokenState {
+            kind: secret.kind,
+            expires_at: secret.expires_at(),
+            refreshed: false,
+            postponed: None,
+        };
+        let expiring = state.expires_at.is_some_and(|e| e < by);
+        if secret.kind == TokenKind::LongLived || !expiring {
+            return Ok(state);
+        }
+        match self.refresh_or_wait(&mut inner, &secret).await {
+            Ok(_) => {
+                let now = inner.cached.as_ref().map(|c| &c.secret).unwrap_or(&secret);
+                state.refreshed = now.access_token != secret.access_token;
+                state.expires_at = now.expires_at();
+            }
+            Err(e) if e.is_retryable() && still_valid(&secret) => {
+                warn!(
+                    secret_id = %self.secret_id, error = %e.message,
+                    "amoCRM token refresh ahead of expiry postponed; the current token is still valid"
+                );
+                state.postponed = Some(e.message);
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(state)
+    }
+
+    fn secret_id(&self) -> &str {
+        &self.secret_id
     }
 }
 
