@@ -13,6 +13,10 @@ PYTHON      := $(VENV)/bin/python3
 API_PORT     ?= 3000
 SANDBOX_PORT ?= 3001
 MOTO_PORT    ?= 5000
+# CI builds once from scratch: incremental caches would only cost time and gigabytes of disk.
+ifdef CI
+export CARGO_INCREMENTAL := 0
+endif
 # Tests log only what went wrong; override with `make test RUST_LOG=debug`.
 RUST_LOG     ?= warn
 

@@ -45,35 +45,15 @@ pub fn reauthorization_mail(
          авторизуют заново, новые заявки сохраняются у нас, но в amoCRM не попадают — их нужно \
          будет отправить повторно."
     );
-    let text = format!(
-        "{intro}\n\nОтвет amoCRM: {answer}\n\nЧто сделать:\n{}\n\nПодсказка для инженера (англ.): {hint}\n\n\
-         Это письмо отправляется один раз за инцидент.\n",
-        steps
-            .iter()
-            .enumerate()
-            .map(|(i, s)| format!("{}. {s}", i + 1))
-            .collect::<Vec<_>>()
-            .join("\n"),
-    );
-    let html = format!(
-        "<p>{}</p><p><b>Ответ amoCRM:</b> {}</p><p><b>Что сделать:</b></p><ol>{}</ol>\
-         <p><b>Подсказка для инженера (англ.):</b> {}</p><p>Это письмо отправляется один раз за \
-         инцидент.</p>",
-        encode_text(&intro),
-        encode_text(&answer),
-        steps
-            .iter()
-            .map(|s| format!("<li>{}</li>", encode_text(s)))
-            .collect::<String>(),
-        encode_text(&hint),
-    );
-    MailMessage {
-        to: vec![to.to_string()],
-        reply_to: None,
+    Notice {
         subject: "amoCRM: интеграции нужна повторная авторизация".to_string(),
-        html,
-        text,
+        intro,
+        before_steps: vec![("Ответ amoCRM", answer)],
+        steps: steps.to_vec(),
+        after_steps: vec![("Подсказка для инженера (англ.)", hint)],
+        footer: "Это письмо отправляется один раз за инцидент.",
     }
+    .to(to)
 }
 
 /// The notice that a long-lived token expires in `days` days (0: it has expired). Russian,
@@ -121,31 +101,75 @@ pub fn expiry_notice_mail(
              вошли в amoCRM как администратор."
         ),
     ];
-    let text = format!(
-        "{intro}\n\nЧто сделать:\n{}\n\nПредупреждения приходят за 30, 7 и 1 день до срока и \
-         в день, когда он истёк, — каждое один раз.\n",
-        steps
+    Notice {
+        subject,
+        intro,
+        before_steps: Vec::new(),
+        steps: steps.to_vec(),
+        after_steps: Vec::new(),
+        footer: "Предупреждения приходят за 30, 7 и 1 день до срока и в день, когда он истёк, — \
+                 каждое один раз.",
+    }
+    .to(to)
+}
+
+/// An operator mail: what happened, labelled facts, numbered steps, a closing line; rendered
+/// as plain text and as HTML with every value escaped.
+struct Notice {
+    subject: String,
+    intro: String,
+    before_steps: Vec<(&'static str, String)>,
+    steps: Vec<String>,
+    after_steps: Vec<(&'static str, String)>,
+    footer: &'static str,
+}
+
+impl Notice {
+    fn to(self, to: &str) -> MailMessage {
+        let facts_text = |facts: &[(&str, String)]| {
+            facts
+                .iter()
+                .map(|(label, value)| format!("{label}: {value}\n\n"))
+                .collect::<String>()
+        };
+        let facts_html = |facts: &[(&str, String)]| {
+            facts
+                .iter()
+                .map(|(label, value)| format!("<p><b>{label}:</b> {}</p>", encode_text(value)))
+                .collect::<String>()
+        };
+        let numbered = self
+            .steps
             .iter()
             .enumerate()
             .map(|(i, s)| format!("{}. {s}", i + 1))
             .collect::<Vec<_>>()
-            .join("\n"),
-    );
-    let html = format!(
-        "<p>{}</p><p><b>Что сделать:</b></p><ol>{}</ol><p>Предупреждения приходят за 30, 7 и 1 \
-         день до срока и в день, когда он истёк, — каждое один раз.</p>",
-        encode_text(&intro),
-        steps
-            .iter()
-            .map(|s| format!("<li>{}</li>", encode_text(s)))
-            .collect::<String>(),
-    );
-    MailMessage {
-        to: vec![to.to_string()],
-        reply_to: None,
-        subject,
-        html,
-        text,
+            .join("\n");
+        let text = format!(
+            "{}\n\n{}Что сделать:\n{numbered}\n\n{}{}\n",
+            self.intro,
+            facts_text(&self.before_steps),
+            facts_text(&self.after_steps),
+            self.footer,
+        );
+        let html = format!(
+            "<p>{}</p>{}<p><b>Что сделать:</b></p><ol>{}</ol>{}<p>{}</p>",
+            encode_text(&self.intro),
+            facts_html(&self.before_steps),
+            self.steps
+                .iter()
+                .map(|s| format!("<li>{}</li>", encode_text(s)))
+                .collect::<String>(),
+            facts_html(&self.after_steps),
+            encode_text(self.footer),
+        );
+        MailMessage {
+            to: vec![to.to_string()],
+            reply_to: None,
+            subject: self.subject,
+            html,
+            text,
+        }
     }
 }
 
