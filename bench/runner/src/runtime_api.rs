@@ -160,3 +160,64 @@ async fn error(
 async fn init_error(State(shared): State<Arc<Shared>>, body: String) -> StatusCode {
     report(&shared, false, body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn next_event(http: &reqwest::Client, api: &RuntimeApi) -> (String, u128, String) {
+        let resp = http
+            .get(format!(
+                "http://{}/2018-06-01/runtime/invocation/next",
+                api.address
+            ))
+            .send()
+            .await
+            .unwrap();
+        let header = |name: &str| resp.headers()[name].to_str().unwrap().to_string();
+        let id = header("lambda-runtime-aws-request-id");
+        let deadline: u128 = header("lambda-runtime-deadline-ms").parse().unwrap();
+        (id, deadline, resp.text().await.unwrap())
+    }
+
+    async fn respond(http: &reqwest::Client, api: &RuntimeApi, id: &str, body: &str) -> u16 {
+        http.post(format!(
+            "http://{}/2018-06-01/runtime/invocation/{id}/response",
+            api.address
+        ))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+    }
+
+    #[tokio::test]
+    async fn queued_events_are_invoked_in_turn_each_with_its_own_request_id() {
+        let mut api = RuntimeApi::serve(Duration::from_secs(900)).await.unwrap();
+        let http = reqwest::Client::new();
+        api.invoke(r#"{"n":1}"#.into());
+        api.invoke(r#"{"n":2}"#.into());
+
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        let (first, deadline, event) = next_event(&http, &api).await;
+        assert_eq!(event, r#"{"n":1}"#);
+        // The function's timeout, not the cold start's 30 s.
+        assert!(deadline >= now_ms + 890_000, "{deadline} vs {now_ms}");
+        assert_eq!(respond(&http, &api, &first, "one").await, 202);
+        assert_eq!(api.answers.recv().await.unwrap().body, "one");
+
+        let (second, _, event) = next_event(&http, &api).await;
+        assert_eq!(event, r#"{"n":2}"#);
+        assert_ne!(first, second);
+        // An answer to the finished invocation is refused; the current one is taken.
+        assert_eq!(respond(&http, &api, &first, "late").await, 400);
+        assert_eq!(respond(&http, &api, &second, "two").await, 202);
+        let answer = api.answers.recv().await.unwrap();
+        assert!(answer.ok && answer.body == "two", "{answer:?}");
+    }
+}
