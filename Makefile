@@ -82,16 +82,19 @@ cargo-test:
 	$(call step,cargo-test: cargo test --workspace (MOTO_SERVER=$(MOTO_SERVER), RUST_LOG=$(RUST_LOG)))
 	MOTO_SERVER=$(MOTO_SERVER) RUST_LOG=$(RUST_LOG) cargo test --workspace
 
-# Benchmarks (not part of `make test`): release builds, then bench/runner prints the tables.
-# BENCH_TARGET_DIR holds the host release binaries, LAMBDA_TARGET_DIR the arm64 zips;
+# Benchmarks (not part of `make test`): host builds, then bench/runner prints the tables.
+# BENCH_TARGET_DIR holds the host binaries (profile BENCH_PROFILE: `bench-fast` = release
+# without cross-crate LTO, minutes instead of ~20 to build; BENCH_PROFILE=release for the
+# shipped profile), LAMBDA_TARGET_DIR the arm64 zips (always the release profile);
 # BENCH_LAMBDA_BUILD=0 skips the (slow) arm64 build and reports what LAMBDA_TARGET_DIR holds.
 BENCH_TARGET_DIR  ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 LAMBDA_TARGET_DIR ?= $(BENCH_TARGET_DIR)
 BENCH_LAMBDA_BUILD ?= 1
+BENCH_PROFILE     ?= bench-fast
 BENCH_ARGS        ?=
-FUNCTIONS := lead-ingest crm-worker amocrm-webhook passport-api
+FUNCTIONS := lead-ingest crm-worker amocrm-webhook passport-api maintenance-sync
 
-bench: deps ## Benchmarks: cold start vs Python, arm64 sizes, accept latency, peak RSS (BENCH_ARGS=--help)
+bench: deps ## Benchmarks: cold start vs Python, arm64 sizes, accept/ack latency, maintenance sync, peak RSS (BENCH_ARGS=--help)
 	$(call step,bench: arm64 release zips (cargo lambda build --release --arm64 --output-format zip))
 	@if [[ "$(BENCH_LAMBDA_BUILD)" != 1 ]]; then \
 		echo "skipped (BENCH_LAMBDA_BUILD=$(BENCH_LAMBDA_BUILD)); sizes are read from $(LAMBDA_TARGET_DIR)/lambda"; \
@@ -101,14 +104,14 @@ bench: deps ## Benchmarks: cold start vs Python, arm64 sizes, accept latency, pe
 	else \
 		echo "skipped: cargo-lambda not found (bash tools/scripts/deps.sh --deploy installs it)"; \
 	fi
-	$(call step,bench: host release binaries (CARGO_TARGET_DIR=$(BENCH_TARGET_DIR)))
+	$(call step,bench: host binaries with profile $(BENCH_PROFILE) (CARGO_TARGET_DIR=$(BENCH_TARGET_DIR)))
 	@# Two invocations: built together, cargo would unify features with the runner's and the
 	@# function binaries would differ from the ones cargo lambda ships.
-	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build --release $(addprefix -p ,$(FUNCTIONS))
-	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build --release -p bench-runner
+	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build --profile $(BENCH_PROFILE) $(addprefix -p ,$(FUNCTIONS))
+	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build --profile $(BENCH_PROFILE) -p bench-runner
 	$(call step,bench: run (shared machines give noisy figures; compare within one run))
-	MOTO_SERVER=$(MOTO_SERVER) $(BENCH_TARGET_DIR)/release/bench-runner \
-		--bin-dir $(BENCH_TARGET_DIR)/release --lambda-dir $(LAMBDA_TARGET_DIR)/lambda \
+	MOTO_SERVER=$(MOTO_SERVER) $(BENCH_TARGET_DIR)/$(BENCH_PROFILE)/bench-runner \
+		--bin-dir $(BENCH_TARGET_DIR)/$(BENCH_PROFILE) --lambda-dir $(LAMBDA_TARGET_DIR)/lambda \
 		--python $(PYTHON) $(BENCH_ARGS)
 
 fuzz: ## Fuzz each parser for FUZZ_SECONDS (default 60) with cargo-fuzz on nightly (README "Fuzzing")

@@ -43,6 +43,28 @@ pub enum ColdStartError {
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// `subject` as the Lambda service starts it: only `env` and the runtime variables, pointed
+/// at the Runtime API at `address`; stdout dropped, stderr to `stderr`; killed when dropped.
+pub fn function_command(
+    subject: &Subject,
+    env: &[(String, String)],
+    address: &str,
+    stderr: std::fs::File,
+) -> Command {
+    let mut command = Command::new(&subject.program);
+    command
+        .args(&subject.args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("AWS_LAMBDA_RUNTIME_API", address)
+        .env("AWS_LAMBDA_FUNCTION_NAME", &subject.name)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .kill_on_drop(true);
+    command
+}
+
 /// Starts `subject` once with `env` and waits for its answer to the one event.
 pub async fn measure_once(
     subject: &Subject,
@@ -56,17 +78,7 @@ pub async fn measure_once(
         std::process::id()
     ));
     let stderr = std::fs::File::create(&stderr_path)?;
-    let mut command = Command::new(&subject.program);
-    command
-        .args(&subject.args)
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("AWS_LAMBDA_RUNTIME_API", &api.address)
-        .env("AWS_LAMBDA_FUNCTION_NAME", &subject.name)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .kill_on_drop(true);
+    let mut command = function_command(subject, env, &api.address, stderr);
     let started = Instant::now();
     let mut child = command
         .spawn()
@@ -124,7 +136,7 @@ fn short_answer(body: &str) -> String {
     }
 }
 
-fn stderr_tail(path: &std::path::Path) -> String {
+pub fn stderr_tail(path: &std::path::Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let start = text.len().saturating_sub(600);
     let start = (start..text.len())

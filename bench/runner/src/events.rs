@@ -99,6 +99,11 @@ pub fn crm_worker(ctx: &EventContext) -> String {
     ctx.sample("crm-worker-stream-insert.json").to_string()
 }
 
+/// The EventBridge schedule's event (maintenance-sync reads only the invocation's deadline).
+pub fn maintenance_sync(ctx: &EventContext) -> String {
+    ctx.sample("maintenance-sync-schedule.json").to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! `make bench`: the performance figures of issue 5 on this machine, printed as one report
 //! (Markdown tables). Starts a local stack (moto, amoCRM sandbox, HTTP front), then runs the
 //! sections: cold start vs the Python baseline, arm64 artifact sizes, accept latency under
-//! load, the maintenance sync (when it exists). Not part of `make test`.
+//! load, the maintenance sync against the sandbox's rate limit. Not part of `make test`.
 
 mod artifacts;
 mod cold_start;
@@ -11,6 +11,7 @@ mod options;
 mod report;
 mod runtime_api;
 mod sections;
+mod stack_env;
 mod sync;
 
 use local_stack::{LocalStack, StackOptions};
@@ -52,7 +53,7 @@ async fn run(options: Options) -> Result<(), BenchError> {
         report.extend(sections::latency(&options, &stack).await?);
     }
     if options.runs_section("sync") {
-        report.push(sections::sync(&options));
+        report.extend(sections::sync(&options).await);
     }
     for table in report {
         println!("{}", table.render());

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Where the host release binaries of the functions are (`<target>/release`).
+    /// Where the host binaries of the functions are (`<target>/bench-fast`).
     pub bin_dir: PathBuf,
     /// Where `cargo lambda build` put the arm64 zips (`<target>/lambda`).
     pub lambda_dir: PathBuf,
@@ -16,10 +16,13 @@ pub struct Options {
     pub load_duration: Duration,
     pub concurrency: Vec<usize>,
     pub skip: Vec<String>,
+    /// Changed passports per maintenance sync benchmark.
+    pub sync_sizes: Vec<usize>,
 }
 
 pub const USAGE: &str = "usage: bench-runner [--bin-dir DIR] [--lambda-dir DIR] [--python PATH] \
-[--runs N] [--seconds S] [--concurrency 1,10,50] [--skip cold,artifacts,load,sync]";
+[--runs N] [--seconds S] [--concurrency 1,10,50] [--sync-sizes 1000,10000,100000] \
+[--skip cold,artifacts,load,sync]";
 
 impl Options {
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
@@ -28,7 +31,7 @@ impl Options {
             .map(PathBuf::from)
             .unwrap_or_else(|_| repo_root.join("target"));
         let mut o = Options {
-            bin_dir: target.join("release"),
+            bin_dir: target.join("bench-fast"),
             lambda_dir: target.join("lambda"),
             python: repo_root.join(".venv/bin/python3"),
             repo_root,
@@ -36,6 +39,7 @@ impl Options {
             load_duration: Duration::from_secs(10),
             concurrency: vec![1, 10, 50],
             skip: Vec::new(),
+            sync_sizes: vec![1_000, 10_000, 100_000],
         };
         let mut args = args.into_iter();
         while let Some(flag) = args.next() {
@@ -52,12 +56,8 @@ impl Options {
                 "--python" => o.python = value()?.into(),
                 "--runs" => o.runs = number(value()?)? as usize,
                 "--seconds" => o.load_duration = Duration::from_secs(number(value()?)?),
-                "--concurrency" => {
-                    o.concurrency = value()?
-                        .split(',')
-                        .map(|c| number(c.trim().to_string()).map(|n| n as usize))
-                        .collect::<Result<_, _>>()?
-                }
+                "--concurrency" => o.concurrency = list(value()?, number)?,
+                "--sync-sizes" => o.sync_sizes = list(value()?, number)?,
                 "--skip" => o.skip = value()?.split(',').map(|s| s.trim().into()).collect(),
                 "-h" | "--help" => return Err(USAGE.into()),
                 other => return Err(format!("unknown option {other:?}\n{USAGE}")),
@@ -69,6 +69,17 @@ impl Options {
     pub fn runs_section(&self, name: &str) -> bool {
         !self.skip.iter().any(|s| s == name)
     }
+}
+
+/// A comma-separated list of what `number` accepts.
+fn list(
+    value: String,
+    number: impl Fn(String) -> Result<u64, String>,
+) -> Result<Vec<usize>, String> {
+    value
+        .split(',')
+        .map(|c| number(c.trim().to_string()).map(|n| n as usize))
+        .collect()
 }
 
 #[cfg(test)]
@@ -93,9 +104,13 @@ mod tests {
             "2, 4",
             "--skip",
             "sync,load",
+            "--sync-sizes",
+            "1000,10000",
         ])
         .unwrap();
         assert_eq!((o.runs, o.concurrency.clone()), (3, vec![2, 4]));
+        assert_eq!(o.sync_sizes, vec![1_000, 10_000]);
+        assert_eq!(d.sync_sizes, vec![1_000, 10_000, 100_000]);
         assert!(!o.runs_section("load") && o.runs_section("cold"));
     }
 
@@ -104,5 +119,10 @@ mod tests {
         assert!(parse(&["--runs", "0"]).unwrap_err().contains("--runs"));
         assert!(parse(&["--seconds"]).unwrap_err().contains("needs a value"));
         assert!(parse(&["--nope"]).unwrap_err().contains("--nope"));
+        assert!(
+            parse(&["--sync-sizes", "1000,x"])
+                .unwrap_err()
+                .contains("--sync-sizes")
+        );
     }
 }

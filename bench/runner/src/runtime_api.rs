@@ -1,11 +1,12 @@
-//! A minimal Lambda Runtime API on 127.0.0.1 for one invocation: the first
-//! `GET …/invocation/next` hands out the event with the headers the runtimes read, later ones
-//! wait forever (the process is killed after its answer), and the answer's arrival time is
-//! reported. Enough for the Rust `lambda_runtime` client and the Python baseline's loop.
+//! A minimal Lambda Runtime API on 127.0.0.1: each `GET …/invocation/next` hands out the next
+//! queued event with the headers the runtimes read (a fresh request id, the deadline), and
+//! waits while the queue is empty (a cold-start process is killed after its one answer); each
+//! answer's arrival time is reported. Enough for the Rust `lambda_runtime` client and the
+//! Python baseline's loop.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -13,6 +14,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::mpsc;
+
+/// The deadline a cold-start invocation gets (the HTTP functions' timeouts are shorter).
+pub const COLD_START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How the invocation ended, as the runtime reported it.
 #[derive(Debug)]
@@ -24,8 +28,11 @@ pub struct Answer {
 }
 
 struct Shared {
-    event: Mutex<Option<String>>,
-    request_id: String,
+    events: tokio::sync::Mutex<mpsc::UnboundedReceiver<String>>,
+    /// The request id of the invocation in flight.
+    current: Mutex<Option<String>>,
+    /// The function's timeout: each event's deadline is this far from when it is handed out.
+    timeout: Duration,
     answers: mpsc::UnboundedSender<Answer>,
 }
 
@@ -33,6 +40,7 @@ pub struct RuntimeApi {
     /// `host:port`, the value of `AWS_LAMBDA_RUNTIME_API`.
     pub address: String,
     pub answers: mpsc::UnboundedReceiver<Answer>,
+    events: mpsc::UnboundedSender<String>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -45,11 +53,20 @@ impl Drop for RuntimeApi {
 impl RuntimeApi {
     /// Serves `event` (JSON text) once, on a free loopback port.
     pub async fn serve_once(event: String) -> std::io::Result<Self> {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let api = Self::serve(COLD_START_TIMEOUT).await?;
+        api.invoke(event);
+        Ok(api)
+    }
+
+    /// Serves the events queued with `invoke`, in order, each with `timeout` to answer.
+    pub async fn serve(timeout: Duration) -> std::io::Result<Self> {
+        let (answers_tx, answers) = mpsc::unbounded_channel();
+        let (events, events_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            event: Mutex::new(Some(event)),
-            request_id: uuid::Uuid::new_v4().to_string(),
-            answers: tx,
+            events: tokio::sync::Mutex::new(events_rx),
+            current: Mutex::new(None),
+            timeout,
+            answers: answers_tx,
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -67,22 +84,30 @@ impl RuntimeApi {
         });
         Ok(Self {
             address,
-            answers: rx,
+            answers,
+            events,
             server,
         })
+    }
+
+    /// Queues one more invocation with `event` (JSON text).
+    pub fn invoke(&self, event: String) {
+        // The receiver lives as long as the server task, which lives as long as `self`.
+        let _ = self.events.send(event);
     }
 }
 
 async fn next(State(shared): State<Arc<Shared>>) -> Response {
-    let event = shared.event.lock().expect("event lock").take();
-    let Some(event) = event else {
-        // One invocation per process: the next poll parks until the process is killed.
+    // Parks while nothing is queued: a cold-start process is killed in that wait.
+    let Some(event) = shared.events.lock().await.recv().await else {
         std::future::pending::<()>().await;
         unreachable!("a pending future never resolves");
     };
+    let request_id = uuid::Uuid::new_v4().to_string();
+    *shared.current.lock().expect("request id lock") = Some(request_id.clone());
     let deadline = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() + 30_000)
+        .map(|d| (d + shared.timeout).as_millis())
         .unwrap_or_default();
     let mut headers = HeaderMap::new();
     let mut put = |name: &'static str, value: String| {
@@ -91,7 +116,7 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
         }
     };
     put("content-type", "application/json".into());
-    put("lambda-runtime-aws-request-id", shared.request_id.clone());
+    put("lambda-runtime-aws-request-id", request_id);
     put("lambda-runtime-deadline-ms", deadline.to_string());
     put(
         "lambda-runtime-invoked-function-arn",
@@ -118,7 +143,7 @@ async fn response(
     Path(id): Path<String>,
     body: String,
 ) -> StatusCode {
-    if id != shared.request_id {
+    if shared.current.lock().expect("request id lock").as_deref() != Some(id.as_str()) {
         return StatusCode::BAD_REQUEST;
     }
     report(&shared, true, body)
@@ -134,4 +159,65 @@ async fn error(
 
 async fn init_error(State(shared): State<Arc<Shared>>, body: String) -> StatusCode {
     report(&shared, false, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn next_event(http: &reqwest::Client, api: &RuntimeApi) -> (String, u128, String) {
+        let resp = http
+            .get(format!(
+                "http://{}/2018-06-01/runtime/invocation/next",
+                api.address
+            ))
+            .send()
+            .await
+            .unwrap();
+        let header = |name: &str| resp.headers()[name].to_str().unwrap().to_string();
+        let id = header("lambda-runtime-aws-request-id");
+        let deadline: u128 = header("lambda-runtime-deadline-ms").parse().unwrap();
+        (id, deadline, resp.text().await.unwrap())
+    }
+
+    async fn respond(http: &reqwest::Client, api: &RuntimeApi, id: &str, body: &str) -> u16 {
+        http.post(format!(
+            "http://{}/2018-06-01/runtime/invocation/{id}/response",
+            api.address
+        ))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+    }
+
+    #[tokio::test]
+    async fn queued_events_are_invoked_in_turn_each_with_its_own_request_id() {
+        let mut api = RuntimeApi::serve(Duration::from_secs(900)).await.unwrap();
+        let http = reqwest::Client::new();
+        api.invoke(r#"{"n":1}"#.into());
+        api.invoke(r#"{"n":2}"#.into());
+
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        let (first, deadline, event) = next_event(&http, &api).await;
+        assert_eq!(event, r#"{"n":1}"#);
+        // The function's timeout, not the cold start's 30 s.
+        assert!(deadline >= now_ms + 890_000, "{deadline} vs {now_ms}");
+        assert_eq!(respond(&http, &api, &first, "one").await, 202);
+        assert_eq!(api.answers.recv().await.unwrap().body, "one");
+
+        let (second, _, event) = next_event(&http, &api).await;
+        assert_eq!(event, r#"{"n":2}"#);
+        assert_ne!(first, second);
+        // An answer to the finished invocation is refused; the current one is taken.
+        assert_eq!(respond(&http, &api, &first, "late").await, 400);
+        assert_eq!(respond(&http, &api, &second, "two").await, 202);
+        let answer = api.answers.recv().await.unwrap();
+        assert!(answer.ok && answer.body == "two", "{answer:?}");
+    }
 }
