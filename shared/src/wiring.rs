@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 
+use crate::amocrm::AmoClient;
 use crate::amocrm::call_log::{CallLog, LoggedAmo};
 use crate::amocrm::maintenance::AmoMaintenance;
 use crate::amocrm::oauth::{ClientSecretSource, RefreshDeps, TokenEndpoint, TokenProvider};
-use crate::amocrm::{AmoClient, Pacer};
 use crate::api::LeadIngestApi;
 use crate::api::http::Cors;
 use crate::api::oauth::OAuthFlow;
@@ -213,19 +213,14 @@ fn crm_worker_with(
     })
 }
 
-/// Extra spacing between the sync's requests: it sends hundreds in a row at the limit, and
-/// amoCRM counts arrivals, which jitter (7 per second becomes about 6.3).
-const SYNC_PACING_MARGIN: std::time::Duration = std::time::Duration::from_millis(15);
-
 /// maintenance-sync: the scheduled two-way maintenance sync, reminders and re-drive. One amoCRM
 /// client (one pacer) serves every step, the re-drive included.
 pub fn maintenance_sync(config: &Config, aws: &Aws) -> Result<MaintenanceSync, InitError> {
     let ids = config.sync.require_field_ids()?;
     let passport = Config::require(&config.passport_table, "PASSPORT_TABLE")?;
     let state = Config::require(&config.state_table, "STATE_TABLE")?;
-    let pacer = Pacer::with_margin(config.amo.requests_per_second, SYNC_PACING_MARGIN);
     let tokens = token_provider(config, aws)?;
-    let amo = Arc::new(AmoClient::new(&config.amo, tokens.clone())?.with_pacer(Arc::new(pacer)));
+    let amo = Arc::new(AmoClient::new(&config.amo, tokens.clone())?);
     // Failures of the sync's calls show in GET /health like the worker's.
     let log = health_records(config, aws).map(|r| r as Arc<dyn CallLog>);
     let logged = Arc::new(LoggedAmo::new(amo.as_ref().clone(), log));

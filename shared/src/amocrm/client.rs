@@ -138,19 +138,13 @@ impl AmoClient {
             http,
             cfg: Arc::new(cfg.clone()),
             tokens,
-            pacer: Arc::new(Pacer::new(cfg.requests_per_second)),
+            pacer: Arc::new(Pacer::for_amocrm(cfg.requests_per_second)),
             retry: RetryPolicy::default(),
         })
     }
 
     pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
-        self
-    }
-
-    /// Shares a pacer with other clients of the same integration in this process.
-    pub fn with_pacer(mut self, pacer: Arc<Pacer>) -> Self {
-        self.pacer = pacer;
         self
     }
 

@@ -19,6 +19,7 @@ use local_stack::LocalStack;
 use serde_json::{Value, json};
 use shared::amocrm::{AmoClient, RetryPolicy};
 use shared::leads::{Delivery, Lead, LeadStatus, StoredLead};
+use shared::maintenance::Budget;
 use shared::ops::parked;
 use shared::passport::events::EventProcessor;
 use shared::ports::{IdempotencyClaim, InsertOutcome, LeadStore, SecretStore, StoreError};
@@ -174,13 +175,54 @@ async fn tally(stack: &LocalStack, accepted: &[String]) -> Tally {
     }
 }
 
+/// Stream records given up (sent to the on-failure destination) across the tables.
+async fn given_up_records(stack: &LocalStack) -> usize {
+    let mut n = 0;
+    for pump in &stack.pumps {
+        n += pump.failure_destination().await.len();
+    }
+    n
+}
+
+/// What production does for records the stream gave up on: maintenance-sync's re-drive, run
+/// as the schedule would sixteen minutes later, until no lead or webhook event waits.
+async fn redrive_by_schedule(stack: &LocalStack) -> (u64, u64) {
+    let (mut leads, mut events) = (0, 0);
+    for _ in 0..10 {
+        let later = Utc::now() + chrono::Duration::minutes(16);
+        let report = stack
+            .sync_at(later, &Budget::from_fn(|| Duration::from_secs(600)))
+            .await;
+        leads += report.redrive.leads_delivered;
+        events += report.redrive.events_done;
+        if report.redrive.leads + report.redrive.events == 0 {
+            break;
+        }
+    }
+    (leads, events)
+}
+
 /// The one verdict of every scenario: each accepted lead is in amoCRM exactly once, with one
-/// note and one mail, delivered; amoCRM holds nothing else; no stream record was given up.
+/// note and one mail, delivered; amoCRM holds nothing else. The stream's retries must carry
+/// every scenario at its normal size; in the soak, whose fault windows outlast them, records
+/// the stream gave up are left to the scheduled re-drive, as in production.
 async fn assert_nothing_lost_nothing_duplicated(
     stack: &LocalStack,
     scenario: &str,
     accepted: &[String],
 ) {
+    let given_up = given_up_records(stack).await;
+    if given_up > 0 {
+        assert!(
+            soak(),
+            "[{scenario}] {given_up} stream records given up; the stream's retries should carry this"
+        );
+        let (leads, events) = redrive_by_schedule(stack).await;
+        eprintln!(
+            "[{scenario}] stream records given up {given_up}; re-driven by the schedule: \
+             {leads} leads delivered, {events} webhook events done"
+        );
+    }
     let t = tally(stack, accepted).await;
     eprintln!(
         "[{scenario}] accepted {}, in amoCRM {}, duplicates {}, lost {}, strangers {}, \
@@ -201,13 +243,6 @@ async fn assert_nothing_lost_nothing_duplicated(
     assert!(t.undelivered.is_empty(), "[{scenario}] undelivered: {t:#?}");
     assert!(t.notes_off.is_empty(), "[{scenario}] notes: {t:#?}");
     assert!(t.mails_off.is_empty(), "[{scenario}] mails: {t:#?}");
-    for pump in &stack.pumps {
-        let given_up = pump.failure_destination().await;
-        assert!(
-            given_up.is_empty(),
-            "[{scenario}] records given up: {given_up:?}"
-        );
-    }
 }
 
 #[tokio::test]
@@ -260,8 +295,8 @@ async fn a_429_storm_is_waited_out() {
         .iter()
         .filter(|r| r.status == 429)
         .count();
-    // Beyond the injected storm, the sandbox's own sliding window may add a few: the pacer
-    // starts requests exactly 1/7 s apart, and jitter can squeeze 8 into 999 ms.
+    // Beyond the injected storm, the sandbox's own sliding window may add a few if arrivals
+    // jitter by more than the pacer's margin (a machine busy with other tests).
     assert!(rate_limited >= storm + 3, "the whole storm hit the client");
     eprintln!(
         "[429] injected {}, from the rate limit itself {}",
@@ -525,26 +560,30 @@ async fn concurrent_writers_race_on_the_conditions_and_each_lead_is_stored_once(
     let worker = fast_worker(&stack);
     let n = batch_size();
     // Each lead is sent five times at once: with the same Idempotency-Key (even-numbered) or
-    // as the same body without one (odd-numbered: the repeat window).
-    let mut posts = Vec::new();
-    for i in 0..n {
-        for _ in 0..5 {
-            let stack = &stack;
-            posts.push(async move {
-                let key = format!("race-{i}");
-                let headers: Vec<(&str, &str)> = if i % 2 == 0 {
-                    vec![("Idempotency-Key", key.as_str())]
-                } else {
-                    Vec::new()
-                };
-                let (status, resp) =
-                    post_lead_with(stack, &distinct_lead("race", i), &headers).await;
-                assert_eq!(status, 202, "{resp}");
-                (i, resp["lead_id"].as_str().unwrap().to_string())
-            });
+    // as the same body without one (odd-numbered: the repeat window). Ten leads (fifty
+    // requests) race at a time: more would only queue at moto, which serves one at a time.
+    let mut answers = Vec::new();
+    for wave in (0..n).collect::<Vec<_>>().chunks(10) {
+        let mut posts = Vec::new();
+        for &i in wave {
+            for _ in 0..5 {
+                let stack = &stack;
+                posts.push(async move {
+                    let key = format!("race-{i}");
+                    let headers: Vec<(&str, &str)> = if i % 2 == 0 {
+                        vec![("Idempotency-Key", key.as_str())]
+                    } else {
+                        Vec::new()
+                    };
+                    let (status, resp) =
+                        post_lead_with(stack, &distinct_lead("race", i), &headers).await;
+                    assert_eq!(status, 202, "{resp}");
+                    (i, resp["lead_id"].as_str().unwrap().to_string())
+                });
+            }
         }
+        answers.extend(join_all(posts).await);
     }
-    let answers = join_all(posts).await;
     let mut by_lead: BTreeMap<usize, HashSet<String>> = BTreeMap::new();
     for (i, id) in answers {
         by_lead.entry(i).or_default().insert(id);

@@ -45,21 +45,6 @@ fn setup_token(stack: &LocalStack) -> String {
         .new_long_lived_token(chrono_now() + 86_400)
 }
 
-fn won_deal_body(i: usize, telegram_id: i64, serial: &str) -> Value {
-    json!({
-        "name": format!("Продажа станка {serial}"),
-        "pipeline_id": PIPELINE,
-        "status_id": WON,
-        "responsible_user_id": MANAGER,
-        "custom_fields_values": [
-            {"field_id": 712629, "values": [{"value": serial}]},
-            {"field_id": 712631, "values": [{"value": "16К20"}]},
-            {"field_id": 712633, "values": [{"value": telegram_id.to_string()}]},
-        ],
-        "request_id": i.to_string(),
-    })
-}
-
 /// Creates won deals in the sandbox (250 per request); returns their ids in order.
 async fn won_deals(stack: &LocalStack, deals: &[(i64, String)]) -> Vec<i64> {
     let token = setup_token(stack);
@@ -70,7 +55,7 @@ async fn won_deals(stack: &LocalStack, deals: &[(i64, String)]) -> Vec<i64> {
         let body: Vec<Value> = chunk
             .iter()
             .enumerate()
-            .map(|(i, (tg, serial))| won_deal_body(i, *tg, serial))
+            .map(|(i, (tg, serial))| local_stack::won_deal(&stack.config.amo, i, *tg, serial))
             .collect();
         let resp = http()
             .post(format!("{}/api/v4/leads", stack.sandbox.url))

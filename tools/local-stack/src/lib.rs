@@ -15,11 +15,11 @@ use amocrm_sandbox::{RunningSandbox, Sandbox, SandboxConfig};
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_dynamodb::config::Credentials;
 use base64::Engine;
-use serde_json::json;
+use serde_json::{Value, json};
 use shared::amocrm::AmoClient;
 use shared::amocrm::fields::ensure_maintenance_fields;
 use shared::amocrm::token::LongLivedToken;
-use shared::config::Config;
+use shared::config::{AmoConfig, Config};
 use shared::maintenance::{Budget, MaintenanceSync, RunReport};
 use shared::secrets::SecretsManagerStore;
 use shared::wiring::{self, Aws, InitError};
@@ -90,6 +90,8 @@ pub struct LocalStack {
     pub sync: Arc<MaintenanceSync>,
     /// One per stream-enabled table (leads, inbox), like one event source mapping each.
     pub pumps: Vec<Arc<StreamPump>>,
+    /// What template.yaml gives every function, pointed at this stack (overrides applied).
+    pub function_env: Vec<(String, String)>,
     front: tokio::task::JoinHandle<()>,
 }
 
@@ -97,6 +99,24 @@ impl Drop for LocalStack {
     fn drop(&mut self) {
         self.front.abort();
     }
+}
+
+/// A deal won in amoCRM as a sales manager closes one: the configured pipeline and manager,
+/// status 142, the passport fields filled (serial, model 16К20, the customer's Telegram ID).
+/// `request_id` pairs it with its place in amoCRM's batch answer.
+pub fn won_deal(amo: &AmoConfig, request_id: usize, telegram_id: i64, serial: &str) -> Value {
+    json!({
+        "name": format!("Продажа станка {serial}"),
+        "pipeline_id": amo.pipeline_id,
+        "status_id": 142,
+        "responsible_user_id": amo.responsible_user_id,
+        "custom_fields_values": [
+            {"field_id": amo.field_serial, "values": [{"value": serial}]},
+            {"field_id": amo.field_model, "values": [{"value": "16К20"}]},
+            {"field_id": amo.field_telegram_id, "values": [{"value": telegram_id.to_string()}]},
+        ],
+        "request_id": request_id.to_string(),
+    })
 }
 
 /// A JWT-shaped long-lived token like amoCRM issues (the sandbox accepts it as registered).
@@ -219,6 +239,12 @@ impl LocalStack {
             ),
         ]);
         let config = read_config(&env)?;
+        let mut function_env: Vec<(String, String)> = env
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .filter(|(k, _)| !options.config_overrides.iter().any(|(name, _)| name == k))
+            .collect();
+        function_env.extend(options.config_overrides.iter().cloned());
 
         let worker = wiring::crm_worker(&config, &aws)?;
         let sync = Arc::new(wiring::maintenance_sync(&config, &aws)?);
@@ -271,8 +297,25 @@ impl LocalStack {
             worker,
             sync,
             pumps,
+            function_env,
             front,
         })
+    }
+
+    /// The environment of a function or tool process run against this stack: `function_env`
+    /// plus the AWS SDK's variables pointing at moto with dummy credentials.
+    pub fn process_env(&self) -> Vec<(String, String)> {
+        let aws = [
+            ("AWS_ENDPOINT_URL", self.moto.url.as_str()),
+            ("AWS_REGION", "eu-central-1"),
+            ("AWS_DEFAULT_REGION", "eu-central-1"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ];
+        let mut env = self.function_env.clone();
+        env.extend(aws.map(|(k, v)| (k.to_string(), v.to_string())));
+        env
     }
 
     /// One maintenance-sync run now, with the time a Lambda gets (15 minutes).

@@ -13,34 +13,17 @@ async fn stack() -> LocalStack {
         .unwrap_or_else(|e| panic!("local stack did not start: {e}"))
 }
 
-/// The functions' environment of this stack, plus the AWS SDK's pointing at moto.
-fn env(stack: &LocalStack) -> Vec<(&'static str, String)> {
-    let r = &stack.resources;
-    vec![
-        ("LEADS_TABLE", r.leads_table.clone()),
-        ("INBOX_TABLE", r.inbox_table.clone()),
-        ("PASSPORT_TABLE", r.passport_table.clone()),
-        ("STATE_TABLE", r.state_table.clone()),
-        ("APP_SECRET_ID", r.app_secret_id.clone()),
-        ("AMOCRM_TOKEN_SECRET_ID", r.token_secret_id.clone()),
-        ("AMOCRM_BASE_URL", stack.sandbox.url.clone()),
-        ("AMOCRM_OAUTH_BASE_URL", stack.sandbox.url.clone()),
-        (
-            "AMOCRM_ACCOUNT_ID",
-            stack.options.sandbox.account_id.to_string(),
-        ),
-        (
-            "WEBHOOK_DESTINATION",
-            format!("{}/webhook/amocrm", stack.api_url),
-        ),
-        ("AWS_ENDPOINT_URL", stack.moto.url.clone()),
-        ("AWS_ACCESS_KEY_ID", "test".into()),
-        ("AWS_SECRET_ACCESS_KEY", "test".into()),
-        ("AWS_REGION", "eu-central-1".into()),
-    ]
+/// The functions' environment of this stack (AWS pointed at moto), and where amoCRM's webhook goes.
+fn env(stack: &LocalStack) -> Vec<(String, String)> {
+    let mut env = stack.process_env();
+    env.push((
+        "WEBHOOK_DESTINATION".into(),
+        format!("{}/webhook/amocrm", stack.api_url),
+    ));
+    env
 }
 
-async fn rss_ops(env: &[(&'static str, String)], args: &[&str]) -> (i32, String, String) {
+async fn rss_ops(env: &[(String, String)], args: &[&str]) -> (i32, String, String) {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_rss-ops"));
     cmd.args(args)
         .env_clear()

@@ -9,17 +9,15 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use chrono::{NaiveDate, Utc};
 use local_stack::LocalStack;
-use serde_json::{Value, json};
+use serde_json::Value;
 use shared::amocrm::Pacer;
+use shared::config::AmoConfig;
 use shared::passport::{Equipment, EquipmentState, Maintenance, MaintenanceStatus, SyncMarks};
 use shared::ports::SyncStateStore;
 use shared::store::{DynamoSyncState, equipment_item};
 
 use crate::BenchError;
 
-const PIPELINE: i64 = 10226282;
-const WON: i64 = 142;
-const MANAGER: i64 = 12380450;
 /// Deals per `POST /api/v4/leads`: amoCRM's batch limit.
 const DEALS_PER_REQUEST: usize = 250;
 /// Seeding uses tokens of its own, several in parallel, each under the 7 req/s limit, so it
@@ -47,31 +45,19 @@ fn serial_of(i: usize) -> String {
     format!("BENCH-{i:06}")
 }
 
-fn won_deal(i: usize) -> Value {
-    let serial = serial_of(i);
-    json!({
-        "name": format!("Продажа станка {serial}"),
-        "pipeline_id": PIPELINE,
-        "status_id": WON,
-        "responsible_user_id": MANAGER,
-        "custom_fields_values": [
-            {"field_id": 712629, "values": [{"value": serial}]},
-            {"field_id": 712631, "values": [{"value": "16К20"}]},
-            {"field_id": 712633, "values": [{"value": owner_of(i).to_string()}]},
-        ],
-        "request_id": i.to_string(),
-    })
-}
-
 /// One `POST /api/v4/leads` of deals `range`; retried on a 429. Returns the ids in order.
 async fn create_deals(
     http: &reqwest::Client,
     url: &str,
     token: &str,
     pacer: &Pacer,
+    amo: &AmoConfig,
     range: std::ops::Range<usize>,
 ) -> Result<Vec<i64>, BenchError> {
-    let body: Vec<Value> = range.clone().map(won_deal).collect();
+    let body: Vec<Value> = range
+        .clone()
+        .map(|i| local_stack::won_deal(amo, i, owner_of(i), &serial_of(i)))
+        .collect();
     for _ in 0..5 {
         pacer.wait().await;
         let resp = http.post(url).bearer_auth(token).json(&body).send().await?;
@@ -112,7 +98,7 @@ async fn won_deals(stack: &LocalStack, n: usize) -> Result<Vec<i64>, BenchError>
             .sandbox
             .state
             .new_long_lived_token(stack.sandbox.state.now() + 86_400);
-        let (url, chunks) = (url.clone(), Arc::clone(&chunks));
+        let (url, chunks, amo) = (url.clone(), Arc::clone(&chunks), stack.config.amo.clone());
         workers.spawn(async move {
             let http = reqwest::Client::new();
             let pacer = Pacer::new(SEED_RATE);
@@ -120,7 +106,7 @@ async fn won_deals(stack: &LocalStack, n: usize) -> Result<Vec<i64>, BenchError>
             for (i, range) in chunks.iter().enumerate().skip(worker).step_by(SEED_TOKENS) {
                 made.push((
                     i,
-                    create_deals(&http, &url, &token, &pacer, range.clone()).await?,
+                    create_deals(&http, &url, &token, &pacer, &amo, range.clone()).await?,
                 ));
             }
             Ok::<_, BenchError>(made)
