@@ -207,20 +207,28 @@ impl LocalStack {
                 "http://localhost:8080,http://127.0.0.1:8080,https://td-rss.ru".into(),
             ),
         ];
-        let read_config = |env: &[(&str, String)]| {
+        // The environment with the options' overrides in place, and the config read from it.
+        let with_overrides = |env: &[(&str, String)]| -> Vec<(String, String)> {
+            let overridden = |k: &str| options.config_overrides.iter().any(|(name, _)| name == k);
+            let mut merged: Vec<(String, String)> = env
+                .iter()
+                .filter(|(k, _)| !overridden(k))
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            merged.extend(options.config_overrides.iter().cloned());
+            merged
+        };
+        let read_config = |env: &[(String, String)]| {
             Config::from_lookup(|k| {
-                let overridden = options.config_overrides.iter().find(|(name, _)| name == k);
-                overridden.map(|(_, v)| v.clone()).or_else(|| {
-                    env.iter()
-                        .find(|(name, _)| *name == k)
-                        .map(|(_, v)| v.clone())
-                })
+                env.iter()
+                    .find(|(name, _)| name == k)
+                    .map(|(_, v)| v.clone())
             })
         };
         // As the operator's `setup` does at amoCRM: the maintenance fields exist, their ids
         // go into the functions' environment.
         let fields = {
-            let config = read_config(&env)?;
+            let config = read_config(&with_overrides(&env))?;
             let tokens = Arc::new(LongLivedToken::new(
                 Arc::new(SecretsManagerStore::new(aws.secrets.clone())),
                 resources.token_secret_id.clone(),
@@ -238,13 +246,8 @@ impl LocalStack {
                 fields.status_enums.to_spec(),
             ),
         ]);
-        let config = read_config(&env)?;
-        let mut function_env: Vec<(String, String)> = env
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .filter(|(k, _)| !options.config_overrides.iter().any(|(name, _)| name == k))
-            .collect();
-        function_env.extend(options.config_overrides.iter().cloned());
+        let function_env = with_overrides(&env);
+        let config = read_config(&function_env)?;
 
         let worker = wiring::crm_worker(&config, &aws)?;
         let sync = Arc::new(wiring::maintenance_sync(&config, &aws)?);
