@@ -22,6 +22,10 @@ pub struct AmoConfig {
     /// Requests per second this process allows itself (amoCRM's limit is 7 per integration).
     pub requests_per_second: u32,
     pub timeout_ms: u64,
+    /// `AMOCRM_EGRESS_IP`: the fixed address the functions reach amoCRM from (the template's
+    /// `AmoEgressIp` output), named in the hint when amoCRM refuses our address. Empty: the
+    /// functions have no fixed address (`AmoEgress=Direct`).
+    pub egress_ip: Option<String>,
 }
 
 /// The OAuth code flow and the token refresh.
@@ -181,6 +185,9 @@ impl Config {
             ),
             requests_per_second: int("AMOCRM_RPS", 7)?.clamp(1, 7) as u32,
             timeout_ms: int("AMOCRM_TIMEOUT_MS", 10_000)?.max(100) as u64,
+            egress_ip: lookup("AMOCRM_EGRESS_IP")
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty()),
         };
         let sales_mailbox = get("SALES_MAILBOX", "zakaz@tdrusstankosbyt.ru");
         let oauth = OAuthConfig {

@@ -192,6 +192,13 @@ pub trait CrmProbe: Send + Sync {
     async fn create_test_lead(&self) -> Result<i64, CrmError>;
 }
 
+/// One cheap authenticated call (`GET /api/v4/account`): does amoCRM answer us now? The sync
+/// asks before it re-drives work parked because amoCRM refused our address.
+#[async_trait]
+pub trait CrmReachability: Send + Sync {
+    async fn reachable(&self) -> Result<(), CrmError>;
+}
+
 /// A deal as read from amoCRM (`GET /api/v4/leads?filter[id][]=…&with=contacts`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CrmDeal {
@@ -371,6 +378,8 @@ pub trait InboxStore: Send + Sync {
         attempts: u32,
         error: Option<&str>,
         hint: Option<&str>,
+        // Parked because amoCRM refuses our address: the sync re-drives it by itself.
+        blocked: bool,
     ) -> Result<(), StoreError>;
     /// Ids of events still pending whose last update is older than `before`, oldest first.
     async fn pending_before(
@@ -436,12 +445,20 @@ pub trait MaintenanceCrm: Send + Sync {
     /// reports it. A validation error's `request_id` is the index of the refused write.
     async fn write_maintenance(
         &self,
+        fields: &crate::maintenance::fields::MaintenanceFieldIds,
         writes: &[MaintenanceWrite],
     ) -> Result<Vec<(i64, Option<i64>)>, CrmError>;
     /// One `POST /api/v4/tasks` (≤ 50 tasks); the new tasks' ids.
     async fn create_tasks(&self, tasks: &[NewTask]) -> Result<Vec<i64>, CrmError>;
     /// Open and closed tasks on these deals.
     async fn tasks_on(&self, lead_ids: &[i64]) -> Result<Vec<CrmTask>, CrmError>;
+    /// The two maintenance fields, found by name in the account (never created: that is the
+    /// operator's `setup`); `None` while either is missing.
+    async fn find_maintenance_fields(
+        &self,
+    ) -> Result<Option<crate::maintenance::fields::MaintenanceFieldIds>, CrmError> {
+        Ok(None)
+    }
 }
 
 /// Where the maintenance sync keeps its cursor, its run lease and its last report.
@@ -462,4 +479,16 @@ pub trait SyncStateStore: Send + Sync {
     async fn save_last_run(&self, report: &crate::maintenance::RunReport)
     -> Result<(), StoreError>;
     async fn last_run(&self) -> Result<Option<crate::maintenance::RunReport>, StoreError>;
+    /// The maintenance field ids `setup` or an earlier run found (`SYNC#fields`).
+    async fn field_ids(
+        &self,
+    ) -> Result<Option<crate::maintenance::fields::MaintenanceFieldIds>, StoreError> {
+        Ok(None)
+    }
+    async fn save_field_ids(
+        &self,
+        _ids: &crate::maintenance::fields::MaintenanceFieldIds,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

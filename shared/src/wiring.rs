@@ -214,9 +214,9 @@ fn crm_worker_with(
 }
 
 /// maintenance-sync: the scheduled two-way maintenance sync, reminders and re-drive. One amoCRM
-/// client (one pacer) serves every step, the re-drive included.
+/// client (one pacer) serves every step, the re-drive included. It starts on a default deploy:
+/// the maintenance field ids are an override; without them the run finds the fields by name.
 pub fn maintenance_sync(config: &Config, aws: &Aws) -> Result<MaintenanceSync, InitError> {
-    let ids = config.sync.require_field_ids()?;
     let passport = Config::require(&config.passport_table, "PASSPORT_TABLE")?;
     let state = Config::require(&config.state_table, "STATE_TABLE")?;
     let tokens = token_provider(config, aws)?;
@@ -228,10 +228,11 @@ pub fn maintenance_sync(config: &Config, aws: &Aws) -> Result<MaintenanceSync, I
     Ok(MaintenanceSync {
         crm: Arc::new(AmoMaintenance {
             client: amo.as_ref().clone(),
-            fields: ids.clone(),
             zone: config.sync.zone,
         }),
-        deals: logged,
+        deals: logged.clone(),
+        queues: work_queues(config, aws),
+        reach: logged,
         passport: Arc::new(DynamoPassportStore::new(aws.dynamodb.clone(), passport)),
         state: Arc::new(DynamoSyncState::new(aws.dynamodb.clone(), state)),
         worker,
@@ -244,7 +245,10 @@ pub fn maintenance_sync(config: &Config, aws: &Aws) -> Result<MaintenanceSync, I
             refresh_ahead: chrono::Duration::minutes(config.sync.token_refresh_ahead_mins),
         },
         settings: SyncSettings {
-            fields: maintenance_fields(config, ids),
+            configured_fields: config.sync.field_ids(),
+            zone: config.sync.zone,
+            serial_field: config.amo.field_serial,
+            telegram_id_field: config.amo.field_telegram_id,
             pipelines: config.sync.pipelines.clone(),
             reminder_days: config.sync.reminder_days,
             overlap_secs: config.sync.overlap_secs,

@@ -19,7 +19,9 @@ use tracing::warn;
 use super::client::AmoClient;
 use super::error::{CrmError, CrmErrorKind};
 use crate::leads::Lead;
-use crate::ports::{ContactLink, Crm, CrmDeal, CrmDeals, CrmLeadRef, CrmProbe, StoreError};
+use crate::ports::{
+    ContactLink, Crm, CrmDeal, CrmDeals, CrmLeadRef, CrmProbe, CrmReachability, StoreError,
+};
 
 /// Without a failure in between, a success is recorded at most this often per instance.
 const SUCCESS_EVERY: Duration = Duration::from_secs(600);
@@ -52,7 +54,8 @@ impl AmoFailure {
 
     /// amoCRM refuses us until someone acts: the token (401), payment (402) or a ban/rights (403).
     pub fn blocks_calls(&self) -> bool {
-        self.kind == CrmErrorKind::Unauthorized || matches!(self.status, Some(401..=403))
+        matches!(self.kind, CrmErrorKind::Unauthorized | CrmErrorKind::Blocked)
+            || matches!(self.status, Some(401..=403))
     }
 }
 
@@ -213,6 +216,14 @@ impl CrmProbe for LoggedAmo {
     async fn create_test_lead(&self) -> Result<i64, CrmError> {
         let r = self.inner.create_test_lead().await;
         self.observe("test_lead", r).await
+    }
+}
+
+#[async_trait]
+impl CrmReachability for LoggedAmo {
+    async fn reachable(&self) -> Result<(), CrmError> {
+        let r = self.inner.account().await.map(|_| ());
+        self.observe("account", r).await
     }
 }
 

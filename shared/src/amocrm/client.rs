@@ -732,8 +732,8 @@ mod tests {
             .request(Method::GET, "/api/v4/account", &[], None)
             .await
             .unwrap_err();
-        assert_eq!(e.kind, CrmErrorKind::Permanent);
-        assert!(e.hint.contains("Do NOT retry"));
+        assert_eq!(e.kind, CrmErrorKind::Blocked);
+        assert!(e.hint.contains("prolongs a ban"), "{}", e.hint);
         assert_eq!(server.requests().len(), 1);
     }
 

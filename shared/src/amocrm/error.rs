@@ -22,8 +22,13 @@ pub enum CrmErrorKind {
     RateLimited,
     /// 401 after a token refresh was tried: someone must re-authorize or replace the token.
     Unauthorized,
-    /// 4xx that a retry cannot fix: validation, 403 ban/whitelist, 402 unpaid, 404, bad config.
+    /// 4xx that a retry cannot fix: validation, 402 unpaid, 404, bad config.
     Permanent,
+    /// 403: amoCRM refuses our address (the account's API IP whitelist, code 113) or has
+    /// banned us. Not a token problem: the token is not spent and nobody should re-authorize.
+    /// A retry cannot help until someone acts (whitelist the address, or amoCRM lifts the
+    /// ban); work waits and is re-driven once amoCRM answers again.
+    Blocked,
 }
 
 /// One entry of amoCRM's `validation-errors`.
@@ -179,24 +184,9 @@ impl CrmError {
                  re-drive the parked leads; they are kept meanwhile."
                     .to_string(),
             ),
-            403 if problem.is_none() => (
-                CrmErrorKind::Permanent,
-                format!(
-                    "amoCRM blocked this IP or account (an HTML 403 is its ban page, usually after \
-                     too many requests). Do NOT retry: every request prolongs the block. Contact \
-                     amoCRM support with the function's outgoing IP address, the subdomain ({}) \
-                     and the account id (GET /api/v4/account once unblocked, or the account \
-                     settings page), ask them to lift the block, then re-drive parked leads.",
-                    cfg.subdomain
-                ),
-            ),
             403 => (
-                CrmErrorKind::Permanent,
-                "amoCRM refused the action (403): the user who issued the token lacks the rights \
-                 for it, or this IP is not in the account's API whitelist (error code 113). Check \
-                 the user's rights for leads/contacts/notes and the API IP whitelist in the \
-                 amoCRM account settings, or issue the token as an administrator."
-                    .to_string(),
+                CrmErrorKind::Blocked,
+                blocked_hint(cfg, problem.as_ref(), is_html),
             ),
             404 => (
                 CrmErrorKind::Permanent,
@@ -276,6 +266,47 @@ impl CrmError {
     }
 }
 
+/// amoCRM's error code for "access to this account is prohibited from your IP address".
+pub const IP_NOT_ALLOWED_CODE: u64 = 113;
+
+/// What to do when amoCRM answers 403: it refuses the address we call from (its API IP
+/// whitelist, code 113), has banned it (nginx's HTML page, after too many requests), or the
+/// token's user lacks a right. None of these is solved by a new token.
+fn blocked_hint(cfg: &AmoConfig, problem: Option<&Problem>, is_html: bool) -> String {
+    let address = match &cfg.egress_ip {
+        Some(ip) => format!(
+            "The functions call amoCRM from {ip} (the stack output AmoEgressIp); add it to \
+             amoCRM → Settings → Security → the API IP whitelist."
+        ),
+        None => "The functions have no fixed address (AmoEgress=Direct): redeploy with \
+                 AmoEgress=StaticIp (or ExistingSubnets) and add the stack output AmoEgressIp \
+                 to amoCRM → Settings → Security → the API IP whitelist."
+            .to_string(),
+    };
+    let after = "No re-authorization is needed: the token is fine. Leads and webhook events \
+                 wait (parked as blocked) and the next maintenance sync re-drives them by \
+                 itself once amoCRM answers again; `rss-ops parked redrive --all` does it at once.";
+    if problem.and_then(|p| p.code) == Some(IP_NOT_ALLOWED_CODE) {
+        format!("amoCRM refuses our IP address (error 113: the account's API IP whitelist). {address} {after}")
+    } else if is_html || problem.is_none() {
+        format!(
+            "amoCRM refuses our address: either the account's API IP whitelist does not list \
+             it, or amoCRM banned it (an HTML 403 is its ban page, usually after too many \
+             requests; every further request prolongs a ban). {address} If the address is \
+             listed, ask amoCRM support to lift the ban, naming the address, the subdomain ({}) \
+             and the account id. {after}",
+            cfg.subdomain
+        )
+    } else {
+        format!(
+            "amoCRM refused the action (403): our address is not in the account's API IP \
+             whitelist, or the user who issued the token lacks the rights for it. {address} \
+             Otherwise check the user's rights for leads, contacts and notes, or issue the \
+             token as an administrator. {after}"
+        )
+    }
+}
+
 /// Why a request got no HTTP answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetworkFailure {
@@ -318,6 +349,9 @@ pub struct Problem {
     /// Seconds, from a 429 body.
     pub retry_after: Option<u64>,
     pub trace_id: Option<String>,
+    /// amoCRM's numeric error code (`error_code`, top level or under the legacy `response`
+    /// object), e.g. 113 for "access from your IP address is prohibited".
+    pub code: Option<u64>,
 }
 
 impl Problem {
@@ -345,6 +379,10 @@ impl Problem {
                 .unwrap_or_default(),
             retry_after: obj.get("retry_after").and_then(number),
             trace_id: text("trace_id"),
+            code: obj
+                .get("error_code")
+                .or_else(|| obj.get("response").and_then(|r| r.get("error_code")))
+                .and_then(number),
         })
     }
 
@@ -571,6 +609,9 @@ pub fn oauth_error(status: u16, body: &str, cfg: &AmoConfig) -> CrmError {
     let message = format!("amoCRM token endpoint answered {status}: {summary}");
     let kind = match status {
         429 => CrmErrorKind::RateLimited,
+        // The whitelist and the ban answer 403 at the token endpoint too; the refresh token
+        // is not spent by it (see `CrmErrorKind::Blocked`).
+        403 => CrmErrorKind::Blocked,
         s if s >= 500 => CrmErrorKind::Transient,
         _ => CrmErrorKind::Unauthorized,
     };
@@ -590,6 +631,10 @@ pub fn oauth_error(status: u16, body: &str, cfg: &AmoConfig) -> CrmError {
             "amoCRM's token endpoint failed; retry later. Keep the stored refresh token: it was \
              not spent."
                 .to_string()
+        }
+        CrmErrorKind::Blocked => {
+            let is_html = problem.is_none() && looks_like_html(None, body);
+            blocked_hint(cfg, problem.as_ref(), is_html)
         }
         _ => oauth_hint(status, cause, title, cfg),
     };
@@ -785,27 +830,63 @@ mod tests {
     }
 
     #[test]
-    fn html_403_is_a_ban_and_json_403_is_rights_or_whitelist() {
+    fn every_403_means_amocrm_refuses_our_address_never_the_token() {
         let html = "<html>\r\n<head><title>403 Forbidden</title></head>\r\n<body>\r\n<center><h1>403 Forbidden</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
         let ban = map(403, html, None);
-        assert_eq!(ban.kind, CrmErrorKind::Permanent);
+        assert_eq!(ban.kind, CrmErrorKind::Blocked);
+        assert!(!ban.is_retryable());
         assert!(
             ban.message.contains("HTML page \"403 Forbidden\""),
             "{}",
             ban.message
         );
-        assert!(ban.hint.contains("Do NOT retry"));
+        assert!(ban.hint.contains("prolongs a ban"), "{}", ban.hint);
         assert!(ban.hint.contains("amoCRM support"));
         assert!(ban.hint.contains("new599bd9d13818a"));
+        assert!(ban.hint.contains("AmoEgress=StaticIp"), "{}", ban.hint);
+        assert!(ban.hint.contains("No re-authorization is needed"));
 
         let rights = map(
             403,
             r#"{"title":"Forbidden","type":"https://httpstatus.es/403","status":403,"detail":"Access denied"}"#,
             None,
         );
-        assert_eq!(rights.kind, CrmErrorKind::Permanent);
+        assert_eq!(rights.kind, CrmErrorKind::Blocked);
         assert!(rights.hint.contains("whitelist"), "{}", rights.hint);
-        assert!(!rights.hint.contains("Do NOT retry"));
+        assert!(rights.hint.contains("rights"), "{}", rights.hint);
+        assert!(!rights.hint.contains("ban page"));
+    }
+
+    #[test]
+    fn a_code_113_names_the_whitelist_and_the_egress_address() {
+        let body = r#"{"title":"Forbidden","type":"https://httpstatus.es/403","status":403,"detail":"Access to this account is prohibited from your IP address","error_code":113}"#;
+        let mut cfg = test_config("https://new599bd9d13818a.amocrm.ru");
+        cfg.egress_ip = Some("198.51.100.7".into());
+        let e = CrmError::from_response(
+            &FailedResponse {
+                status: 403,
+                content_type: Some("application/problem+json"),
+                retry_after_header: None,
+                body,
+            },
+            &ResponseContext {
+                endpoint: "POST /api/v4/leads/complex",
+                config: &cfg,
+                request_body: None,
+            },
+        );
+        assert_eq!(e.kind, CrmErrorKind::Blocked);
+        assert!(e.hint.starts_with("amoCRM refuses our IP address (error 113"), "{}", e.hint);
+        assert!(e.hint.contains("198.51.100.7 (the stack output AmoEgressIp)"), "{}", e.hint);
+        // The legacy `response` envelope carries the code too.
+        let legacy = Problem::parse(r#"{"response":{"error":"Доступ запрещён","error_code":"113"}}"#)
+            .expect("an object");
+        assert_eq!(legacy.code, Some(113));
+        // At the token endpoint the same 403 is not a token refusal.
+        let token = oauth_error(403, body, &cfg);
+        assert_eq!(token.kind, CrmErrorKind::Blocked);
+        assert!(token.hint.contains("AmoEgressIp"), "{}", token.hint);
+        assert!(!token.hint.contains("re-authorize the integration"), "{}", token.hint);
     }
 
     #[test]

@@ -133,12 +133,31 @@ pub async fn ensure_maintenance_fields(
         );
         tracing::info!("maintenance fields created in amoCRM");
     }
-    let date = named(&fields, NEXT_MAINTENANCE_FIELD_NAME)
+    read_ids(&fields)
+}
+
+/// The two fields' ids when both exist (by name), without creating anything: what the sync
+/// does on a deploy where nobody set the ids.
+pub async fn find_maintenance_fields(
+    client: &AmoClient,
+) -> Result<Option<MaintenanceFieldIds>, CrmError> {
+    let fields = lead_fields(client).await?;
+    if named(&fields, NEXT_MAINTENANCE_FIELD_NAME).is_none()
+        || named(&fields, MAINTENANCE_STATUS_FIELD_NAME).is_none()
+    {
+        return Ok(None);
+    }
+    read_ids(&fields).map(Some)
+}
+
+/// The ids of the two named fields, checked for their types and the select's options.
+fn read_ids(fields: &[Value]) -> Result<MaintenanceFieldIds, CrmError> {
+    let date = named(fields, NEXT_MAINTENANCE_FIELD_NAME)
         .ok_or_else(|| CrmError::unexpected_response(FIELDS, "the date field was not created"))?;
     if date["type"] != "date" {
         return Err(wrong_type(NEXT_MAINTENANCE_FIELD_NAME, date, "date"));
     }
-    let select = named(&fields, MAINTENANCE_STATUS_FIELD_NAME)
+    let select = named(fields, MAINTENANCE_STATUS_FIELD_NAME)
         .ok_or_else(|| CrmError::unexpected_response(FIELDS, "the select was not created"))?;
     if select["type"] != "select" {
         return Err(wrong_type(MAINTENANCE_STATUS_FIELD_NAME, select, "select"));

@@ -19,11 +19,10 @@ const TASKS: &str = "/api/v4/tasks";
 /// amoCRM's largest page.
 const PAGE: usize = 250;
 
-/// The amoCRM client plus what it needs to write the two fields.
+/// The amoCRM client plus the account's time zone (date fields hold midnight there).
 #[derive(Debug, Clone)]
 pub struct AmoMaintenance {
     pub client: AmoClient,
-    pub fields: MaintenanceFieldIds,
     pub zone: AccountZone,
 }
 
@@ -38,17 +37,22 @@ fn embedded<'a>(v: &'a Value, name: &str) -> impl Iterator<Item = &'a Value> {
 impl AmoMaintenance {
     /// The `PATCH` item of one deal: the date as midnight in the account's zone (RFC 3339, as
     /// amoCRM's SDK sends it), the status as its option id.
-    pub fn write_item(&self, index: usize, w: &MaintenanceWrite) -> Value {
+    pub fn write_item(
+        &self,
+        fields: &MaintenanceFieldIds,
+        index: usize,
+        w: &MaintenanceWrite,
+    ) -> Value {
         json!({
             "id": w.lead_id,
             "custom_fields_values": [
                 {
-                    "field_id": self.fields.next_maintenance,
+                    "field_id": fields.next_maintenance,
                     "values": [{ "value": self.zone.midnight(w.maintenance.next_due).to_rfc3339() }],
                 },
                 {
-                    "field_id": self.fields.status,
-                    "values": [{ "enum_id": self.fields.status_enums.enum_id(w.maintenance.status) }],
+                    "field_id": fields.status,
+                    "values": [{ "enum_id": fields.status_enums.enum_id(w.maintenance.status) }],
                 },
             ],
             "request_id": index.to_string(),
@@ -88,8 +92,13 @@ impl MaintenanceCrm for AmoMaintenance {
         Ok(Some(ChangedLeads { leads, has_more }))
     }
 
+    async fn find_maintenance_fields(&self) -> Result<Option<MaintenanceFieldIds>, CrmError> {
+        super::fields::find_maintenance_fields(&self.client).await
+    }
+
     async fn write_maintenance(
         &self,
+        fields: &MaintenanceFieldIds,
         writes: &[MaintenanceWrite],
     ) -> Result<Vec<(i64, Option<i64>)>, CrmError> {
         if writes.is_empty() {
@@ -99,7 +108,7 @@ impl MaintenanceCrm for AmoMaintenance {
             writes
                 .iter()
                 .enumerate()
-                .map(|(i, w)| self.write_item(i, w))
+                .map(|(i, w)| self.write_item(fields, i, w))
                 .collect(),
         );
         let once = CallOptions {

@@ -111,7 +111,7 @@ pub struct TokenError {
     pub error: CrmError,
     /// No answer arrived (timeout, broken connection): amoCRM may have spent the grant or not.
     pub no_answer: bool,
-    /// Set for every 4xx except 429: terminal, someone must act before another try.
+    /// Set for every 4xx except 403 and 429: terminal, someone must re-authorize.
     pub refusal: Option<Refusal>,
 }
 
@@ -249,7 +249,9 @@ impl TokenEndpoint {
             let problem = Problem::parse(&text);
             let mut error = oauth_error(status, &text, &self.amo);
             redact(&mut error, secrets);
-            let terminal = (400..500).contains(&status) && status != 429;
+            // 403 is amoCRM refusing our address (whitelist, ban), not the grant: the refresh
+            // token is still good once the address is allowed.
+            let terminal = (400..500).contains(&status) && !matches!(status, 403 | 429);
             return Err(TokenError {
                 error,
                 no_answer: false,

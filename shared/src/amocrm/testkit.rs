@@ -37,6 +37,7 @@ pub fn test_config(base_url: &str) -> AmoConfig {
         // Fast enough for tests, still exercising the pacer.
         requests_per_second: 50,
         timeout_ms: 2_000,
+        egress_ip: None,
     }
 }
 

@@ -6,7 +6,7 @@ use tracing::{error, info, warn};
 
 use super::render;
 use super::{Delivery, LeadStatus, StoredLead};
-use crate::amocrm::CrmError;
+use crate::amocrm::{CrmError, CrmErrorKind};
 use crate::metrics::{self, Metric};
 use crate::ports::{ContactLink, Crm, LeadStore, Notifier, NotifyError, StoreError};
 
@@ -47,12 +47,16 @@ pub enum Outcome {
 enum StepError {
     Transient(String, String),
     Permanent(String, String),
+    /// amoCRM refuses our address: parked, and re-driven by the sync once it answers again.
+    Blocked(String, String),
 }
 
 impl From<CrmError> for StepError {
     fn from(e: CrmError) -> Self {
         if e.is_retryable() {
             StepError::Transient(e.message, e.hint)
+        } else if e.kind == CrmErrorKind::Blocked {
+            StepError::Blocked(e.message, e.hint)
         } else {
             StepError::Permanent(e.message, e.hint)
         }
@@ -108,6 +112,7 @@ impl Deliverer<'_> {
             Ok(amo_lead_id) => {
                 delivery.last_error = None;
                 delivery.hint = None;
+                delivery.blocked = false;
                 if let Err(e) = self
                     .store
                     .save_delivery(lead_id, LeadStatus::Delivered, &delivery)
@@ -138,11 +143,18 @@ impl Deliverer<'_> {
                     .await;
                 Outcome::Retry { reason: err }
             }
-            Err(StepError::Permanent(err, hint)) => {
-                error!(lead_id, alert = true, error = %err, hint = %hint, "lead parked");
+            Err(failure @ (StepError::Permanent(..) | StepError::Blocked(..))) => {
+                let (err, hint, blocked) = match failure {
+                    StepError::Blocked(err, hint) => (err, hint, true),
+                    StepError::Permanent(err, hint) | StepError::Transient(err, hint) => {
+                        (err, hint, false)
+                    }
+                };
+                error!(lead_id, alert = true, blocked, error = %err, hint = %hint, "lead parked");
                 metrics::count(Metric::LeadsParked);
                 delivery.last_error = Some(err.clone());
                 delivery.hint = Some(hint.clone());
+                delivery.blocked = blocked;
                 if let Err(e) = self
                     .store
                     .save_delivery(lead_id, LeadStatus::Parked, &delivery)

@@ -179,6 +179,10 @@ pub struct Delivery {
     pub attempts: u32,
     pub last_error: Option<String>,
     pub hint: Option<String>,
+    /// Parked because amoCRM refuses our address (whitelist or ban, `CrmErrorKind::Blocked`):
+    /// the sync re-drives it by itself once amoCRM answers again.
+    #[serde(default)]
+    pub blocked: bool,
 }
 
 /// A lead as stored: the lead, its status and delivery progress.

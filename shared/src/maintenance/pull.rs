@@ -288,6 +288,7 @@ mod tests {
         }
         async fn write_maintenance(
             &self,
+            _: &crate::maintenance::fields::MaintenanceFieldIds,
             _: &[MaintenanceWrite],
         ) -> Result<Vec<(i64, Option<i64>)>, CrmError> {
             unreachable!("the pull never writes")

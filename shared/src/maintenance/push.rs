@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use super::batch::{BatchSizer, MAX_BATCH};
+use super::fields::MaintenanceFieldIds;
 use super::modify;
 use super::run::{Budget, StepEnd, SyncError};
 use crate::amocrm::{CrmError, CrmErrorKind};
@@ -46,6 +47,7 @@ pub struct PushStats {
 pub struct Pusher<'a> {
     pub crm: &'a dyn MaintenanceCrm,
     pub store: Arc<dyn PassportStore>,
+    pub fields: &'a MaintenanceFieldIds,
 }
 
 /// 504, or the request went out and no answer came in time.
@@ -247,7 +249,7 @@ impl Pusher<'_> {
                 .collect();
             stats.requests += 1;
             let sent = batch.len();
-            match self.crm.write_maintenance(&writes).await {
+            match self.crm.write_maintenance(self.fields, &writes).await {
                 Ok(updated) => {
                     sizer.accepted(sent);
                     server_errors = 0;

@@ -1,6 +1,9 @@
 //! Step 5, re-drive: leads and webhook events still pending longer than `after` (their stream
 //! records were lost or their retries ran out) are fed again to the same `Deliverer` and
-//! `EventProcessor` crm-worker uses. Parked ones wait for an operator and are left alone.
+//! `EventProcessor` crm-worker uses. Parked ones wait for an operator and are left alone —
+//! except those parked because amoCRM refused our address (IP whitelist, ban): once one cheap
+//! call shows amoCRM answering again, they are set back to pending and crm-worker takes them
+//! from the stream, so nobody has to re-drive them after the address is allowed.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -8,8 +11,11 @@ use tracing::info;
 
 use super::run::{Budget, StepEnd, SyncError};
 use crate::leads::LeadStatus;
+use crate::amocrm::CrmErrorKind;
 use crate::leads::deliver::{Deliverer, Outcome};
+use crate::ops::parked::{RedriveOutcome, WorkKind, WorkQueues};
 use crate::passport::events::EventOutcome;
+use crate::ports::CrmReachability;
 use crate::worker::CrmWorker;
 
 /// At most this many of each kind per run (the rest wait for the next run).
@@ -23,15 +29,70 @@ pub struct RedriveStats {
     pub events: u64,
     pub events_done: u64,
     pub events_parked: u64,
+    /// Parked because amoCRM refused our address, and set back to pending this run.
+    #[serde(default)]
+    pub unblocked: u64,
+    /// Still parked that way: amoCRM refused our address again.
+    #[serde(default)]
+    pub still_blocked: u64,
 }
 
 pub struct Redriver<'a> {
     pub worker: &'a CrmWorker,
     pub after: chrono::Duration,
+    pub queues: &'a dyn WorkQueues,
+    pub reach: &'a dyn CrmReachability,
 }
 
 impl Redriver<'_> {
     pub async fn run(
+        &self,
+        now: DateTime<Utc>,
+        budget: &Budget,
+        stats: &mut RedriveStats,
+    ) -> Result<StepEnd, SyncError> {
+        self.unblock(now, budget, stats).await?;
+        self.stale(now, budget, stats).await
+    }
+
+    /// Work parked because amoCRM refused our address goes back to pending once amoCRM
+    /// answers one call. While it still refuses, that one call is all this run costs it.
+    async fn unblock(
+        &self,
+        now: DateTime<Utc>,
+        budget: &Budget,
+        stats: &mut RedriveStats,
+    ) -> Result<(), SyncError> {
+        let mut blocked = Vec::new();
+        for kind in [WorkKind::Lead, WorkKind::Event] {
+            if kind == WorkKind::Event && !self.queues.has_events() {
+                continue;
+            }
+            let parked = self.queues.parked(kind, PER_RUN).await?;
+            blocked.extend(parked.into_iter().filter(|p| p.blocked).map(|p| (kind, p.id)));
+        }
+        if blocked.is_empty() || !budget.allows_request() {
+            return Ok(());
+        }
+        match self.reach.reachable().await {
+            Ok(()) => {}
+            Err(e) if e.kind == CrmErrorKind::Blocked || e.is_retryable() => {
+                info!(waiting = blocked.len(), error = %e.message, "amoCRM still refuses us; blocked work keeps waiting");
+                stats.still_blocked += blocked.len() as u64;
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        for (kind, id) in blocked {
+            if self.queues.redrive(kind, &id, now).await? == RedriveOutcome::Redriven {
+                info!(kind = kind.as_str(), id = %id, "amoCRM answers again: blocked work re-driven");
+                stats.unblocked += 1;
+            }
+        }
+        Ok(())
+    }
+
+    async fn stale(
         &self,
         now: DateTime<Utc>,
         budget: &Budget,

@@ -1,5 +1,8 @@
 //! One run of the maintenance sync: token upkeep, pull, push, reminders (and a push of the
-//! statuses they set), re-drive — within the time the Lambda has left. A run that runs out of time stops
+//! statuses they set), re-drive — within the time the Lambda has left. The maintenance fields'
+//! ids come from the configuration, else from the state table, else from the account (found
+//! by name and remembered); without the fields the run still keeps the token alive and
+//! re-drives stuck work, and its report says the fields are missing. A run that runs out of time stops
 //! between requests and the next one resumes: the pull from its cursor, the push from the
 //! index of machines still waiting. A lease keeps two runs from overlapping; the report is
 //! kept as `SYNC#last_run` for the health check.
@@ -14,16 +17,19 @@ use tracing::{error, info, warn};
 
 use super::apply::Applier;
 use super::conflict::Conflict;
-use super::fields::MaintenanceFields;
+use super::fields::{MaintenanceFieldIds, MaintenanceFields};
 use super::pull::{PullStats, Puller};
 use super::push::{PushStats, Pusher};
 use super::redrive::{RedriveStats, Redriver};
 use super::reminders::{ReminderStats, Reminders};
 use super::token::{TokenCare, TokenStats};
 use crate::amocrm::CrmError;
+use crate::maintenance::fields::AccountZone;
+use crate::ops::parked::WorkQueues;
 use crate::passport::MaintenancePolicy;
 use crate::ports::{
-    CrmDeals, MaintenanceCrm, NotifyError, PassportStore, StoreError, SyncStateStore,
+    CrmDeals, CrmReachability, MaintenanceCrm, NotifyError, PassportStore, StoreError,
+    SyncStateStore,
 };
 use crate::worker::CrmWorker;
 
@@ -167,6 +173,9 @@ pub struct RunReport {
     pub redrive: RedriveStats,
     /// The first conflicts of the run (all are logged and counted in `pull`).
     pub conflicts: Vec<Conflict>,
+    /// Neither configured nor found in the account: pull, push and reminders did not run.
+    #[serde(default)]
+    pub fields_missing: bool,
     pub error: Option<String>,
     pub hint: Option<String>,
 }
@@ -184,6 +193,7 @@ impl RunReport {
             reminders: ReminderStats::default(),
             redrive: RedriveStats::default(),
             conflicts: Vec::new(),
+            fields_missing: false,
             error: None,
             hint: None,
         }
@@ -193,7 +203,12 @@ impl RunReport {
 /// What a run needs to know besides its ports.
 #[derive(Debug, Clone)]
 pub struct SyncSettings {
-    pub fields: MaintenanceFields,
+    /// `AMOCRM_FIELD_NEXT_MAINTENANCE` & co. when the operator set them: used as they are.
+    pub configured_fields: Option<MaintenanceFieldIds>,
+    pub zone: AccountZone,
+    /// The serial and Telegram id fields (to find the equipment by its key).
+    pub serial_field: i64,
+    pub telegram_id_field: i64,
     pub pipelines: Vec<i64>,
     pub reminder_days: i64,
     pub overlap_secs: i64,
@@ -211,6 +226,9 @@ pub struct MaintenanceSync {
     pub worker: CrmWorker,
     /// Keeps the amoCRM token alive ahead of use (step `Token`).
     pub token: TokenCare,
+    /// Parked work, for re-driving what waited while amoCRM refused our address.
+    pub queues: Arc<dyn WorkQueues>,
+    pub reach: Arc<dyn CrmReachability>,
     pub settings: SyncSettings,
 }
 
@@ -246,16 +264,42 @@ impl MaintenanceSync {
             Step::Redrive,
         ];
         let mut pulled = false;
+        let mut fields = None;
         let mut i = 0;
         while i < plan.len() {
             let step = plan[i];
             i += 1;
+            if step == Step::Pull {
+                match self.resolve_fields().await {
+                    Ok(Some(found)) => fields = Some(found),
+                    Ok(None) => {
+                        warn!("maintenance fields missing in amoCRM: run `rss-ops setup`; only token upkeep and re-drive run");
+                        report.fields_missing = true;
+                    }
+                    Err(e) => {
+                        error!(error = %e, hint = %e.hint(), alert = true, "maintenance fields could not be resolved");
+                        if report.error.is_none() {
+                            report.error = Some(e.to_string());
+                            report.hint = Some(e.hint());
+                            report.stopped_in = Some(step);
+                        }
+                        report.outcome = RunOutcome::Failed;
+                    }
+                }
+            }
+            let needs_fields = matches!(step, Step::Pull | Step::Push | Step::Reminders);
+            if needs_fields && fields.is_none() {
+                continue;
+            }
             if step == Step::Push && !pulled {
                 // Without amoCRM's latest values a push could overwrite a manager's later change.
                 continue;
             }
             let statuses_before = report.reminders.marked_due + report.reminders.marked_overdue;
-            match self.step(step, now, budget, &mut report).await {
+            match self
+                .step_with(step, fields.as_ref(), now, budget, &mut report)
+                .await
+            {
                 Ok(StepEnd::Done) => {
                     pulled |= step == Step::Pull;
                     let statuses_set =
@@ -315,7 +359,38 @@ impl MaintenanceSync {
         report
     }
 
+    /// The maintenance fields: configured, else remembered in the state table, else found by
+    /// name in the account (and remembered). `None` while the account lacks them.
+    pub async fn resolve_fields(&self) -> Result<Option<MaintenanceFields>, SyncError> {
+        let s = &self.settings;
+        let ids = match &s.configured_fields {
+            Some(ids) => Some(ids.clone()),
+            None => match self.state.field_ids().await? {
+                Some(ids) => Some(ids),
+                None => {
+                    let found = self.crm.find_maintenance_fields().await?;
+                    if let Some(ids) = &found {
+                        info!(
+                            next_maintenance = ids.next_maintenance,
+                            status = ids.status,
+                            "maintenance fields found in amoCRM by name; remembered"
+                        );
+                        self.state.save_field_ids(ids).await?;
+                    }
+                    found
+                }
+            },
+        };
+        Ok(ids.map(|ids| MaintenanceFields {
+            ids,
+            zone: s.zone,
+            serial_field: s.serial_field,
+            telegram_id_field: s.telegram_id_field,
+        }))
+    }
+
     /// One step on its own (tests drive steps one at a time to place faults between them).
+    /// Steps that need the maintenance fields resolve them first and fail without them.
     pub async fn step(
         &self,
         step: Step,
@@ -323,7 +398,32 @@ impl MaintenanceSync {
         budget: &Budget,
         report: &mut RunReport,
     ) -> Result<StepEnd, SyncError> {
+        let fields = match step {
+            Step::Pull | Step::Push | Step::Reminders => self.resolve_fields().await?,
+            Step::Token | Step::Redrive => None,
+        };
+        self.step_with(step, fields.as_ref(), now, budget, report)
+            .await
+    }
+
+    async fn step_with(
+        &self,
+        step: Step,
+        fields: Option<&MaintenanceFields>,
+        now: DateTime<Utc>,
+        budget: &Budget,
+        report: &mut RunReport,
+    ) -> Result<StepEnd, SyncError> {
         let s = &self.settings;
+        let fields = || {
+            fields.ok_or_else(|| {
+                SyncError::Crm(CrmError::permanent(
+                    "the maintenance fields are missing in amoCRM",
+                    "Run `rss-ops setup`: it creates «Дата следующего ТО» and «Статус ТО» and \
+                     remembers their ids; the next run uses them without a redeploy.",
+                ))
+            })
+        };
         match step {
             Step::Token => self.token.run(now, budget, &mut report.token).await,
             Step::Pull => {
@@ -335,7 +435,7 @@ impl MaintenanceSync {
                         store: self.passport.as_ref(),
                         pipelines: &s.pipelines,
                     },
-                    fields: &s.fields,
+                    fields: fields()?,
                     overlap_secs: s.overlap_secs,
                 }
                 .pull(budget, &mut report.pull, &mut conflicts)
@@ -348,6 +448,7 @@ impl MaintenanceSync {
                 Pusher {
                     crm: self.crm.as_ref(),
                     store: Arc::clone(&self.passport),
+                    fields: &fields()?.ids,
                 }
                 .push(budget, &mut report.push)
                 .await
@@ -357,7 +458,7 @@ impl MaintenanceSync {
                     store: self.passport.as_ref(),
                     crm: self.crm.as_ref(),
                     deals: self.deals.as_ref(),
-                    zone: s.fields.zone,
+                    zone: s.zone,
                     days: s.reminder_days,
                     default_responsible_user_id: s.default_responsible_user_id,
                 }
@@ -368,6 +469,8 @@ impl MaintenanceSync {
                 Redriver {
                     worker: &self.worker,
                     after: chrono::Duration::seconds(s.redrive_after_secs),
+                    queues: self.queues.as_ref(),
+                    reach: self.reach.as_ref(),
                 }
                 .run(now, budget, &mut report.redrive)
                 .await

@@ -34,6 +34,9 @@ pub struct LastSync {
     pub outcome: String,
     pub error: Option<String>,
     pub hint: Option<String>,
+    /// The run found no maintenance fields in amoCRM (nothing was synced).
+    #[serde(default)]
+    pub fields_missing: bool,
 }
 
 impl LastSync {
@@ -149,19 +152,32 @@ pub fn assess(inputs: HealthInputs, now: DateTime<Utc>) -> HealthReport {
             if let Some(f) = refusal {
                 let unauthorized = f.kind == CrmErrorKind::Unauthorized || f.status == Some(401);
                 reauthorization_required |= unauthorized;
+                let blocked = f.kind == CrmErrorKind::Blocked;
                 reasons.push(Reason {
                     code: if unauthorized {
                         "amocrm_token_rejected"
+                    } else if blocked {
+                        "amocrm_refuses_our_address"
                     } else {
                         "amocrm_refusing"
                     },
-                    message: format!(
+                    message: if blocked {
+                        format!(
+                            "amoCRM refuses our address since {} (403 to {}): whitelist the \
+                             AmoEgressIp output in amoCRM; leads wait and go out by themselves \
+                             once it answers",
+                            f.at.format("%Y-%m-%d %H:%M UTC"),
+                            f.operation
+                        )
+                    } else {
+                        format!(
                         "amoCRM refused {} at {}{} and no call has succeeded since: {}",
                         f.operation,
                         f.at.format("%Y-%m-%d %H:%M UTC"),
                         f.status.map(|s| format!(" ({s})")).unwrap_or_default(),
                         f.message
-                    ),
+                        )
+                    },
                     hint: format!(
                         "{} This clears with the next successful amoCRM call (e.g. GET \
                          /ingest/test-crm with X-Admin-Key).",
@@ -206,6 +222,23 @@ pub fn assess(inputs: HealthInputs, now: DateTime<Utc>) -> HealthReport {
                          scheduled run retries."
                             .to_string()
                     }),
+                });
+            }
+            if let Some(s) = sync.as_ref().filter(|s| s.fields_missing) {
+                reasons.push(Reason {
+                    code: "maintenance_fields_missing",
+                    message: format!(
+                        "maintenance fields missing: run rss-ops setup (the last sync{} found no \
+                         «Дата следующего ТО» and «Статус ТО» in amoCRM, so maintenance dates \
+                         and statuses are not synced)",
+                        s.finished_at
+                            .map(|t| format!(" at {}", t.format("%Y-%m-%d %H:%M UTC")))
+                            .unwrap_or_default()
+                    ),
+                    hint: "Run `rss-ops setup` with the functions' environment: it creates the two \
+                           deal fields and remembers their ids in the state table; the next \
+                           scheduled run syncs without a redeploy."
+                        .to_string(),
                 });
             }
             sync
@@ -496,6 +529,50 @@ mod tests {
     }
 
     #[test]
+    fn a_403_is_our_address_refused_in_one_line_never_a_reauthorization() {
+        let error = CrmError::new(
+            crate::amocrm::CrmErrorKind::Blocked,
+            "amoCRM answered 403 to POST /api/v4/leads/complex: Forbidden",
+            "Whitelist the AmoEgressIp output",
+        )
+        .with_status(403);
+        let mut i = healthy_inputs();
+        i.calls = Some(Ok(AmoCalls {
+            last_failure: Some(AmoFailure::new("create_lead", &error, now())),
+            last_success_at: None,
+        }));
+        let r = assess(i, now());
+        assert_eq!(codes(&r), vec!["amocrm_refuses_our_address"]);
+        assert!(!r.reauthorization_required);
+        assert!(!r.reasons[0].message.contains('\n'));
+        assert!(
+            r.reasons[0].message.starts_with("amoCRM refuses our address since"),
+            "{}",
+            r.reasons[0].message
+        );
+        assert!(r.reasons[0].message.contains("AmoEgressIp"));
+    }
+
+    #[test]
+    fn a_sync_without_maintenance_fields_asks_for_setup() {
+        let mut i = healthy_inputs();
+        i.last_sync = Some(Ok(Some(LastSync {
+            finished_at: Some(now()),
+            outcome: "complete".into(),
+            error: None,
+            hint: None,
+            fields_missing: true,
+        })));
+        let r = assess(i, now());
+        assert_eq!(codes(&r), vec!["maintenance_fields_missing"]);
+        assert!(
+            r.reasons[0]
+                .message
+                .starts_with("maintenance fields missing: run rss-ops setup")
+        );
+    }
+
+    #[test]
     fn a_token_incident_the_provider_reports_is_one_reason() {
         let mut t = token(TokenKind::Oauth, Duration::hours(-1));
         t.reauthorization_required = true;
@@ -539,6 +616,7 @@ mod tests {
             outcome: "failed".into(),
             error: Some("amoCRM answered 400".into()),
             hint: Some("Fix AMOCRM_FIELD_MAINTENANCE_STATUS".into()),
+            fields_missing: false,
         })));
         let r = assess(i, now());
         assert_eq!(
@@ -568,6 +646,7 @@ mod tests {
             outcome: "complete".into(),
             error: None,
             hint: None,
+            fields_missing: false,
         })));
         assert!(assess(i, now()).healthy());
     }

@@ -53,6 +53,9 @@ pub struct ParkedItem {
     pub source: Option<String>,
     pub last_error: Option<String>,
     pub hint: Option<String>,
+    /// Parked because amoCRM refused our address; the sync re-drives it once amoCRM answers.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub blocked: bool,
 }
 
 /// What re-driving one item did.
@@ -275,6 +278,7 @@ mod tests {
                     source: None,
                     last_error: Some("amoCRM answered 400".into()),
                     hint: Some("Fix AMOCRM_FIELD_SERIAL.".into()),
+                    blocked: false,
                 })
                 .collect())
         }
@@ -381,6 +385,7 @@ mod tests {
             source: Some("site".into()),
             last_error: Some("amoCRM answered 400".into()),
             hint: Some("Fix AMOCRM_FIELD_SERIAL.".into()),
+            blocked: false,
         };
         let f = &findings(&[item])[0];
         assert!(!f.ok);

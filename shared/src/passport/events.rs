@@ -92,7 +92,14 @@ impl EventProcessor {
                 error!(event_id, alert = true, %reason, "webhook parked");
                 let _ = self
                     .inbox
-                    .set_status(event_id, InboxStatus::Parked, attempts, Some(&reason), None)
+                    .set_status(
+                        event_id,
+                        InboxStatus::Parked,
+                        attempts,
+                        Some(&reason),
+                        None,
+                        false,
+                    )
                     .await;
                 return EventOutcome::Parked { reason };
             }
@@ -114,6 +121,7 @@ impl EventProcessor {
                 attempts,
                 error.as_deref(),
                 hint.as_deref(),
+                matches!(&outcome, Err(e) if e.is_blocked()),
             )
             .await
         {

@@ -36,6 +36,11 @@ impl PassportError {
         }
     }
 
+    /// amoCRM refuses our address (whitelist or ban): parked, re-driven by the sync.
+    pub fn is_blocked(&self) -> bool {
+        matches!(self, PassportError::Crm(e) if e.kind == crate::amocrm::CrmErrorKind::Blocked)
+    }
+
     pub fn hint(&self) -> String {
         match self {
             PassportError::Crm(e) => e.hint.clone(),

@@ -64,6 +64,11 @@ pub(crate) fn stored_lead_from_item(item: &Item) -> Result<StoredLead, StoreErro
         attempts: get_n(item, "attempts").unwrap_or(0),
         last_error: get_s(item, "last_error").map(str::to_string),
         hint: get_s(item, "hint").map(str::to_string),
+        blocked: item
+            .get("blocked")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false),
     };
     Ok(StoredLead {
         updated_at: time(item, "updated_at").unwrap_or(lead.received_at),
@@ -172,7 +177,7 @@ impl LeadStore for DynamoLeadStore {
             (":now".into(), s(time_text(Utc::now()))),
             (":attempts".into(), n(delivery.attempts)),
         ]);
-        let optional: [(&str, Option<AttributeValue>); 8] = [
+        let optional: [(&str, Option<AttributeValue>); 9] = [
             ("amo_contact_id", delivery.amo_contact_id.map(n)),
             ("amo_lead_id", delivery.amo_lead_id.map(n)),
             (
@@ -187,6 +192,10 @@ impl LeadStore for DynamoLeadStore {
             ("mailed_at", delivery.mailed_at.map(|t| s(time_text(t)))),
             ("last_error", delivery.last_error.clone().map(s)),
             ("hint", delivery.hint.clone().map(s)),
+            (
+                "blocked",
+                delivery.blocked.then_some(AttributeValue::Bool(true)),
+            ),
         ];
         let mut clauses = Vec::new();
         for (name, value) in optional {

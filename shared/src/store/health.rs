@@ -104,6 +104,11 @@ pub(crate) fn last_sync_from_item(item: &Item) -> LastSync {
             .unwrap_or_else(|| "unknown".into()),
         error: from_report("error"),
         hint: from_report("hint"),
+        fields_missing: report
+            .as_ref()
+            .and_then(|r| r.get("fields_missing"))
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
     }
 }
 

@@ -99,6 +99,7 @@ impl InboxStore for DynamoInboxStore {
         attempts: u32,
         error: Option<&str>,
         hint: Option<&str>,
+        blocked: bool,
     ) -> Result<(), StoreError> {
         let mut values = HashMap::from([
             (":status".to_string(), s(status.as_str())),
@@ -121,6 +122,12 @@ impl InboxStore for DynamoInboxStore {
                 }
                 None => remove.push(name),
             }
+        }
+        if blocked {
+            expr.push_str(", blocked = :blocked");
+            values.insert(":blocked".to_string(), AttributeValue::Bool(true));
+        } else {
+            remove.push("blocked");
         }
         if !remove.is_empty() {
             expr.push_str(&format!(" REMOVE {}", remove.join(", ")));

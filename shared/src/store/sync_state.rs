@@ -3,6 +3,8 @@
 //! - `SYNC#cursor`: `updated_at` (amoCRM unix seconds) up to which every deal change was applied.
 //! - `SYNC#lease`: who runs now and until when (`until`, unix seconds); a second run stays out.
 //! - `SYNC#last_run`: the last run's report (`report` JSON, `outcome`, `finished_at`) for /health.
+//! - `SYNC#fields`: the maintenance fields' ids (`next_maintenance`, `status`, `status_enums` in
+//!   `AMOCRM_MAINTENANCE_STATUS_ENUMS` form), saved by `setup` or by the run that found them.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -12,11 +14,13 @@ use chrono::{DateTime, Utc};
 
 use super::attr::{conditional_put, n, s, unavailable};
 use crate::maintenance::RunReport;
+use crate::maintenance::fields::{MaintenanceFieldIds, StatusEnums};
 use crate::ports::{StoreError, SyncStateStore};
 
 pub const CURSOR_KEY: &str = "SYNC#cursor";
 pub const LEASE_KEY: &str = "SYNC#lease";
 pub const LAST_RUN_KEY: &str = "SYNC#last_run";
+pub const FIELDS_KEY: &str = "SYNC#fields";
 
 #[derive(Clone)]
 pub struct DynamoSyncState {
@@ -128,6 +132,52 @@ impl SyncStateStore for DynamoSyncState {
             }
             Err(e) => Err(unavailable(e)),
         }
+    }
+
+    async fn field_ids(&self) -> Result<Option<MaintenanceFieldIds>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(FIELDS_KEY))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let number = |k: &str| -> Result<i64, StoreError> {
+            item.get(k)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| StoreError::Corrupt(format!("{FIELDS_KEY} without {k}")))
+        };
+        let enums = item
+            .get("status_enums")
+            .and_then(|v| v.as_s().ok())
+            .ok_or_else(|| StoreError::Corrupt(format!("{FIELDS_KEY} without status_enums")))?;
+        Ok(Some(MaintenanceFieldIds {
+            next_maintenance: number("next_maintenance")?,
+            status: number("status")?,
+            status_enums: StatusEnums::parse(enums)
+                .map_err(|e| StoreError::Corrupt(format!("{FIELDS_KEY}: {e}")))?,
+        }))
+    }
+
+    async fn save_field_ids(&self, ids: &MaintenanceFieldIds) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(FIELDS_KEY))
+            .item("next_maintenance", n(ids.next_maintenance))
+            .item("status", n(ids.status))
+            .item("status_enums", s(ids.status_enums.to_spec()))
+            .item("saved_at", s(Utc::now().to_rfc3339()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
     }
 
     async fn save_last_run(&self, report: &RunReport) -> Result<(), StoreError> {

@@ -221,6 +221,11 @@ fn parked_item(kind: WorkKind, item: &Item) -> Result<ParkedItem, StoreError> {
         },
         last_error: text(item, "last_error"),
         hint: text(item, "hint"),
+        blocked: item
+            .get("blocked")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false),
     })
 }
 

@@ -366,5 +366,6 @@ fn config() -> AmoConfig {
         redirect_uri: "https://api.td-rss.ru/webhook/amocrm".into(),
         requests_per_second: 7,
         timeout_ms: 10_000,
+        egress_ip: None,
     }
 }

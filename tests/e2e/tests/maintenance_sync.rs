@@ -604,6 +604,8 @@ async fn a_crash_between_the_patch_and_its_record_does_not_push_twice() {
         state: Arc::clone(&s.state),
         worker: s.worker.clone(),
         token: s.token.clone(),
+        queues: Arc::clone(&s.queues),
+        reach: Arc::clone(&s.reach),
         settings: s.settings.clone(),
     };
     let mut report = MaintenanceSync::new_report(Utc::now());

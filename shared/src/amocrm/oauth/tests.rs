@@ -478,6 +478,39 @@ async fn terminal_refusals_require_reauthorization_alert_once_and_stop_calling_a
     }
 }
 
+const IP_NOT_ALLOWED: &str = r#"{"title":"Forbidden","type":"https://httpstatus.es/403","status":403,"detail":"Access to this account is prohibited from your IP address","error_code":113}"#;
+const NGINX_403: &str = "<html><head><title>403 Forbidden</title></head><body>nginx</body></html>";
+
+#[tokio::test]
+async fn a_403_at_the_token_endpoint_is_our_address_not_the_grant_and_the_pair_survives() {
+    for body in [IP_NOT_ALLOWED, NGINX_403] {
+        let rig = Rig::start(
+            &oauth_secret("old-access", "old-refresh", in_minutes(-1)),
+            vec![
+                Canned::json(403, body),
+                Canned::json(200, &pair_json("new-access", "new-refresh")),
+            ],
+        )
+        .await;
+        let provider = rig.provider();
+        let e = provider.bearer().await.unwrap_err();
+        assert_eq!(e.kind, CrmErrorKind::Blocked, "{body}");
+        assert!(e.hint.contains("whitelist"), "{}", e.hint);
+        assert!(e.hint.contains("AmoEgressIp"), "{}", e.hint);
+        assert!(!e.hint.contains("/oauth/start"), "{}", e.hint);
+        // No incident, no mail asking to re-authorize.
+        assert!(!rig.health().await.reauthorization_required, "{body}");
+        assert!(rig.outbox.mails().is_empty(), "{body}");
+        // Once amoCRM lets us in, the same refresh token works: nobody re-authorized.
+        assert_eq!(provider.bearer().await.unwrap(), "new-access", "{body}");
+        assert_eq!(rig.token_calls().len(), 2);
+        assert_eq!(
+            body_field(&rig.token_calls()[1], "refresh_token"),
+            Some("old-refresh")
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_401_during_an_incident_fails_fast_without_calling_the_token_endpoint() {
     let rig = Rig::start(

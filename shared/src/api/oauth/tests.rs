@@ -40,6 +40,7 @@ impl InboxStore for NoInbox {
         _: u32,
         _: Option<&str>,
         _: Option<&str>,
+        _: bool,
     ) -> Result<(), StoreError> {
         panic!("the OAuth routes must not touch the webhook inbox")
     }
