@@ -34,6 +34,9 @@ pub struct SandboxConfig {
     pub webhook_retry_delays_ms: Vec<u64>,
     /// Where the signed "integration access revoked" GET goes, if anywhere.
     pub revoke_hook_url: Option<String>,
+    /// The account's API IP whitelist (amoCRM → Settings → Security): when not empty, the API
+    /// and the token endpoint answer 403 (error code 113) to every other source address.
+    pub ip_allowlist: Vec<std::net::IpAddr>,
 }
 
 /// The integration's client secret in the default configuration (sandbox only).
@@ -58,11 +61,21 @@ impl Default for SandboxConfig {
             webhook_timeout_ms: 2_000,
             webhook_retry_delays_ms: vec![200, 200, 200],
             revoke_hook_url: None,
+            ip_allowlist: Vec::new(),
         }
     }
 }
 
 impl SandboxConfig {
+    /// `127.0.0.1, 203.0.113.7` (commas or spaces); the address that fails to parse is named.
+    pub fn parse_allowlist(text: &str) -> Result<Vec<std::net::IpAddr>, String> {
+        text.split([',', ' '])
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|a| a.parse().map_err(|_| format!("not an IP address: {a:?}")))
+            .collect()
+    }
+
     /// The account's public address, as amoCRM names it in webhooks.
     pub fn account_url(&self) -> String {
         format!("https://{}.amocrm.ru", self.subdomain)

@@ -12,6 +12,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::config::SandboxConfig;
 use crate::faults::Fault;
 use crate::handle::{ControlError, SandboxHandle};
 use crate::state::Sb;
@@ -238,14 +239,35 @@ async fn advance_clock(State(sb): State<Sb>, raw: String) -> Answer {
     Ok(Json(json!({ "now": h.now() })).into_response())
 }
 
+/// Only the settings named change: `{"batch_504_above": 10}` leaves the whitelist alone.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Settings {
-    batch_504_above: Option<usize>,
+    #[serde(default, deserialize_with = "present")]
+    batch_504_above: Option<Option<usize>>,
+    ip_allowlist: Option<Vec<String>>,
+}
+
+/// A key that is present (even as `null`) is `Some`.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 async fn settings(State(sb): State<Sb>, raw: String) -> Answer {
     let req: Settings = body(&raw)?;
-    handle(&sb).set_batch_504_above(req.batch_504_above);
-    Ok(ok())
+    let h = handle(&sb);
+    if let Some(list) = req.ip_allowlist {
+        let allowed = SandboxConfig::parse_allowlist(&list.join(","))
+            .map_err(|e| Refusal(StatusCode::BAD_REQUEST, format!("ip_allowlist: {e}")))?;
+        h.set_ip_allowlist(allowed);
+    }
+    if let Some(max) = req.batch_504_above {
+        h.set_batch_504_above(max);
+    }
+    let allowlist: Vec<String> = h.ip_allowlist().iter().map(ToString::to_string).collect();
+    Ok(Json(json!({ "ok": true, "ip_allowlist": allowlist })).into_response())
 }

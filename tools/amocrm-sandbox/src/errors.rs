@@ -109,6 +109,8 @@ pub enum ApiError {
     },
     /// 403 nginx page (ban).
     Forbidden,
+    /// 403 with error code 113: the account's API IP whitelist does not list the caller.
+    IpNotAllowed { ip: String },
     PaymentRequired,
     /// Any other status (fault injection): problem JSON for 4xx/500, nginx HTML for 502–504.
     Status(u16),
@@ -244,6 +246,16 @@ impl IntoResponse for ApiError {
                 }
             }
             ApiError::Forbidden => nginx_page(StatusCode::FORBIDDEN),
+            ApiError::IpNotAllowed { ip } => {
+                let mut body = problem(
+                    StatusCode::FORBIDDEN,
+                    "Forbidden",
+                    "Access to this account is prohibited from your IP address",
+                );
+                body.push(("error_code", json!(113)));
+                body.push(("ip", json!(ip)));
+                problem_response(StatusCode::FORBIDDEN, &body)
+            }
             ApiError::PaymentRequired => problem_response(
                 StatusCode::PAYMENT_REQUIRED,
                 &problem(

@@ -283,6 +283,15 @@ impl SandboxHandle {
         self.sb.lock().batch_504_above = max;
     }
 
+    /// The account's API IP whitelist (empty turns it off).
+    pub fn set_ip_allowlist(&self, allowed: Vec<std::net::IpAddr>) {
+        self.sb.lock().ip_allowlist = allowed;
+    }
+
+    pub fn ip_allowlist(&self) -> Vec<std::net::IpAddr> {
+        self.sb.lock().ip_allowlist.clone()
+    }
+
     pub fn is_banned(&self) -> bool {
         let now = self.sb.clock.now_ms();
         self.sb.lock().limiter.is_banned(now)

@@ -43,6 +43,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         cfg.client_secret = secret;
     }
     cfg.revoke_hook_url = std::env::var("SANDBOX_REVOKE_HOOK_URL").ok();
+    if let Ok(list) = std::env::var("SANDBOX_IP_ALLOWLIST") {
+        cfg.ip_allowlist = SandboxConfig::parse_allowlist(&list)
+            .map_err(|e| format!("SANDBOX_IP_ALLOWLIST: {e}"))?;
+    }
     if cfg.long_lived_tokens.is_empty() {
         tracing::warn!(
             "no long-lived token configured: set SANDBOX_LONG_LIVED_TOKEN or POST /_sandbox/tokens"

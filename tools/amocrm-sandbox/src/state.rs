@@ -109,6 +109,8 @@ pub struct State {
     pub limiter: Limiter,
     pub deliveries: Vec<Delivery>,
     pub batch_504_above: Option<usize>,
+    /// The API IP whitelist; empty = off.
+    pub ip_allowlist: Vec<std::net::IpAddr>,
     pub ids: Ids,
 }
 
@@ -140,6 +142,7 @@ impl State {
             limiter: Limiter::default(),
             deliveries: Vec::new(),
             batch_504_above: cfg.batch_504_above,
+            ip_allowlist: cfg.ip_allowlist.clone(),
             ids: Ids::default(),
         };
         for token in &cfg.long_lived_tokens {

@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -102,6 +104,10 @@ async fn gate(State(sb): State<Sb>, req: Request, next: Next) -> Response {
         .map(|v| v.to_str().unwrap_or("").to_string());
     let token = auth::bearer(header_value.as_deref()).map(str::to_string);
     let needs_token = path.starts_with("/api/");
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
     let now_ms = sb.clock.now_ms();
 
     let (admission, kind) = {
@@ -115,7 +121,13 @@ async fn gate(State(sb): State<Sb>, req: Request, next: Next) -> Response {
             },
             (Some(_), None) => AuthKind::Unknown,
         };
-        let admission = if st.limiter.is_banned(now_ms) {
+        let filtered = needs_token || path.starts_with("/oauth2/");
+        let refused_ip = peer.filter(|ip| {
+            filtered && !st.ip_allowlist.is_empty() && !st.ip_allowlist.contains(ip)
+        });
+        let admission = if let Some(ip) = refused_ip {
+            Admission::Answer(ApiError::IpNotAllowed { ip: ip.to_string() }.into_response())
+        } else if st.limiter.is_banned(now_ms) {
             Admission::Answer(ApiError::Forbidden.into_response())
         } else {
             match st.faults.take(&path) {

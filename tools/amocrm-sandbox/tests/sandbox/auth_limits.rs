@@ -182,3 +182,88 @@ async fn a_ban_ends_after_its_time() {
     env.handle().advance_clock(Duration::from_secs(61));
     assert_eq!(env.get("/api/v4/account").await.status, 200);
 }
+
+/// A client that leaves from `from` (another loopback address plays another host).
+fn client_from(from: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .local_address(Some(from.parse().unwrap()))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_ip_whitelist_answers_403_code_113_to_every_other_address_api_and_token_endpoint() {
+    let env = start().await;
+    // The whitelist lists the backend's address only; we call from 127.0.0.1.
+    let set = env
+        .send(
+            env.http
+                .post(env.url("/_sandbox/settings"))
+                .json(&json!({ "ip_allowlist": ["127.0.0.2"] })),
+        )
+        .await;
+    assert_eq!(set.status, 200, "{}", set.text);
+    assert_eq!(set.json["ip_allowlist"], json!(["127.0.0.2"]));
+
+    let a = env.get("/api/v4/account").await;
+    assert_eq!(a.status, 403, "{}", a.text);
+    assert_eq!(a.json["error_code"], 113);
+    assert_eq!(a.json["ip"], "127.0.0.1");
+    assert_eq!(
+        a.json["detail"],
+        "Access to this account is prohibited from your IP address"
+    );
+    let token = env
+        .send(env.http.post(env.url("/oauth2/access_token")).json(&json!({
+            "client_id": "2df855f6-d54d-4c3c-bb8a-1d8ea8b3c1cd",
+            "client_secret": "sandbox-client-secret",
+            "grant_type": "refresh_token",
+            "refresh_token": "whatever",
+            "redirect_uri": "https://api.td-rss.ru/webhook/amocrm",
+        })))
+        .await;
+    assert_eq!(token.status, 403, "{}", token.text);
+    assert_eq!(token.json["error_code"], 113);
+    // The address on the list gets through, by its real source address.
+    let allowed = env
+        .send(
+            client_from("127.0.0.2")
+                .get(env.url("/api/v4/account"))
+                .bearer_auth(&env.token),
+        )
+        .await;
+    assert_eq!(allowed.status, 200, "{}", allowed.text);
+    // The control API is not filtered; an empty list turns the filter off.
+    let off = env
+        .send(
+            env.http
+                .post(env.url("/_sandbox/settings"))
+                .json(&json!({ "ip_allowlist": [] })),
+        )
+        .await;
+    assert_eq!(off.status, 200);
+    assert_eq!(env.get("/api/v4/account").await.status, 200);
+    // A bad address is named and changes nothing.
+    let bad = env
+        .send(
+            env.http
+                .post(env.url("/_sandbox/settings"))
+                .json(&json!({ "ip_allowlist": ["not-an-ip"] })),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.text.contains("not-an-ip"), "{}", bad.text);
+    assert!(env.handle().ip_allowlist().is_empty());
+}
+
+#[tokio::test]
+async fn the_whitelist_can_be_set_from_the_start() {
+    let env = start_with(SandboxConfig {
+        ip_allowlist: SandboxConfig::parse_allowlist("127.0.0.2, 127.0.0.3").unwrap(),
+        ..test_config()
+    })
+    .await;
+    assert_eq!(env.get("/api/v4/account").await.status, 403);
+    assert!(SandboxConfig::parse_allowlist("127.0.0.1,nope").is_err());
+}
