@@ -89,6 +89,7 @@ pub fn router() -> Router<Sb> {
         .route("/_sandbox/revoke_integration", post(revoke_integration))
         .route("/_sandbox/clock", post(advance_clock))
         .route("/_sandbox/settings", post(settings))
+        .route("/_sandbox/history", post(history))
         .route_layer(middleware::from_fn(loopback_only))
 }
 
@@ -237,6 +238,13 @@ async fn advance_clock(State(sb): State<Sb>, raw: String) -> Answer {
     let h = handle(&sb);
     h.advance_clock(std::time::Duration::from_secs(req.advance_secs));
     Ok(Json(json!({ "now": h.now() })).into_response())
+}
+
+/// Adds an account's past (`History`; `{}` takes the defaults) and names what was made.
+async fn history(State(sb): State<Sb>, raw: String) -> Answer {
+    let spec: crate::history::History = body(&raw)?;
+    let made = handle(&sb).seed_history(&spec);
+    Ok(Json(crate::history::summary(&made)).into_response())
 }
 
 /// Only the settings named change: `{"batch_504_above": 10}` leaves the whitelist alone.

@@ -283,6 +283,11 @@ impl SandboxHandle {
         self.sb.lock().batch_504_above = max;
     }
 
+    /// Adds an account's past: won, lost and open deals, contacts, the old webhook.
+    pub fn seed_history(&self, spec: &crate::history::History) -> crate::history::Made {
+        crate::history::seed(&self.sb, spec)
+    }
+
     /// The account's API IP whitelist (empty turns it off).
     pub fn set_ip_allowlist(&self, allowed: Vec<std::net::IpAddr>) {
         self.sb.lock().ip_allowlist = allowed;
