@@ -159,6 +159,14 @@ fn maintenance_policy(config: &Config) -> Result<MaintenancePolicy, crate::confi
     })
 }
 
+fn passport_fields(config: &Config) -> PassportFields {
+    PassportFields {
+        serial: config.amo.field_serial,
+        model: config.amo.field_model,
+        telegram_id: config.amo.field_telegram_id,
+    }
+}
+
 fn maintenance_fields(config: &Config, ids: MaintenanceFieldIds) -> MaintenanceFields {
     MaintenanceFields {
         ids,
@@ -186,11 +194,7 @@ fn crm_worker_with(
             crm: amo.clone(),
             passport: Arc::new(DynamoPassportStore::new(aws.dynamodb.clone(), passport)),
             policy: maintenance_policy(config)?,
-            fields: PassportFields {
-                serial: config.amo.field_serial,
-                model: config.amo.field_model,
-                telegram_id: config.amo.field_telegram_id,
-            },
+            fields: passport_fields(config),
             maintenance: config.sync.field_ids().map(|ids| MaintenanceHook {
                 fields: maintenance_fields(config, ids),
                 pipelines: config.sync.pipelines.clone(),
@@ -311,6 +315,13 @@ pub struct OperatorTools {
     pub work: Arc<DynamoWorkQueues>,
     /// Read, not required: doctor reports a missing or malformed app secret.
     pub app_secrets: Result<AppSecrets, SecretError>,
+    /// The passport and the state table, for `backfill` and for remembering the maintenance
+    /// fields `setup` made (`None` without PASSPORT_TABLE / STATE_TABLE).
+    pub passport: Option<Arc<DynamoPassportStore>>,
+    pub sync_state: Option<Arc<DynamoSyncState>>,
+    pub policy: MaintenancePolicy,
+    pub passport_fields: PassportFields,
+    pub pipelines: Vec<i64>,
 }
 
 /// Operators' amoCRM calls are paced to this, leaving the integration's 7 requests per second
@@ -326,5 +337,16 @@ pub async fn operator_tools(config: &Config, aws: &Aws) -> Result<OperatorTools,
         tokens,
         work: work_queues(config, aws),
         app_secrets: load_app_secrets(aws.secret_store().as_ref(), &config.app_secret_id).await,
+        passport: config
+            .passport_table
+            .as_ref()
+            .map(|t| Arc::new(DynamoPassportStore::new(aws.dynamodb.clone(), t))),
+        sync_state: config
+            .state_table
+            .as_ref()
+            .map(|t| Arc::new(DynamoSyncState::new(aws.dynamodb.clone(), t))),
+        policy: maintenance_policy(config)?,
+        passport_fields: passport_fields(config),
+        pipelines: config.sync.pipelines.clone(),
     })
 }

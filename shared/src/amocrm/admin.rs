@@ -213,6 +213,14 @@ impl AmoClient {
             .map(|_| ())
     }
 
+    /// `DELETE /api/v4/webhooks` of one destination (exactly as amoCRM lists it).
+    pub async fn delete_webhook(&self, destination: &str) -> Result<(), CrmError> {
+        let body = json!({ "destination": destination });
+        self.request(Method::DELETE, WEBHOOKS, &[], Some(&body))
+            .await
+            .map(|_| ())
+    }
+
     /// Pages through a list endpoint (`_embedded.<key>`), 250 at a time, until amoCRM links
     /// no next page or answers 204.
     async fn list_all(&self, path: &str, key: &str) -> Result<Vec<Value>, CrmError> {

@@ -6,6 +6,8 @@ use serde_json::Value;
 
 use super::client::AmoClient;
 use super::error::CrmError;
+use crate::passport::backfill::{WonDeals, WonPage};
+use crate::passport::register::WON_STATUS_ID;
 use crate::ports::{Crm, CrmDeal, CrmDeals, CrmFieldValue};
 
 /// amoCRM's page cap: at most this many ids per list request.
@@ -88,5 +90,49 @@ impl CrmDeals for AmoClient {
 
     async fn note_on_deal(&self, deal_id: i64, text: &str) -> Result<i64, CrmError> {
         self.add_note(deal_id, text).await
+    }
+}
+
+#[async_trait]
+impl WonDeals for AmoClient {
+    /// `GET /api/v4/leads` with one `filter[statuses]` entry (142) per pipeline, oldest id first.
+    async fn won_deals(
+        &self,
+        pipelines: &[i64],
+        closed_since: Option<i64>,
+        page: u32,
+    ) -> Result<Option<WonPage>, CrmError> {
+        let mut query: Vec<(String, String)> = Vec::new();
+        for (i, p) in pipelines.iter().enumerate() {
+            query.push((format!("filter[statuses][{i}][pipeline_id]"), p.to_string()));
+            query.push((
+                format!("filter[statuses][{i}][status_id]"),
+                WON_STATUS_ID.to_string(),
+            ));
+        }
+        if let Some(since) = closed_since {
+            query.push(("filter[closed_at][from]".into(), since.to_string()));
+        }
+        query.push(("order[id]".into(), "asc".into()));
+        query.push(("with".into(), "contacts".into()));
+        query.push(("limit".into(), MAX_IDS_PER_REQUEST.to_string()));
+        query.push(("page".into(), page.max(1).to_string()));
+        let query: Vec<(&str, String)> = query.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let Some(body) = self
+            .request(Method::GET, "/api/v4/leads", &query, None)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let deals: Vec<CrmDeal> = body["_embedded"]["leads"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(deal_from_json)
+            .collect();
+        Ok(Some(WonPage {
+            has_more: body.pointer("/_links/next/href").is_some(),
+            deals,
+        }))
     }
 }

@@ -1,6 +1,9 @@
 //! `setup`: makes the amoCRM account ready for the integration, safe to run again and again.
-//! It creates the maintenance fields if missing (printing their ids for samconfig.toml) and
-//! subscribes our webhook route to lead events (`POST /api/v4/webhooks`).
+//! It creates the maintenance fields if missing (remembering their ids for the sync) and
+//! subscribes our webhook route to lead events (`POST /api/v4/webhooks`). Once ours is in
+//! place it removes the subscriptions our route would refuse: the old system's, to the
+//! redirect URI without our token, and ours with an old token. amoCRM disables a webhook after
+//! 100 failed deliveries in two hours; removing them keeps the account's view clean.
 //!
 //! The webhook destination carries the app secret's `webhook_token` as `?token=`; it is never
 //! printed unmasked.
@@ -12,6 +15,7 @@ use super::finding::Finding;
 use crate::amocrm::AmoClient;
 use crate::amocrm::CrmError;
 use crate::amocrm::admin::{WebhookSubscription, mask_destination};
+use crate::ports::SyncStateStore;
 
 /// The lead events crm-worker acts on (won/reopened deals and their fields).
 pub const WEBHOOK_SETTINGS: [&str; 3] = ["add_lead", "update_lead", "status_lead"];
@@ -20,6 +24,8 @@ pub const WEBHOOK_SETTINGS: [&str; 3] = ["add_lead", "update_lead", "status_lead
 #[derive(Clone, PartialEq, Eq)]
 pub struct WebhookTarget {
     destination: String,
+    /// The redirect URI without a query: the old system's webhook destination.
+    old_destination: String,
 }
 
 impl std::fmt::Debug for WebhookTarget {
@@ -81,12 +87,14 @@ impl WebhookTarget {
             )),
             (Some(_), _) => Ok(Self {
                 destination: url.to_string(),
+                old_destination: without_query(redirect_uri),
             }),
             (None, Some(token)) => {
                 let mut with_token = parsed;
                 with_token.query_pairs_mut().append_pair("token", token);
                 Ok(Self {
                     destination: with_token.to_string(),
+                    old_destination: without_query(redirect_uri),
                 })
             }
             (None, None) => Err(problem(
@@ -115,6 +123,13 @@ impl WebhookTarget {
             .split_once('?')
             .map_or(self.destination.as_str(), |(b, _)| b)
     }
+}
+
+fn without_query(url: &str) -> String {
+    url.trim()
+        .split_once('?')
+        .map_or(url.trim(), |(b, _)| b)
+        .to_string()
 }
 
 /// What `setup` did: one finding per step, and the settings to put into samconfig.toml.
@@ -176,7 +191,7 @@ async fn register_webhook(amo: &AmoClient, t: &WebhookTarget) -> Result<Vec<Find
                 t.masked()
             ),
         )];
-        findings.extend(stale_finding(&before, t));
+        findings.extend(remove_stale(amo, &before, t).await);
         return Ok(findings);
     }
     // amoCRM replaces a known destination's settings: keep what someone added besides ours.
@@ -218,8 +233,74 @@ async fn register_webhook(amo: &AmoClient, t: &WebhookTarget) -> Result<Vec<Find
             ),
         },
     ];
-    findings.extend(stale_finding(&after, t));
+    if after
+        .iter()
+        .any(|s| s.destination == t.destination() && complete(s))
+    {
+        findings.extend(remove_stale(amo, &after, t).await);
+    } else {
+        // Ours is not working: the old subscription stays until it is.
+        findings.extend(stale_finding(&after, t));
+    }
     Ok(findings)
+}
+
+/// Deletes every stale subscription (ours is registered by now); one finding each.
+async fn remove_stale(
+    amo: &AmoClient,
+    subs: &[WebhookSubscription],
+    t: &WebhookTarget,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for s in stale_subscriptions(subs, t) {
+        let masked = mask_destination(&s.destination);
+        findings.push(match amo.delete_webhook(&s.destination).await {
+            Ok(()) => Finding::ok(
+                "old webhook",
+                format!(
+                    "removed (id {}, {}): it had no valid token, so our route refused its calls",
+                    s.id, masked
+                ),
+            ),
+            Err(e) => Finding::problem(
+                "old webhook",
+                format!("could not remove id {} {masked}: {}", s.id, e.message),
+                format!(
+                    "{} Or delete it in amoCRM → Settings → Integrations → Web hooks.",
+                    e.hint
+                ),
+            ),
+        });
+    }
+    findings
+}
+
+/// Saves the maintenance fields' ids where the sync reads them (`SYNC#fields`), so it syncs
+/// from its next run without a redeploy.
+pub async fn remember_fields(amo: &AmoClient, state: &dyn SyncStateStore) -> Finding {
+    match crate::amocrm::fields::find_maintenance_fields(amo).await {
+        Ok(Some(ids)) => match state.save_field_ids(&ids).await {
+            Ok(()) => Finding::ok(
+                "maintenance sync",
+                format!(
+                    "field ids {} and {} saved in the state table; the next sync run uses them",
+                    ids.next_maintenance, ids.status
+                ),
+            ),
+            Err(e) => Finding::problem(
+                "maintenance sync",
+                format!("the field ids could not be saved: {e}"),
+                "Check STATE_TABLE and dynamodb:PutItem on it; the sync also finds the fields \
+                 by name on its own.",
+            ),
+        },
+        Ok(None) => Finding::problem(
+            "maintenance sync",
+            "the maintenance fields are not in amoCRM",
+            "See the maintenance fields finding above, then run setup again.",
+        ),
+        Err(e) => Finding::problem("maintenance sync", e.message, e.hint),
+    }
 }
 
 fn complete(s: &WebhookSubscription) -> bool {
@@ -229,14 +310,18 @@ fn complete(s: &WebhookSubscription) -> bool {
             .all(|w| s.settings.iter().any(|have| have == w))
 }
 
-/// Subscriptions to our route with another (old) token: amoCRM's calls to them are refused.
+/// Subscriptions our route would refuse: to our route with another (old) token or none, and
+/// the old system's, to the redirect URI without our token.
 pub fn stale_subscriptions<'a>(
     subs: &'a [WebhookSubscription],
     t: &WebhookTarget,
 ) -> Vec<&'a WebhookSubscription> {
     subs.iter()
         .filter(|s| s.destination != t.destination())
-        .filter(|s| s.destination.split('?').next() == Some(t.base()))
+        .filter(|s| {
+            let base = s.destination.split('?').next();
+            base == Some(t.base()) || base == Some(t.old_destination.as_str())
+        })
         .collect()
 }
 

@@ -161,6 +161,7 @@ impl EventProcessor {
             store: self.passport.as_ref(),
             policy: &self.policy,
             fields: self.fields,
+            note_waiting: true,
         };
         // A reopening hook may be older than the deal's state (won again since, the hooks
         // out of order): only deals amoCRM no longer shows as won lose their equipment.

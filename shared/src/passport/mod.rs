@@ -1,6 +1,7 @@
 //! The «Цифровой паспорт»: equipment a customer bought, registered when a deal is won in
 //! amoCRM, with its maintenance («ТО») status and next due date, shown in the TMA.
 
+pub mod backfill;
 pub mod events;
 pub mod maintenance;
 pub mod model;

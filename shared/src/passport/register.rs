@@ -66,6 +66,9 @@ pub struct Registrar<'a> {
     pub store: &'a dyn PassportStore,
     pub policy: &'a MaintenancePolicy,
     pub fields: PassportFields,
+    /// A note on a won deal that lacks data, telling the manager what to fill in (the backfill
+    /// of old deals leaves them out unless asked).
+    pub note_waiting: bool,
 }
 
 pub(crate) fn telegram_id(text: &str) -> Option<i64> {
@@ -104,7 +107,8 @@ impl Registrar<'_> {
         Ok(outcomes)
     }
 
-    async fn register_deal(&self, deal: &CrmDeal) -> Result<DealOutcome, PassportError> {
+    /// Registers one won deal as read from amoCRM (the backfill's deals come from a list page).
+    pub async fn register_deal(&self, deal: &CrmDeal) -> Result<DealOutcome, PassportError> {
         if deal.status_id != WON_STATUS_ID {
             return Ok(DealOutcome::NotWon);
         }
@@ -124,6 +128,7 @@ impl Registrar<'_> {
                 .store
                 .mark_waiting(deal.id, &missing.join(", "))
                 .await?
+                && self.note_waiting
             {
                 self.crm
                     .note_on_deal(deal.id, &missing_data_note(&missing))

@@ -3,6 +3,7 @@
 //! - `SYNC#cursor`: `updated_at` (amoCRM unix seconds) up to which every deal change was applied.
 //! - `SYNC#lease`: who runs now and until when (`until`, unix seconds); a second run stays out.
 //! - `SYNC#last_run`: the last run's report (`report` JSON, `outcome`, `finished_at`) for /health.
+//! - `BACKFILL#cursor`: where `rss-ops backfill` resumes (`cursor` JSON).
 //! - `SYNC#fields`: the maintenance fields' ids (`next_maintenance`, `status`, `status_enums` in
 //!   `AMOCRM_MAINTENANCE_STATUS_ENUMS` form), saved by `setup` or by the run that found them.
 
@@ -14,6 +15,7 @@ use chrono::{DateTime, Utc};
 
 use super::attr::{conditional_put, n, s, unavailable};
 use crate::maintenance::RunReport;
+use crate::passport::backfill::{BackfillCursor, BackfillCursorStore};
 use crate::maintenance::fields::{MaintenanceFieldIds, StatusEnums};
 use crate::ports::{StoreError, SyncStateStore};
 
@@ -21,6 +23,7 @@ pub const CURSOR_KEY: &str = "SYNC#cursor";
 pub const LEASE_KEY: &str = "SYNC#lease";
 pub const LAST_RUN_KEY: &str = "SYNC#last_run";
 pub const FIELDS_KEY: &str = "SYNC#fields";
+pub const BACKFILL_KEY: &str = "BACKFILL#cursor";
 
 #[derive(Clone)]
 pub struct DynamoSyncState {
@@ -217,5 +220,43 @@ impl SyncStateStore for DynamoSyncState {
         serde_json::from_str(text)
             .map(Some)
             .map_err(|e| StoreError::Corrupt(format!("SYNC#last_run: {e}")))
+    }
+}
+
+#[async_trait]
+impl BackfillCursorStore for DynamoSyncState {
+    async fn backfill_cursor(&self) -> Result<Option<BackfillCursor>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(BACKFILL_KEY))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        out.item
+            .as_ref()
+            .and_then(|i| i.get("cursor"))
+            .and_then(|v| v.as_s().ok())
+            .map(|json| {
+                serde_json::from_str(json)
+                    .map_err(|e| StoreError::Corrupt(format!("{BACKFILL_KEY}: {e}")))
+            })
+            .transpose()
+    }
+
+    async fn save_backfill_cursor(&self, cursor: &BackfillCursor) -> Result<(), StoreError> {
+        let json = serde_json::to_string(cursor)
+            .map_err(|e| StoreError::Corrupt(format!("{BACKFILL_KEY}: {e}")))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(BACKFILL_KEY))
+            .item("cursor", s(json))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
     }
 }

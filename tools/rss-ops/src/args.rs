@@ -9,6 +9,7 @@ USAGE:
   rss-ops setup  [--json] [--webhook-destination URL]
   rss-ops parked list [--json] [--limit N]
   rss-ops parked redrive (ID | --all) [--json]
+  rss-ops backfill [--since YYYY-MM-DD] [--notes] [--dry-run] [--json]
 
   doctor   checks the token, pipeline, status, responsible user, custom fields and the
            webhook subscription against the amoCRM account; prints a fix for each problem
@@ -16,6 +17,10 @@ USAGE:
            and subscribes the webhook destination to lead events; safe to repeat
   parked   lists leads and webhook events that wait for an operator; re-drives one by id,
            or all of them, once the cause is fixed
+  backfill registers the machines of every deal already won (status 142) in the synced
+           pipelines in their owners' passports, exactly once; resumable, safe to repeat.
+           --since: only deals closed from that day; --notes: a note on each old deal that
+           lacks a serial number or Telegram ID; --dry-run: read and report, write nothing
 
 Configuration is the functions' own: LEADS_TABLE, INBOX_TABLE, STATE_TABLE, APP_SECRET_ID,
 AMOCRM_TOKEN_SECRET_ID, AMOCRM_* ids, and the AWS SDK's (AWS_PROFILE, AWS_REGION, ...).
@@ -31,7 +36,16 @@ pub enum Command {
     Setup { webhook_destination: Option<String> },
     ParkedList { limit: usize },
     Redrive(RedriveTarget),
+    Backfill(BackfillArgs),
     Help,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BackfillArgs {
+    /// Unix seconds of the `--since` day's start (UTC).
+    pub since: Option<i64>,
+    pub notes: bool,
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +78,8 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
     let mut all = false;
     let mut destination = None;
     let mut limit = None;
+    let mut backfill = BackfillArgs::default();
+    let mut backfill_flags = false;
     let mut words = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -72,6 +88,18 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
             "--all" => all = true,
             "-h" | "--help" => words.insert(0, "help".to_string()),
             "--webhook-destination" => destination = Some(value(&mut it, arg)?),
+            "--notes" => (backfill.notes, backfill_flags) = (true, true),
+            "--dry-run" => (backfill.dry_run, backfill_flags) = (true, true),
+            "--since" => {
+                let v = value(&mut it, arg)?;
+                let day = chrono::NaiveDate::parse_from_str(&v, "%Y-%m-%d").map_err(|_| {
+                    UsageError(format!("--since: not a date (YYYY-MM-DD): {v}"))
+                })?;
+                backfill.since = day
+                    .and_hms_opt(0, 0, 0)
+                    .map(|t| t.and_utc().timestamp());
+                backfill_flags = true;
+            }
             "--limit" => {
                 let v = value(&mut it, arg)?;
                 limit =
@@ -104,6 +132,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
         },
         ["parked", "redrive"] if all => Command::Redrive(RedriveTarget::All),
         ["parked", "redrive", id] if !all => Command::Redrive(RedriveTarget::One(id.to_string())),
+        ["backfill"] => Command::Backfill(backfill.clone()),
         ["parked", "redrive", ..] => {
             return Err(UsageError(
                 "parked redrive takes one id or --all".to_string(),
@@ -118,6 +147,11 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
     }
     if limit.is_some() {
         return Err(UsageError("--limit applies to parked list only".into()));
+    }
+    if backfill_flags && !matches!(command, Command::Backfill(_)) {
+        return Err(UsageError(
+            "--since, --notes and --dry-run apply to backfill only".into(),
+        ));
     }
     if all && !matches!(command, Command::Redrive(RedriveTarget::All)) {
         return Err(UsageError("--all applies to parked redrive only".into()));
@@ -179,6 +213,16 @@ mod tests {
                 json: true
             }
         );
+        assert_eq!(
+            p("backfill --since 2026-02-09 --dry-run --notes")
+                .unwrap()
+                .command,
+            Command::Backfill(BackfillArgs {
+                since: Some(1_770_595_200),
+                notes: true,
+                dry_run: true
+            })
+        );
         assert_eq!(p("").unwrap().command, Command::Help);
         assert_eq!(p("doctor --help").unwrap().command, Command::Help);
     }
@@ -216,6 +260,8 @@ mod tests {
             ("doctor --webhook-destination", "needs a value"),
             ("doctor --verbose", "unknown option --verbose"),
             ("fix everything", "unknown command: fix everything"),
+            ("backfill --since 2025-13-01", "not a date"),
+            ("doctor --dry-run", "apply to backfill only"),
         ] {
             let e = p(line).unwrap_err();
             assert!(e.0.contains(says), "{line}: {}", e.0);

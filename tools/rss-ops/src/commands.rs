@@ -9,10 +9,13 @@ use shared::ops::doctor::{Doctor, configured_fields};
 use shared::ops::fields::MaintenanceFields;
 use shared::ops::finding::{Finding, all_ok, render_table};
 use shared::ops::parked::{self, Redriven};
-use shared::ops::setup::{WebhookTarget, setup};
+use shared::ops::setup::{WebhookTarget, remember_fields, setup};
 use shared::wiring::OperatorTools;
 
-use crate::args::{Command, Invocation, RedriveTarget, USAGE};
+use shared::passport::backfill::{Backfill, BackfillOptions};
+use shared::passport::register::Registrar;
+
+use crate::args::{BackfillArgs, Command, Invocation, RedriveTarget, USAGE};
 
 /// What to print and the exit status.
 pub struct Output {
@@ -40,7 +43,101 @@ pub async fn run(inv: &Invocation, config: &Config, tools: &OperatorTools) -> Ou
         } => run_setup(inv.json, config, tools, webhook_destination.as_deref()).await,
         Command::ParkedList { limit } => parked_list(inv.json, tools, *limit).await,
         Command::Redrive(target) => redrive(inv.json, tools, target).await,
+        Command::Backfill(args) => backfill(inv.json, tools, args).await,
     }
+}
+
+async fn backfill(json: bool, tools: &OperatorTools, args: &BackfillArgs) -> Output {
+    let (Some(passport), Some(state)) = (&tools.passport, &tools.sync_state) else {
+        let f = Finding::problem(
+            "backfill",
+            "PASSPORT_TABLE and STATE_TABLE are not both set",
+            "Run rss-ops with the functions' environment (make ops locally; the stack's table \
+             names in AWS).",
+        );
+        return findings_output(json, vec![f]);
+    };
+    let run = Backfill {
+        deals: &tools.amo,
+        registrar: Registrar {
+            crm: &tools.amo,
+            store: passport.as_ref(),
+            policy: &tools.policy,
+            fields: tools.passport_fields,
+            note_waiting: args.notes,
+        },
+        cursor: state.as_ref(),
+    }
+    .run(&BackfillOptions {
+        pipelines: tools.pipelines.clone(),
+        since: args.since,
+        dry_run: args.dry_run,
+    })
+    .await;
+    let (report, error) = match run {
+        Ok(r) => (r, None),
+        Err((r, e)) => (r, Some(e)),
+    };
+    let ok = error.is_none();
+    if json {
+        let mut v = json!({
+            "ok": ok,
+            "dry_run": report.dry_run,
+            "counts": report.counts,
+            "resumed_from_page": report.resumed_from_page,
+        });
+        if let Some(e) = &error {
+            v["error"] = json!(e.to_string());
+            v["hint"] = json!(e.hint());
+        }
+        return Output::new(pretty(&v), ok);
+    }
+    let c = &report.counts;
+    let verb = if report.dry_run {
+        "would be registered"
+    } else {
+        "registered"
+    };
+    let mut text = report
+        .resumed_from_page
+        .map(|p| format!("Resumed an interrupted backfill at page {p}.\n"))
+        .unwrap_or_default();
+    text.push_str(&format!(
+        "Won deals read: {}\n  {verb}: {}\n  already there: {}\n  waiting for serial: {}\n  \
+         waiting for Telegram ID: {}\n  skipped: {}\n(amoCRM list requests: {})\n",
+        c.read,
+        c.registered,
+        c.already_there,
+        c.waiting_for_serial,
+        c.waiting_for_telegram_id,
+        c.skipped,
+        c.requests,
+    ));
+    if c.waiting_for_serial + c.waiting_for_telegram_id > 0 {
+        text.push_str(
+            "Deals waiting for data are registered as soon as a manager fills in the field \
+             (the deal's webhook).\n",
+        );
+    }
+    if let Some(e) = error {
+        text.push_str(&render_table(&[Finding::problem(
+            "backfill",
+            e.to_string(),
+            e.hint(),
+        )]));
+        text.push_str("Run backfill again once fixed: it resumes where it stopped.\n");
+    } else if report.dry_run {
+        text.push_str("Dry run: nothing was written.\n");
+    }
+    Output::new(text, ok)
+}
+
+fn findings_output(json: bool, findings: Vec<Finding>) -> Output {
+    let ok = all_ok(&findings);
+    if json {
+        return Output::new(pretty(&json!({ "ok": ok, "findings": findings })), ok);
+    }
+    Output::new(render_table(&findings), ok)
 }
 
 /// `--webhook-destination`, else `WEBHOOK_DESTINATION`, else the redirect URI.
@@ -92,7 +189,12 @@ async fn run_setup(
 ) -> Output {
     let target = webhook_target(config, tools, flag);
     let fields = MaintenanceFields { amo: &tools.amo };
-    let report = setup(&tools.amo, Some(&fields), &target).await;
+    let mut report = setup(&tools.amo, Some(&fields), &target).await;
+    if let Some(state) = &tools.sync_state {
+        report
+            .findings
+            .push(remember_fields(&tools.amo, state.as_ref()).await);
+    }
     let ok = all_ok(&report.findings);
     if json {
         return Output::new(
@@ -110,7 +212,8 @@ async fn run_setup(
         }
     }
     text.push_str(if ok {
-        "\nSetup complete; running it again changes nothing.\n"
+        "\nSetup complete; the maintenance sync uses the fields from its next run (the variables \
+         above only override it). Running setup again changes nothing.\n"
     } else {
         "\nSetup incomplete: apply the fixes above and run it again.\n"
     });
