@@ -39,7 +39,7 @@ TOKEN_WRITERS := LeadIngestFunction=AmoTokenSecret,CrmWorkerFunction=AmoTokenSec
 
 step = @printf '\n==> %s\n' "$(1)"
 
-.PHONY: help deps run test fmt fmt-check lint clippy template-check cargo-test bench fuzz clean clean-all
+.PHONY: help deps run ops test fmt fmt-check lint clippy template-check cargo-test bench fuzz clean clean-all
 
 help: ## List the targets
 	@echo "make targets (variables: API_PORT=$(API_PORT) SANDBOX_PORT=$(SANDBOX_PORT) MOTO_PORT=$(MOTO_PORT)):"
@@ -53,6 +53,16 @@ run: deps ## Run everything locally: moto, amoCRM sandbox, the HTTP API on 127.0
 	$(call step,run: local stack (API :$(API_PORT), amoCRM sandbox :$(SANDBOX_PORT), moto :$(MOTO_PORT)))
 	MOTO_SERVER=$(MOTO_SERVER) API_PORT=$(API_PORT) SANDBOX_PORT=$(SANDBOX_PORT) MOTO_PORT=$(MOTO_PORT) \
 		cargo run -p local-stack
+
+# rss-ops against the running `make run` stack: its function environment, tables, secrets,
+# sandbox and local webhook destination, written by `make run` to .local/ops.env.
+ARGS ?= help
+OPS_ENV := $(CURDIR)/.local/ops.env
+ops: ## Operators' CLI against the running `make run` stack: make ops ARGS='doctor' (setup, backfill --dry-run, parked list)
+	@test -f $(OPS_ENV) || { echo "make ops: no running stack ($(OPS_ENV) missing): start 'make run' in another terminal first"; exit 2; }
+	@curl -fsS -o /dev/null "$$(. $(OPS_ENV); echo $$AWS_ENDPOINT_URL)/moto-api/data.json" 2>/dev/null || { \
+		echo "make ops: the stack of $(OPS_ENV) is not running: start 'make run' first"; exit 2; }
+	@set -a; . $(OPS_ENV); set +a; cargo run -q -p rss-ops -- $(ARGS)
 
 # Cheap checks first, cargo test last (its summary closes the output).
 test: deps fmt-check template-check clippy cargo-test ## Everything CI checks (.ci/run calls this)

@@ -54,8 +54,10 @@ impl AmoFailure {
 
     /// amoCRM refuses us until someone acts: the token (401), payment (402) or a ban/rights (403).
     pub fn blocks_calls(&self) -> bool {
-        matches!(self.kind, CrmErrorKind::Unauthorized | CrmErrorKind::Blocked)
-            || matches!(self.status, Some(401..=403))
+        matches!(
+            self.kind,
+            CrmErrorKind::Unauthorized | CrmErrorKind::Blocked
+        ) || matches!(self.status, Some(401..=403))
     }
 }
 

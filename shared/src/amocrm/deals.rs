@@ -117,7 +117,8 @@ impl WonDeals for AmoClient {
         query.push(("with".into(), "contacts".into()));
         query.push(("limit".into(), MAX_IDS_PER_REQUEST.to_string()));
         query.push(("page".into(), page.max(1).to_string()));
-        let query: Vec<(&str, String)> = query.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let query: Vec<(&str, String)> =
+            query.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
         let Some(body) = self
             .request(Method::GET, "/api/v4/leads", &query, None)
             .await?

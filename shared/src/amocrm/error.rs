@@ -287,7 +287,9 @@ fn blocked_hint(cfg: &AmoConfig, problem: Option<&Problem>, is_html: bool) -> St
                  wait (parked as blocked) and the next maintenance sync re-drives them by \
                  itself once amoCRM answers again; `rss-ops parked redrive --all` does it at once.";
     if problem.and_then(|p| p.code) == Some(IP_NOT_ALLOWED_CODE) {
-        format!("amoCRM refuses our IP address (error 113: the account's API IP whitelist). {address} {after}")
+        format!(
+            "amoCRM refuses our IP address (error 113: the account's API IP whitelist). {address} {after}"
+        )
     } else if is_html || problem.is_none() {
         format!(
             "amoCRM refuses our address: either the account's API IP whitelist does not list \
@@ -876,17 +878,32 @@ mod tests {
             },
         );
         assert_eq!(e.kind, CrmErrorKind::Blocked);
-        assert!(e.hint.starts_with("amoCRM refuses our IP address (error 113"), "{}", e.hint);
-        assert!(e.hint.contains("198.51.100.7 (the stack output AmoEgressIp)"), "{}", e.hint);
+        assert!(
+            e.hint
+                .starts_with("amoCRM refuses our IP address (error 113"),
+            "{}",
+            e.hint
+        );
+        assert!(
+            e.hint
+                .contains("198.51.100.7 (the stack output AmoEgressIp)"),
+            "{}",
+            e.hint
+        );
         // The legacy `response` envelope carries the code too.
-        let legacy = Problem::parse(r#"{"response":{"error":"Доступ запрещён","error_code":"113"}}"#)
-            .expect("an object");
+        let legacy =
+            Problem::parse(r#"{"response":{"error":"Доступ запрещён","error_code":"113"}}"#)
+                .expect("an object");
         assert_eq!(legacy.code, Some(113));
         // At the token endpoint the same 403 is not a token refusal.
         let token = oauth_error(403, body, &cfg);
         assert_eq!(token.kind, CrmErrorKind::Blocked);
         assert!(token.hint.contains("AmoEgressIp"), "{}", token.hint);
-        assert!(!token.hint.contains("re-authorize the integration"), "{}", token.hint);
+        assert!(
+            !token.hint.contains("re-authorize the integration"),
+            "{}",
+            token.hint
+        );
     }
 
     #[test]

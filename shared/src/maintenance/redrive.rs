@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::run::{Budget, StepEnd, SyncError};
-use crate::leads::LeadStatus;
 use crate::amocrm::CrmErrorKind;
+use crate::leads::LeadStatus;
 use crate::leads::deliver::{Deliverer, Outcome};
 use crate::ops::parked::{RedriveOutcome, WorkKind, WorkQueues};
 use crate::passport::events::EventOutcome;
@@ -69,7 +69,12 @@ impl Redriver<'_> {
                 continue;
             }
             let parked = self.queues.parked(kind, PER_RUN).await?;
-            blocked.extend(parked.into_iter().filter(|p| p.blocked).map(|p| (kind, p.id)));
+            blocked.extend(
+                parked
+                    .into_iter()
+                    .filter(|p| p.blocked)
+                    .map(|p| (kind, p.id)),
+            );
         }
         if blocked.is_empty() || !budget.allows_request() {
             return Ok(());

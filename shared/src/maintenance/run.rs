@@ -273,7 +273,9 @@ impl MaintenanceSync {
                 match self.resolve_fields().await {
                     Ok(Some(found)) => fields = Some(found),
                     Ok(None) => {
-                        warn!("maintenance fields missing in amoCRM: run `rss-ops setup`; only token upkeep and re-drive run");
+                        warn!(
+                            "maintenance fields missing in amoCRM: run `rss-ops setup`; only token upkeep and re-drive run"
+                        );
                         report.fields_missing = true;
                     }
                     Err(e) => {

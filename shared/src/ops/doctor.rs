@@ -513,6 +513,15 @@ fn describe_token(h: &TokenHealth, now: DateTime<Utc>) -> String {
 }
 
 fn refused(what: &str, e: &CrmError) -> Finding {
+    if e.kind == crate::amocrm::CrmErrorKind::Blocked {
+        // Not the token: the address we call from (whitelist) or a ban. One line says so.
+        return Finding::problem(
+            "amoCRM access",
+            "amoCRM refuses our address (403): add the AmoEgressIp output to the account's API \
+             IP whitelist; the token is fine",
+            e.hint.clone(),
+        );
+    }
     Finding::problem(
         "token",
         format!("{what}: GET /api/v4/account failed: {}", e.message),

@@ -171,11 +171,11 @@ pub fn assess(inputs: HealthInputs, now: DateTime<Utc>) -> HealthReport {
                         )
                     } else {
                         format!(
-                        "amoCRM refused {} at {}{} and no call has succeeded since: {}",
-                        f.operation,
-                        f.at.format("%Y-%m-%d %H:%M UTC"),
-                        f.status.map(|s| format!(" ({s})")).unwrap_or_default(),
-                        f.message
+                            "amoCRM refused {} at {}{} and no call has succeeded since: {}",
+                            f.operation,
+                            f.at.format("%Y-%m-%d %H:%M UTC"),
+                            f.status.map(|s| format!(" ({s})")).unwrap_or_default(),
+                            f.message
                         )
                     },
                     hint: format!(
@@ -235,10 +235,11 @@ pub fn assess(inputs: HealthInputs, now: DateTime<Utc>) -> HealthReport {
                             .map(|t| format!(" at {}", t.format("%Y-%m-%d %H:%M UTC")))
                             .unwrap_or_default()
                     ),
-                    hint: "Run `rss-ops setup` with the functions' environment: it creates the two \
+                    hint:
+                        "Run `rss-ops setup` with the functions' environment: it creates the two \
                            deal fields and remembers their ids in the state table; the next \
                            scheduled run syncs without a redeploy."
-                        .to_string(),
+                            .to_string(),
                 });
             }
             sync
@@ -546,7 +547,9 @@ mod tests {
         assert!(!r.reauthorization_required);
         assert!(!r.reasons[0].message.contains('\n'));
         assert!(
-            r.reasons[0].message.starts_with("amoCRM refuses our address since"),
+            r.reasons[0]
+                .message
+                .starts_with("amoCRM refuses our address since"),
             "{}",
             r.reasons[0].message
         );

@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 
 use super::attr::{conditional_put, n, s, unavailable};
 use crate::maintenance::RunReport;
-use crate::passport::backfill::{BackfillCursor, BackfillCursorStore};
 use crate::maintenance::fields::{MaintenanceFieldIds, StatusEnums};
+use crate::passport::backfill::{BackfillCursor, BackfillCursorStore};
 use crate::ports::{StoreError, SyncStateStore};
 
 pub const CURSOR_KEY: &str = "SYNC#cursor";

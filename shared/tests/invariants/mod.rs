@@ -314,6 +314,8 @@ pub fn crm_error(status: u16, content_type: Option<&str>, retry_after: Option<&s
     );
     let expected = match status {
         401 => CrmErrorKind::Unauthorized,
+        // Our address refused (whitelist, ban): never a token problem.
+        403 => CrmErrorKind::Blocked,
         429 => CrmErrorKind::RateLimited,
         s if s >= 500 => CrmErrorKind::Transient,
         _ => CrmErrorKind::Permanent,
@@ -326,6 +328,7 @@ pub fn crm_error(status: u16, content_type: Option<&str>, retry_after: Option<&s
     let oauth = oauth_error(status, body, &cfg);
     let expected = match status {
         429 => CrmErrorKind::RateLimited,
+        403 => CrmErrorKind::Blocked,
         s if s >= 500 => CrmErrorKind::Transient,
         _ => CrmErrorKind::Unauthorized,
     };

@@ -110,7 +110,9 @@ pub enum ApiError {
     /// 403 nginx page (ban).
     Forbidden,
     /// 403 with error code 113: the account's API IP whitelist does not list the caller.
-    IpNotAllowed { ip: String },
+    IpNotAllowed {
+        ip: String,
+    },
     PaymentRequired,
     /// Any other status (fault injection): problem JSON for 4xx/500, nginx HTML for 502–504.
     Status(u16),

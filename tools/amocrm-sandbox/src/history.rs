@@ -113,11 +113,15 @@ pub fn seed(sb: &Sb, spec: &History) -> Made {
                 custom_fields: vec![
                     FieldValues {
                         field_id: FIELD_PHONE,
-                        values: vec![json!({ "value": phone, "enum_id": 1513001, "enum_code": "WORK" })],
+                        values: vec![
+                            json!({ "value": phone, "enum_id": 1513001, "enum_code": "WORK" }),
+                        ],
                     },
                     FieldValues {
                         field_id: FIELD_EMAIL,
-                        values: vec![json!({ "value": email, "enum_id": 1513013, "enum_code": "WORK" })],
+                        values: vec![
+                            json!({ "value": email, "enum_id": 1513013, "enum_code": "WORK" }),
+                        ],
                     },
                 ],
                 tag_ids: Vec::new(),
@@ -201,7 +205,11 @@ pub fn seed(sb: &Sb, spec: &History) -> Made {
         st.subscriptions.push(Subscription {
             id,
             destination: OLD_WEBHOOK_DESTINATION.into(),
-            settings: vec!["add_lead".into(), "update_lead".into(), "status_lead".into()],
+            settings: vec![
+                "add_lead".into(),
+                "update_lead".into(),
+                "status_lead".into(),
+            ],
             sort: 1,
             created_at: now - span,
             updated_at: now - span,

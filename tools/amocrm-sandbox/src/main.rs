@@ -55,7 +55,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let running = Sandbox::start(cfg, SocketAddr::new(host, port)).await?;
     // `SANDBOX_HISTORY=1`: the account starts with a past, as a real one does.
     if std::env::var("SANDBOX_HISTORY").is_ok_and(|v| v == "1") {
-        let made = running.state.seed_history(&amocrm_sandbox::History::default());
+        let made = running
+            .state
+            .seed_history(&amocrm_sandbox::History::default());
         tracing::info!(won = made.won.len(), "account history seeded");
     }
     println!("{}", running.url);

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use amocrm_sandbox::{RunningSandbox, Sandbox, SandboxConfig};
+use amocrm_sandbox::{History, Made, RunningSandbox, Sandbox, SandboxConfig};
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_dynamodb::config::Credentials;
 use base64::Engine;
@@ -43,6 +43,11 @@ pub struct StackOptions {
     pub stream_max_retries: u32,
     /// Function environment overrides (e.g. a wrong field id to provoke amoCRM's validation).
     pub config_overrides: Vec<(String, String)>,
+    /// Create the maintenance fields at start and give their ids to the functions, as if the
+    /// operator's `setup` had run. Off: the account is as it was before go-live.
+    pub provision_fields: bool,
+    /// An account with a past (won deals, contacts, the old webhook), seeded at start.
+    pub history: Option<History>,
 }
 
 impl StackOptions {
@@ -73,7 +78,22 @@ impl StackOptions {
             sandbox: SandboxConfig::default(),
             stream_max_retries: 3,
             config_overrides: Vec::new(),
+            provision_fields: true,
+            history: None,
         }
+    }
+
+    /// The account the system meets on day one: a past, no maintenance fields, the old
+    /// webhook, and (when `allowlist` is given) an API IP whitelist without our address.
+    pub fn real_account(allowlist: &[&str]) -> Self {
+        let mut options = Self::for_tests();
+        options.provision_fields = false;
+        options.history = Some(History::default());
+        options.sandbox.ip_allowlist = allowlist
+            .iter()
+            .map(|a| a.parse().expect("an IP address"))
+            .collect();
+        options
     }
 }
 
@@ -92,6 +112,8 @@ pub struct LocalStack {
     pub pumps: Vec<Arc<StreamPump>>,
     /// What template.yaml gives every function, pointed at this stack (overrides applied).
     pub function_env: Vec<(String, String)>,
+    /// What `StackOptions::history` seeded.
+    pub history: Option<Made>,
     front: tokio::task::JoinHandle<()>,
 }
 
@@ -170,6 +192,10 @@ impl LocalStack {
         options.sandbox.long_lived_tokens.push(token.clone());
         let sandbox_addr = SocketAddr::from(([127, 0, 0, 1], options.sandbox_port.unwrap_or(0)));
         let sandbox = Sandbox::start(options.sandbox.clone(), sandbox_addr).await?;
+        let history = options
+            .history
+            .as_ref()
+            .map(|spec| sandbox.state.seed_history(spec));
 
         let resources = LocalResources {
             leads_table: "leads".into(),
@@ -227,25 +253,27 @@ impl LocalStack {
         };
         // As the operator's `setup` does at amoCRM: the maintenance fields exist, their ids
         // go into the functions' environment.
-        let fields = {
-            let config = read_config(&with_overrides(&env))?;
-            let tokens = Arc::new(LongLivedToken::new(
-                Arc::new(SecretsManagerStore::new(aws.secrets.clone())),
-                resources.token_secret_id.clone(),
-            ));
-            ensure_maintenance_fields(&AmoClient::new(&config.amo, tokens)?).await?
-        };
-        env.extend([
-            (
-                "AMOCRM_FIELD_NEXT_MAINTENANCE",
-                fields.next_maintenance.to_string(),
-            ),
-            ("AMOCRM_FIELD_MAINTENANCE_STATUS", fields.status.to_string()),
-            (
-                "AMOCRM_MAINTENANCE_STATUS_ENUMS",
-                fields.status_enums.to_spec(),
-            ),
-        ]);
+        if options.provision_fields {
+            let fields = {
+                let config = read_config(&with_overrides(&env))?;
+                let tokens = Arc::new(LongLivedToken::new(
+                    Arc::new(SecretsManagerStore::new(aws.secrets.clone())),
+                    resources.token_secret_id.clone(),
+                ));
+                ensure_maintenance_fields(&AmoClient::new(&config.amo, tokens)?).await?
+            };
+            env.extend([
+                (
+                    "AMOCRM_FIELD_NEXT_MAINTENANCE",
+                    fields.next_maintenance.to_string(),
+                ),
+                ("AMOCRM_FIELD_MAINTENANCE_STATUS", fields.status.to_string()),
+                (
+                    "AMOCRM_MAINTENANCE_STATUS_ENUMS",
+                    fields.status_enums.to_spec(),
+                ),
+            ]);
+        }
         let function_env = with_overrides(&env);
         let config = read_config(&function_env)?;
 
@@ -301,6 +329,7 @@ impl LocalStack {
             sync,
             pumps,
             function_env,
+            history,
             front,
         })
     }
@@ -319,6 +348,40 @@ impl LocalStack {
         let mut env = self.function_env.clone();
         env.extend(aws.map(|(k, v)| (k.to_string(), v.to_string())));
         env
+    }
+
+    /// What an operator's shell needs to run `rss-ops` against this stack (`make ops`): the
+    /// process environment and the local webhook destination.
+    pub fn ops_env(&self) -> Vec<(String, String)> {
+        let mut env = self.process_env();
+        env.push((
+            "WEBHOOK_DESTINATION".into(),
+            format!("{}/webhook/amocrm", self.api_url),
+        ));
+        env
+    }
+
+    /// `ops_env` as a file `bash` can `source` (`KEY='value'` lines, owner-readable only).
+    pub fn write_ops_env(&self, path: &std::path::Path) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        writeln!(
+            file,
+            "# rss-ops against the running `make run` stack (written at its start)"
+        )?;
+        for (k, v) in self.ops_env() {
+            writeln!(file, "export {k}='{}'", v.replace('\'', "'\\''"))?;
+        }
+        Ok(())
     }
 
     /// One maintenance-sync run now, with the time a Lambda gets (15 minutes).

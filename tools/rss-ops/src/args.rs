@@ -92,12 +92,9 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
             "--dry-run" => (backfill.dry_run, backfill_flags) = (true, true),
             "--since" => {
                 let v = value(&mut it, arg)?;
-                let day = chrono::NaiveDate::parse_from_str(&v, "%Y-%m-%d").map_err(|_| {
-                    UsageError(format!("--since: not a date (YYYY-MM-DD): {v}"))
-                })?;
-                backfill.since = day
-                    .and_hms_opt(0, 0, 0)
-                    .map(|t| t.and_utc().timestamp());
+                let day = chrono::NaiveDate::parse_from_str(&v, "%Y-%m-%d")
+                    .map_err(|_| UsageError(format!("--since: not a date (YYYY-MM-DD): {v}")))?;
+                backfill.since = day.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp());
                 backfill_flags = true;
             }
             "--limit" => {

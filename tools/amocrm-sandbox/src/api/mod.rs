@@ -122,9 +122,8 @@ async fn gate(State(sb): State<Sb>, req: Request, next: Next) -> Response {
             (Some(_), None) => AuthKind::Unknown,
         };
         let filtered = needs_token || path.starts_with("/oauth2/");
-        let refused_ip = peer.filter(|ip| {
-            filtered && !st.ip_allowlist.is_empty() && !st.ip_allowlist.contains(ip)
-        });
+        let refused_ip = peer
+            .filter(|ip| filtered && !st.ip_allowlist.is_empty() && !st.ip_allowlist.contains(ip));
         let admission = if let Some(ip) = refused_ip {
             Admission::Answer(ApiError::IpNotAllowed { ip: ip.to_string() }.into_response())
         } else if st.limiter.is_banned(now_ms) {

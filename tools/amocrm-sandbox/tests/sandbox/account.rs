@@ -94,17 +94,27 @@ async fn unknown_routes_and_methods_answer_like_amocrm() {
 #[tokio::test]
 async fn an_account_with_a_past_has_won_lost_and_open_deals_typed_phones_and_the_old_webhook() {
     let env = super::common::start().await;
-    let made = env.handle().seed_history(&amocrm_sandbox::History::default());
+    let made = env
+        .handle()
+        .seed_history(&amocrm_sandbox::History::default());
     let won = env
         .get("/api/v4/leads?filter[statuses][0][pipeline_id]=10226282&filter[statuses][0][status_id]=142&limit=250")
         .await;
     assert_eq!(won.status, 200, "{}", won.text);
     let deals = won.json["_embedded"]["leads"].as_array().unwrap();
     assert_eq!(deals.len(), 24);
-    assert!(deals.iter().all(|d| d["closed_at"].as_i64() < Some(env.handle().now())));
+    assert!(
+        deals
+            .iter()
+            .all(|d| d["closed_at"].as_i64() < Some(env.handle().now()))
+    );
     assert_eq!(made.won.len(), 20);
     assert_eq!((made.lost.len(), made.open.len()), (5, 5));
-    assert!(made.contacts[0].1.starts_with("8 (916) "), "{:?}", made.contacts[0]);
+    assert!(
+        made.contacts[0].1.starts_with("8 (916) "),
+        "{:?}",
+        made.contacts[0]
+    );
     assert!(made.contacts[0].3.contains("Example-Zavod.RU"));
     let hooks = env.get("/api/v4/webhooks").await;
     assert_eq!(
