@@ -81,9 +81,22 @@ clippy:
 	$(call step,clippy: cargo clippy --workspace --all-targets -- -D warnings)
 	cargo clippy --workspace --all-targets -- -D warnings
 
+# The template as it deploys with each AmoEgress mode and the optional custom domain and SES
+# identity: every variant must lint clean too (cfn-lint sees conditions, not parameter values).
+TEMPLATE_VARIANTS := \
+	"AmoEgress=StaticIp" \
+	"AmoEgress=ExistingSubnets AmoSubnetIds=subnet-0a1b2c3d,subnet-0e1f2a3b AmoSecurityGroupId=sg-0123abcd AmoExistingEgressIp=198.51.100.7" \
+	"ApiDomainName=api.td-rss.ru ApiCertificateArn=arn:aws:acm:eu-central-1:123456789012:certificate/0f3c1d2e-1111-2222-3333-444455556666 SesDomain=td-rss.ru"
+
 template-check: deps
 	$(call step,template: sam validate --lint (offline, dummy region))
 	$(SAM_ENV) $(SAM) validate --lint --template template.yaml
+	@mkdir -p .local
+	@for variant in $(TEMPLATE_VARIANTS); do \
+		echo "template variant: $$variant"; \
+		$(PYTHON) tools/scripts/template_variant.py template.yaml $$variant > .local/template-variant.yaml && \
+		$(SAM_ENV) $(SAM) validate --lint --template .local/template-variant.yaml || exit 1; \
+	done
 	$(call step,template: least-privilege policy check (self-test, then template.yaml))
 	$(PYTHON) tools/scripts/check_template.py --self-test
 	$(PYTHON) tools/scripts/check_template.py --allow-secret-writes $(TOKEN_WRITERS) template.yaml

@@ -8,7 +8,13 @@ Fails (exit 1, one line per finding naming the resource) when a policy in the te
   * grants a Secrets Manager write (PutSecretValue, UpdateSecret, ...) to a function that is not
     on the allow-list (--allow-secret-writes, function logical ids; default: none), or, for an entry
     FUNCTION=SECRET, on any resource but that secret (e.g. the app secret, or Resource "*");
-  * attaches a broad AWS managed policy or SAM policy template (FullAccess, SecretsManagerReadWrite, ...).
+  * attaches a broad AWS managed policy or SAM policy template (FullAccess, SecretsManagerReadWrite, ...);
+  * grants EC2 actions other than the network-interface ones Lambda needs to attach a function to
+    a VPC, grants them to a function that runs outside a VPC or under another condition than its
+    VpcConfig, or runs a function in a VPC without them.
+
+Statements inside Fn::If count under their condition (`AmoInVpc`, or `!AmoInVpc` for the else
+branch); AWS::NoValue branches are no statement.
 
 Policies are found in AWS::IAM::Role (inline), AWS::IAM::Policy / ManagedPolicy (attached to roles),
 AWS::Serverless::Function `Policies`, and resource policies with a PolicyDocument. A role's grants
@@ -72,6 +78,17 @@ SAM_TEMPLATE_GRANTS = {
     "SQSPollerPolicy": [],
 }
 PROTECTED_RESOURCE_TYPES = ("AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
+# What Lambda needs to attach a function to a VPC (the AWSLambdaVPCAccessExecutionRole set).
+VPC_ENI_ACTIONS = {
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+}
+# Without these Lambda refuses to create or update a function with a VpcConfig.
+VPC_ENI_REQUIRED = {"ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DeleteNetworkInterface"}
 
 
 # --------------------------------------------------------------------------- YAML with SAM tags
@@ -118,6 +135,7 @@ class Grant:
     label: str  # the statement's Sid or its position
     statement: dict
     holders: list[str] = field(default_factory=list)  # functions (or roles) that get it
+    condition: str | None = None  # "Cond" / "!Cond" when the statement sits in an Fn::If
 
 
 def _as_list(value) -> list:
@@ -148,14 +166,80 @@ def _functions_by_role(resources: dict) -> dict[str, list[str]]:
     return by_role
 
 
+def _is_no_value(value) -> bool:
+    return isinstance(value, dict) and value.get("Ref") == "AWS::NoValue"
+
+
+def _branches(value) -> list[tuple[object, str | None]]:
+    """A value and its condition, or each branch of an Fn::If with its own."""
+    if isinstance(value, dict) and "Fn::If" in value:
+        cond, then, other = (list(value["Fn::If"]) + [None, None, None])[:3]
+        return [(b, c) for b, c in ((then, str(cond)), (other, f"!{cond}")) if not _is_no_value(b)]
+    return [(value, None)]
+
+
 def _statements(where: str, document, holders: list[str]) -> list[Grant]:
     if not isinstance(document, dict):
         return []
     grants = []
-    for i, st in enumerate(_as_list(document.get("Statement")), start=1):
-        if isinstance(st, dict):
-            grants.append(Grant(where, st.get("Sid") or f"statement {i}", st, holders))
+    for i, entry in enumerate(_as_list(document.get("Statement")), start=1):
+        for st, cond in _branches(entry):
+            if isinstance(st, dict):
+                grants.append(Grant(where, st.get("Sid") or f"statement {i}", st, holders, cond))
     return grants
+
+
+def _vpc_condition(function: dict) -> tuple[bool, str | None]:
+    """(runs in a VPC at all, the condition of its VpcConfig or None when unconditional)."""
+    config = (function.get("Properties") or {}).get("VpcConfig")
+    if config is None:
+        return False, None
+    branches = _branches(config)
+    if not branches:
+        return False, None
+    return True, branches[0][1]
+
+
+def check_vpc(resources: dict, grants: list[Grant]) -> list[str]:
+    """EC2 grants only for Lambda's VPC attachment, only to functions in a VPC, under its condition."""
+    out = []
+    functions = {n: r for n, r in resources.items()
+                 if r.get("Type") in ("AWS::Serverless::Function", "AWS::Lambda::Function")}
+    eni: dict[str, set[tuple[str, str | None]]] = {}
+    for g in grants:
+        if str(g.statement.get("Effect", "Allow")) != "Allow":
+            continue
+        actions = [a for a in _as_list(g.statement.get("Action")) if isinstance(a, str)]
+        ec2 = [a for a in actions if _service(a) == "ec2"]
+        if not ec2:
+            continue
+        at = f"{g.where} ({g.label})"
+        for action in ec2:
+            if action not in VPC_ENI_ACTIONS:
+                out.append(f"{at}: {action} is not a network-interface action Lambda needs for a VPC")
+        for holder in g.holders:
+            if holder not in functions:
+                continue
+            in_vpc, vpc_cond = _vpc_condition(functions[holder])
+            if not in_vpc:
+                out.append(f"{at}: EC2 network-interface actions granted to {holder}, which runs "
+                           "outside a VPC")
+            elif g.condition != vpc_cond:
+                out.append(f"{at}: EC2 network-interface actions granted to {holder} under "
+                           f"{g.condition or 'no condition'}, its VpcConfig under "
+                           f"{vpc_cond or 'no condition'}")
+            for action in ec2:
+                eni.setdefault(holder, set()).add((action, g.condition))
+    for name, res in functions.items():
+        in_vpc, vpc_cond = _vpc_condition(res)
+        if not in_vpc:
+            continue
+        held = {a for a, c in eni.get(name, set()) if c == vpc_cond}
+        missing = sorted(VPC_ENI_REQUIRED - held)
+        if missing:
+            out.append(f"{name}: runs in a VPC{f' when {vpc_cond}' if vpc_cond else ''} without "
+                       f"{', '.join(missing)} (Lambda cannot attach it)")
+    return out
 
 
 def collect(resources: dict, findings: list[str]) -> list[Grant]:
@@ -280,6 +364,7 @@ def check(text: str, allowed_writers) -> tuple[list[str], int]:
     grants = collect(resources, findings)
     for g in grants:
         findings += check_grant(g, writers)
+    findings += check_vpc(resources, grants)
     return findings, len(grants)
 
 
@@ -321,8 +406,32 @@ _WRITE_TOKEN = _GOOD.replace("""              - Sid: Traces""", """             
                 Resource: !Ref TokenSecret
               - Sid: Traces""")
 
+# The good template with Fn in a VPC under a condition, and the ENI grant under the same one.
+_VPC = _GOOD.replace("""              - Sid: Traces""", """              - !If
+                - InVpc
+                - Sid: Eni
+                  Effect: Allow
+                  Action: [ec2:CreateNetworkInterface, ec2:DescribeNetworkInterfaces, ec2:DeleteNetworkInterface]
+                  Resource: '*'
+                - !Ref AWS::NoValue
+              - Sid: Traces""").replace(
+    "Properties: {Role: !GetAtt FnRole.Arn, CodeUri: ., Handler: bootstrap}",
+    "Properties: {Role: !GetAtt FnRole.Arn, CodeUri: ., Handler: bootstrap, "
+    "VpcConfig: !If [InVpc, {SubnetIds: [subnet-1], SecurityGroupIds: [sg-1]}, !Ref AWS::NoValue]}")
+_NO_VPC_CONFIG = ", VpcConfig: !If [InVpc, {SubnetIds: [subnet-1], SecurityGroupIds: [sg-1]}, !Ref AWS::NoValue]"
+
 # (name, template text, allow-list, text the finding must contain)
 _BAD_CASES = [
+    ("VPC grant on a function outside a VPC", _VPC.replace(_NO_VPC_CONFIG, ""), set(),
+     "granted to Fn, which runs outside a VPC"),
+    ("VPC grant without the VpcConfig's condition",
+     _VPC.replace("- !If\n                - InVpc", "- !If\n                - Always"), set(),
+     "under Always, its VpcConfig under InVpc"),
+    ("a VPC function without the ENI grant", _VPC.replace("ec2:CreateNetworkInterface, ", ""), set(),
+     "Fn: runs in a VPC when InVpc without ec2:CreateNetworkInterface"),
+    ("more EC2 than a VPC needs",
+     _VPC.replace("ec2:DeleteNetworkInterface]", "ec2:DeleteNetworkInterface, ec2:CreateVpc]"), set(),
+     "ec2:CreateVpc is not a network-interface action"),
     ("star action", _GOOD.replace("[xray:PutTraceSegments]", "['*']"), set(), "FnRole (Traces): Action '*'"),
     ("service wildcard", _GOOD.replace("[dynamodb:PutItem, dynamodb:GetItem]", "dynamodb:*"), set(),
      "FnRole (Table): Action 'dynamodb:*'"),
@@ -372,23 +481,26 @@ def self_test() -> int:
     findings, _ = check(_GOOD, set())
     if findings:
         failures.append(f"good template flagged: {findings}")
-    write = _BAD_CASES[3][1]
+    write = next(text for name, text, _, _ in _BAD_CASES if name == "secret write via role")
     findings, _ = check(write, {"Fn"})
     if findings:
         failures.append(f"allow-listed writer still flagged: {findings}")
     findings, _ = check(_WRITE_TOKEN, {"Fn": {"TokenSecret"}})
     if findings:
         failures.append(f"writer allow-listed for its secret still flagged: {findings}")
+    findings, _ = check(_VPC, set())
+    if findings:
+        failures.append(f"good VPC template flagged: {findings}")
     for name, text, allowed, expected in _BAD_CASES:
         findings, _ = check(text, allowed)
         if not any(expected in f for f in findings):
             failures.append(f"{name}: expected a finding containing {expected!r}, got {findings}")
     for f in failures:
         print(f"check_template self-test FAILED: {f}", file=sys.stderr)
-    total = len(_BAD_CASES) + 3
+    total = len(_BAD_CASES) + 4
     if failures:
         return 1
-    print(f"check_template self-test: all {total} cases behave (1 good template, 2 allow-lists, "
+    print(f"check_template self-test: all {total} cases behave (2 good templates, 2 allow-lists, "
           f"{len(_BAD_CASES)} bad templates caught)")
     return 0
 
