@@ -131,6 +131,7 @@ bench: deps ## Benchmarks: cold start vs Python, arm64 sizes, accept/ack latency
 	@# Two invocations: built together, cargo would unify features with the runner's and the
 	@# function binaries would differ from the ones cargo lambda ships.
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build --profile $(BENCH_PROFILE) $(addprefix -p ,$(FUNCTIONS))
+	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build --profile $(BENCH_PROFILE) -p rss-ops
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build --profile $(BENCH_PROFILE) -p bench-runner
 	$(call step,bench: run (shared machines give noisy figures; compare within one run))
 	MOTO_SERVER=$(MOTO_SERVER) $(BENCH_TARGET_DIR)/$(BENCH_PROFILE)/bench-runner \

@@ -4,6 +4,7 @@
 //! load, the maintenance sync against the sandbox's rate limit. Not part of `make test`.
 
 mod artifacts;
+mod backfill;
 mod cold_start;
 mod events;
 mod load;
@@ -54,6 +55,9 @@ async fn run(options: Options) -> Result<(), BenchError> {
     }
     if options.runs_section("sync") {
         report.extend(sections::sync(&options).await);
+    }
+    if options.runs_section("backfill") {
+        report.push(sections::backfill(&options).await);
     }
     for table in report {
         println!("{}", table.render());

@@ -18,11 +18,13 @@ pub struct Options {
     pub skip: Vec<String>,
     /// Changed passports per maintenance sync benchmark.
     pub sync_sizes: Vec<usize>,
+    /// Won deals in the sandbox for the backfill section.
+    pub backfill_sizes: Vec<usize>,
 }
 
 pub const USAGE: &str = "usage: bench-runner [--bin-dir DIR] [--lambda-dir DIR] [--python PATH] \
 [--runs N] [--seconds S] [--concurrency 1,10,50] [--sync-sizes 1000,10000,100000] \
-[--skip cold,artifacts,load,sync]";
+[--backfill-sizes 5000] [--skip cold,artifacts,load,sync,backfill]";
 
 impl Options {
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
@@ -40,6 +42,7 @@ impl Options {
             concurrency: vec![1, 10, 50],
             skip: Vec::new(),
             sync_sizes: vec![1_000, 10_000, 100_000],
+            backfill_sizes: vec![5_000],
         };
         let mut args = args.into_iter();
         while let Some(flag) = args.next() {
@@ -58,6 +61,7 @@ impl Options {
                 "--seconds" => o.load_duration = Duration::from_secs(number(value()?)?),
                 "--concurrency" => o.concurrency = list(value()?, number)?,
                 "--sync-sizes" => o.sync_sizes = list(value()?, number)?,
+                "--backfill-sizes" => o.backfill_sizes = list(value()?, number)?,
                 "--skip" => o.skip = value()?.split(',').map(|s| s.trim().into()).collect(),
                 "-h" | "--help" => return Err(USAGE.into()),
                 other => return Err(format!("unknown option {other:?}\n{USAGE}")),

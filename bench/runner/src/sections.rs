@@ -670,3 +670,47 @@ fn requests_table(runs: &[sync::drive::SyncRun]) -> Table {
     }
     table
 }
+
+/// The backfill of deals won before go-live, at each size, each on a fresh stack.
+pub async fn backfill(options: &Options) -> Table {
+    let mut table = Table::new(
+        "Backfill: N deals already won, registered by `rss-ops backfill` against the sandbox",
+        &[
+            "Won deals",
+            "Registered",
+            "List requests",
+            "Floor ceil(N/250)",
+            "429s",
+            "Wall time",
+            "Floor (K−1)/2 s",
+            "Peak RSS",
+        ],
+    );
+    for &n in &options.backfill_sizes {
+        match crate::backfill::measure(options, n).await {
+            Ok(run) => table.row(vec![
+                n.to_string(),
+                run.registered.to_string(),
+                run.list_requests.to_string(),
+                run.floor_requests().to_string(),
+                run.too_many.to_string(),
+                seconds(run.wall),
+                seconds(run.floor_time()),
+                run.peak_rss_kb
+                    .map(mib_of_kib)
+                    .unwrap_or_else(|| "–".into()),
+            ]),
+            Err(e) => table.note(format!("N = {n}: not measured: {e}")),
+        }
+    }
+    table.note(
+        "Each size on a fresh local stack whose sandbox holds N won deals with serial and \
+         Telegram ID, and N/10 lost and N/10 open ones (never read: the list filters status \
+         142). Wall time = the rss-ops process's start → exit: its set-up, every page of 250 \
+         deals (`order[id]=asc`, `with=contacts`) at rss-ops' 2 requests/s, and per deal the \
+         webhook path's conditional PutItem of the machine and the DeleteItem of its waiting \
+         marker on moto, plus the cursor after each page. Peak RSS = VmHWM of that process, \
+         sampled every 20 ms.",
+    );
+    table
+}
