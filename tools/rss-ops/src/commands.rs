@@ -205,7 +205,8 @@ async fn run_setup(
     let mut text = render_table(&report.findings);
     if !report.settings.is_empty() {
         text.push_str(
-            "\nPut these into samconfig.toml (parameter_overrides) or the functions' environment:\n",
+            "\nThe sync reads these ids from the state table; to pin them instead, put them into \
+             samconfig.toml (parameter_overrides) or the functions' environment:\n",
         );
         for s in &report.settings {
             text.push_str(&format!("  {}={}    # {}\n", s.var, s.value, s.note));

@@ -396,6 +396,14 @@ async fn every_token_endpoint_refusal_gets_its_page_and_hint() {
             "amoCRM не ответил",
             vec!["retry later"],
         ),
+        (
+            Canned::json(
+                403,
+                r#"{"title":"Forbidden","status":403,"detail":"Access to this account is prohibited from your IP address","error_code":113}"#,
+            ),
+            "amoCRM не принимает запросы с нашего адреса",
+            vec!["AmoEgressIp", "whitelist"],
+        ),
     ];
     for (reply, title, hints) in cases {
         let rig = Rig::start(vec![reply]).await;
