@@ -86,13 +86,16 @@ impl Doctor<'_> {
             let mut skipped = vec!["account", "pipeline", "status", "responsible user"];
             skipped.extend(self.fields.iter().map(|f| f.var));
             skipped.push("webhook");
+            // A refused address is not a token problem; say which one it is.
+            let (why, first) = if findings.last().is_some_and(|f| f.check == "amoCRM access") {
+                ("amoCRM refuses our address", "the address (see the amoCRM access finding)")
+            } else {
+                ("amoCRM did not accept the token", "the token (see the token finding)")
+            };
             findings.push(Finding::problem(
                 "account checks",
-                format!(
-                    "not checked, amoCRM did not accept the token: {}",
-                    skipped.join(", ")
-                ),
-                "Fix the token first (see the token finding), then run doctor again.",
+                format!("not checked, {why}: {}", skipped.join(", ")),
+                format!("Fix {first} first, then run doctor again."),
             ));
             return findings;
         };

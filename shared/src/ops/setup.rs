@@ -331,9 +331,10 @@ pub(crate) fn stale_finding(subs: &[WebhookSubscription], t: &WebhookTarget) -> 
         return None;
     }
     Some(Finding::problem(
-        "webhook (old token)",
+        "old webhook",
         format!(
-            "{} more subscription(s) to our route with another token, which our route refuses: {}",
+            "{} subscription(s) our route refuses (the old system's without our token, or an \
+             old token): {}",
             stale.len(),
             stale
                 .iter()
@@ -341,8 +342,9 @@ pub(crate) fn stale_finding(subs: &[WebhookSubscription], t: &WebhookTarget) -> 
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        "Delete them in amoCRM → Settings → Integrations → Web hooks (they carry a webhook_token \
-         that is no longer in the app secret).",
+        "Run `rss-ops setup`: once our subscription is registered it removes them (or delete \
+         them in amoCRM → Settings → Integrations → Web hooks). amoCRM disables a webhook after \
+         100 failed deliveries in two hours.",
     ))
 }
 
