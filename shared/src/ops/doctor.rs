@@ -88,9 +88,15 @@ impl Doctor<'_> {
             skipped.push("webhook");
             // A refused address is not a token problem; say which one it is.
             let (why, first) = if findings.last().is_some_and(|f| f.check == "amoCRM access") {
-                ("amoCRM refuses our address", "the address (see the amoCRM access finding)")
+                (
+                    "amoCRM refuses our address",
+                    "the address (see the amoCRM access finding)",
+                )
             } else {
-                ("amoCRM did not accept the token", "the token (see the token finding)")
+                (
+                    "amoCRM did not accept the token",
+                    "the token (see the token finding)",
+                )
             };
             findings.push(Finding::problem(
                 "account checks",

@@ -164,7 +164,10 @@ async fn the_runbook_takes_a_real_account_live_without_losing_a_lead_a_passport_
     // The schedule runs meanwhile: the blocked lead goes out by itself; without the
     // maintenance fields the run still does that, and /health asks for setup.
     let report = stack.sync_once().await;
-    assert_eq!(report.redrive.unblocked, 2, "the lead and the webhook: {report:?}");
+    assert_eq!(
+        report.redrive.unblocked, 2,
+        "the lead and the webhook: {report:?}"
+    );
     assert!(report.fields_missing, "{report:?}");
     let delivered = eventually(&stack, "the blocked lead delivered", || async {
         let l = leads.get(&lead_id).await.unwrap().unwrap();
@@ -216,7 +219,11 @@ async fn the_runbook_takes_a_real_account_live_without_losing_a_lead_a_passport_
     let (code, out) = rss_ops(&env, &["backfill", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     let real: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(count(&real, "registered"), made.won.len() as u64 - 1, "{real}");
+    assert_eq!(
+        count(&real, "registered"),
+        made.won.len() as u64 - 1,
+        "{real}"
+    );
     assert_eq!(count(&real, "already_there"), 1);
     assert_eq!(count(&real, "requests"), 1, "24 won deals: one page");
     for (deal, serial, owner) in &made.won {
