@@ -239,3 +239,22 @@ pub async fn post_webhook(
     }
     read(req.send().await.expect("POST /webhook/amocrm")).await
 }
+
+/// `GET /health`, with the admin key when given.
+pub async fn get_health(stack: &LocalStack, key: Option<&str>) -> (u16, Value) {
+    let mut req = http().get(format!("{}/health", stack.api_url));
+    if let Some(k) = key {
+        req = req.header("x-admin-key", k);
+    }
+    read(req.send().await.expect("GET /health")).await
+}
+
+/// The `code` of every reason a health report gives.
+pub fn reason_codes(body: &Value) -> Vec<String> {
+    body["reasons"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["code"].as_str().map(str::to_string))
+        .collect()
+}

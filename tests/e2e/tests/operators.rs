@@ -420,23 +420,6 @@ async fn parked_leads_and_events_are_listed_and_redriven_once_the_cause_is_fixed
     );
 }
 
-async fn get_health(stack: &LocalStack, key: Option<&str>) -> (u16, Value) {
-    let mut req = http().get(format!("{}/health", stack.api_url));
-    if let Some(k) = key {
-        req = req.header("x-admin-key", k);
-    }
-    read(req.send().await.expect("GET /health")).await
-}
-
-fn reason_codes(body: &Value) -> Vec<String> {
-    body["reasons"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r["code"].as_str().map(str::to_string))
-        .collect()
-}
-
 #[tokio::test]
 async fn health_needs_the_admin_key_and_is_fine_on_a_fresh_stack() {
     let stack = stack().await;

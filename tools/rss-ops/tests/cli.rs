@@ -2,8 +2,9 @@
 //! an operator's shell would be: exit statuses, the printed fixes and settings, and that no
 //! token ever reaches the output.
 
-use std::process::Output;
+mod common;
 
+use common::rss_ops;
 use local_stack::{LocalStack, StackOptions};
 use serde_json::Value;
 
@@ -21,27 +22,6 @@ fn env(stack: &LocalStack) -> Vec<(String, String)> {
         format!("{}/webhook/amocrm", stack.api_url),
     ));
     env
-}
-
-async fn rss_ops(env: &[(String, String)], args: &[&str]) -> (i32, String, String) {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_rss-ops"));
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "warn");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().await.expect("rss-ops runs");
-    (
-        status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
 }
 
 #[tokio::test]

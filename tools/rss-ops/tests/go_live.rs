@@ -3,10 +3,12 @@
 //! machines sold before the integration, lost and open deals, hand-typed phones, the old
 //! system's token-less webhook — and an API IP whitelist that does not list our address yet.
 
-use std::collections::BTreeSet;
-use std::process::Output;
+mod common;
 
-use e2e::{eventually, http, post_lead, post_webhook, read, site_lead};
+use std::collections::BTreeSet;
+
+use common::rss_ops;
+use e2e::{eventually, get_health, http, post_lead, post_webhook, read, reason_codes, site_lead};
 use local_stack::{LocalStack, StackOptions};
 use serde_json::{Value, json};
 use shared::leads::LeadStatus;
@@ -18,63 +20,23 @@ use shared::store::{DynamoLeadStore, DynamoPassportStore};
 const EGRESS_IP: &str = "127.0.0.1";
 const OLD_BACKEND_IP: &str = "127.0.0.2";
 
-/// Exit status and stdout; stderr (warnings) goes to the test's own output.
-async fn rss_ops(env: &[(String, String)], args: &[&str]) -> (i32, String) {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_rss-ops"));
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "warn");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().await.expect("rss-ops runs");
-    eprint!("{}", String::from_utf8_lossy(&stderr));
-    (
-        status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&stdout).into_owned(),
-    )
+/// Exit status and stdout of rss-ops; its stderr (warnings) goes to the test's output.
+async fn ops(env: &[(String, String)], args: &[&str]) -> (i32, String) {
+    let (code, out, err) = rss_ops(env, args).await;
+    eprint!("{err}");
+    (code, out)
 }
 
 async fn health(stack: &LocalStack) -> (u16, Value) {
-    read(
-        http()
-            .get(format!("{}/health", stack.api_url))
-            .header("x-admin-key", &stack.options.admin_key)
-            .send()
-            .await
-            .expect("GET /health"),
-    )
-    .await
-}
-
-fn reason_codes(h: &Value) -> Vec<String> {
-    h["reasons"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r["code"].as_str().map(str::to_string))
-        .collect()
+    get_health(stack, Some(&stack.options.admin_key)).await
 }
 
 async fn mail_subjects(stack: &LocalStack) -> Vec<String> {
-    let data: Value = http()
-        .get(format!("{}/moto-api/data.json", stack.moto.url))
-        .send()
+    stack
+        .moto
+        .sent_mail()
         .await
-        .expect("moto data")
-        .json()
-        .await
-        .expect("moto JSON");
-    data["ses"]["Message"]
-        .as_object()
-        .into_iter()
-        .flat_map(|regions| regions.values())
-        .flat_map(|m| m.as_array().cloned().unwrap_or_else(|| vec![m.clone()]))
+        .iter()
         .filter_map(|m| m["subject"].as_str().map(str::to_string))
         .collect()
 }
@@ -142,7 +104,7 @@ async fn the_runbook_takes_a_real_account_live_without_losing_a_lead_a_passport_
         "{h}"
     );
     assert_eq!(h["reauthorization_required"], false);
-    let (code, out) = rss_ops(&env, &["doctor"]).await;
+    let (code, out) = ops(&env, &["doctor"]).await;
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("amoCRM refuses our address (403)"),
@@ -186,7 +148,7 @@ async fn the_runbook_takes_a_real_account_live_without_losing_a_lead_a_passport_
 
     // 2. The secrets are in place (the local stack put them). 3. setup: fields, our webhook,
     // the old one removed.
-    let (code, out) = rss_ops(&env, &["setup"]).await;
+    let (code, out) = ops(&env, &["setup"]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("old webhook"), "{out}");
     assert!(out.contains("removed (id"), "{out}");
@@ -197,12 +159,12 @@ async fn the_runbook_takes_a_real_account_live_without_losing_a_lead_a_passport_
         ours.starts_with(&format!("{}/webhook/amocrm?token=", stack.api_url)),
         "{ours}"
     );
-    let (code, out) = rss_ops(&env, &["setup"]).await;
+    let (code, out) = ops(&env, &["setup"]).await;
     assert_eq!(code, 0, "a second setup changes nothing:\n{out}");
     assert!(!out.contains("removed (id"), "{out}");
 
     // 4. backfill --dry-run reads and reports, writes nothing; then the real one.
-    let (code, out) = rss_ops(&env, &["backfill", "--dry-run", "--json"]).await;
+    let (code, out) = ops(&env, &["backfill", "--dry-run", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     let dry: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(count(&dry, "registered"), made.won.len() as u64 - 1);
@@ -216,7 +178,7 @@ async fn the_runbook_takes_a_real_account_live_without_losing_a_lead_a_passport_
         );
     }
     let notes_before = stack.sandbox.state.notes().len();
-    let (code, out) = rss_ops(&env, &["backfill", "--json"]).await;
+    let (code, out) = ops(&env, &["backfill", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     let real: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
@@ -242,14 +204,14 @@ async fn the_runbook_takes_a_real_account_live_without_losing_a_lead_a_passport_
         notes_before,
         "no notes on old deals without --notes"
     );
-    let (code, out) = rss_ops(&env, &["backfill", "--json"]).await;
+    let (code, out) = ops(&env, &["backfill", "--json"]).await;
     assert_eq!(code, 0, "{out}");
     let again: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(count(&again, "registered"), 0, "{again}");
     assert_eq!(count(&again, "already_there"), made.won.len() as u64);
 
     // 5. doctor green, then the connectivity check.
-    let (code, out) = rss_ops(&env, &["doctor"]).await;
+    let (code, out) = ops(&env, &["doctor"]).await;
     assert_eq!(code, 0, "{out}");
     let (code, body) = read(
         http()
