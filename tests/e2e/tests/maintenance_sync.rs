@@ -17,7 +17,7 @@ use shared::leads::LeadStatus;
 use shared::maintenance::local::{complete_maintenance, set_maintenance};
 use shared::maintenance::{Budget, MaintenanceSync, RunOutcome, Step, StepEnd};
 use shared::passport::{Equipment, EquipmentState, Maintenance, MaintenanceStatus as S, SyncMarks};
-use shared::ports::{LeadStore, Page, PassportStore, RegisterOutcome, StoreError};
+use shared::ports::{LeadStore, Page, PassportStore, RegisterOutcome, StoreError, SyncStateStore};
 use shared::store::DynamoLeadStore;
 
 const PIPELINE: i64 = 10226282;
@@ -933,4 +933,33 @@ fn the_sample_schedule_event_is_what_the_function_reads() {
         (event.source.as_str(), event.detail_type.as_str()),
         ("aws.events", "Scheduled Event")
     );
+}
+
+#[tokio::test]
+async fn a_default_deploy_syncs_once_the_fields_exist_finding_them_by_name_without_a_redeploy() {
+    // No AMOCRM_FIELD_* in the environment and nothing in the state table: a default deploy.
+    let stack = stack_with(|o| o.provision_fields = false).await;
+    assert!(stack.config.sync.field_ids().is_none());
+    let before = stack.sync_once().await;
+    assert!(before.fields_missing, "{before:?}");
+    assert_eq!(
+        before.outcome,
+        RunOutcome::Complete,
+        "token upkeep and re-drive ran"
+    );
+    assert_eq!(before.pull.deals, 0, "nothing pulled without the fields");
+
+    // An administrator makes the two fields by hand in amoCRM.
+    let tools = shared::wiring::operator_tools(&stack.config, &stack.aws)
+        .await
+        .unwrap();
+    let ids = shared::amocrm::fields::ensure_maintenance_fields(&tools.amo)
+        .await
+        .unwrap();
+    let after = stack.sync_once().await;
+    assert!(!after.fields_missing, "{after:?}");
+    assert_eq!(after.outcome, RunOutcome::Complete, "{after:?}");
+    // Found by name and remembered: the next run reads them from the state table.
+    let state = tools.sync_state.clone().unwrap();
+    assert_eq!(state.field_ids().await.unwrap(), Some(ids));
 }
