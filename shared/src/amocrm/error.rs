@@ -285,7 +285,8 @@ fn blocked_hint(cfg: &AmoConfig, problem: Option<&Problem>, is_html: bool) -> St
     };
     let after = "No re-authorization is needed: the token is fine. Leads and webhook events \
                  wait (parked as blocked) and the next maintenance sync re-drives them by \
-                 itself once amoCRM answers again; `rss-ops parked redrive --all` does it at once.";
+                 itself once amoCRM answers again (up to 5 attempts each); `rss-ops parked \
+                 redrive --all` does it at once.";
     if problem.and_then(|p| p.code) == Some(IP_NOT_ALLOWED_CODE) {
         format!(
             "amoCRM refuses our IP address (error 113: the account's API IP whitelist). {address} {after}"

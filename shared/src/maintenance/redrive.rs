@@ -20,6 +20,10 @@ use crate::worker::CrmWorker;
 
 /// At most this many of each kind per run (the rest wait for the next run).
 const PER_RUN: usize = 100;
+/// Parked items read per run to find the blocked ones among them.
+const SCAN_PARKED: usize = 1_000;
+/// Blocked work is re-driven by itself up to this many delivery attempts.
+pub const MAX_AUTOMATIC_ATTEMPTS: u32 = 5;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RedriveStats {
@@ -68,12 +72,16 @@ impl Redriver<'_> {
             if kind == WorkKind::Event && !self.queues.has_events() {
                 continue;
             }
-            let parked = self.queues.parked(kind, PER_RUN).await?;
+            // Past the ones parked for good (a rejected field), up to a run's worth.
+            let parked = self.queues.parked(kind, SCAN_PARKED).await?;
             blocked.extend(
                 parked
                     .into_iter()
-                    .filter(|p| p.blocked)
-                    .map(|p| (kind, p.id)),
+                    // Tried this often, it is refused for another reason than our address
+                    // (a 403 for the token user's rights looks the same): an operator decides.
+                    .filter(|p| p.blocked && p.attempts <= MAX_AUTOMATIC_ATTEMPTS)
+                    .map(|p| (kind, p.id))
+                    .take(PER_RUN),
             );
         }
         if blocked.is_empty() || !budget.allows_request() {
@@ -143,5 +151,181 @@ impl Redriver<'_> {
             }
         }
         Ok(StepEnd::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::amocrm::CrmError;
+    use crate::amocrm::testkit::{CannedServer, client_for};
+    use crate::leads::deliver::MailSettings;
+    use crate::ops::parked::ParkedItem;
+    use crate::ports::{MailMessage, Notifier, NotifyError, StoreError};
+    use crate::store::MemoryLeadStore;
+
+    /// Parked items by id: (blocked, attempts); records what was re-driven.
+    #[derive(Default)]
+    struct Parked {
+        items: BTreeMap<String, (bool, u32)>,
+        redriven: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl WorkQueues for Parked {
+        fn has_events(&self) -> bool {
+            false
+        }
+        async fn parked(
+            &self,
+            kind: WorkKind,
+            limit: usize,
+        ) -> Result<Vec<ParkedItem>, StoreError> {
+            Ok(self
+                .items
+                .iter()
+                .take(limit)
+                .map(|(id, (blocked, attempts))| ParkedItem {
+                    kind,
+                    id: id.clone(),
+                    received_at: None,
+                    parked_at: None,
+                    attempts: *attempts,
+                    source: None,
+                    last_error: None,
+                    hint: None,
+                    blocked: *blocked,
+                })
+                .collect())
+        }
+        async fn count(
+            &self,
+            _: WorkKind,
+            _: &str,
+            _: Option<DateTime<Utc>>,
+        ) -> Result<u64, StoreError> {
+            unreachable!()
+        }
+        async fn redrive(
+            &self,
+            _: WorkKind,
+            id: &str,
+            _: DateTime<Utc>,
+        ) -> Result<RedriveOutcome, StoreError> {
+            self.redriven.lock().unwrap().push(id.to_string());
+            Ok(RedriveOutcome::Redriven)
+        }
+    }
+
+    /// amoCRM answering the probe, or refusing our address; counts the probes.
+    struct Probe {
+        refuses: bool,
+        calls: Mutex<u32>,
+    }
+
+    #[async_trait]
+    impl CrmReachability for Probe {
+        async fn reachable(&self) -> Result<(), CrmError> {
+            *self.calls.lock().unwrap() += 1;
+            if self.refuses {
+                Err(CrmError::new(CrmErrorKind::Blocked, "403", "whitelist").with_status(403))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    struct NoMail;
+
+    #[async_trait]
+    impl Notifier for NoMail {
+        async fn send(&self, _: &MailMessage) -> Result<(), NotifyError> {
+            unreachable!("no lead is delivered here")
+        }
+    }
+
+    async fn run(parked: &Parked, probe: &Probe) -> RedriveStats {
+        let server = CannedServer::start(Vec::new()).await;
+        let worker = CrmWorker {
+            store: Arc::new(MemoryLeadStore::default()),
+            crm: Arc::new(client_for(&server, "tok").0),
+            notifier: Arc::new(NoMail),
+            mail: MailSettings {
+                sales_mailbox: "zakaz@tdrusstankosbyt.ru".into(),
+                amo_base_url: server.base_url.clone(),
+            },
+            events: None,
+        };
+        let mut stats = RedriveStats::default();
+        let end = Redriver {
+            worker: &worker,
+            after: chrono::Duration::minutes(15),
+            queues: parked,
+            reach: probe,
+        }
+        .run(
+            Utc::now(),
+            &Budget::from_fn(|| Duration::from_secs(60)),
+            &mut stats,
+        )
+        .await
+        .unwrap();
+        assert_eq!(end, StepEnd::Done);
+        assert!(server.requests().is_empty(), "only the probe asks amoCRM");
+        stats
+    }
+
+    fn parked(items: &[(&str, bool, u32)]) -> Parked {
+        Parked {
+            items: items
+                .iter()
+                .map(|(id, b, a)| (id.to_string(), (*b, *a)))
+                .collect(),
+            ..Parked::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn blocked_work_is_redriven_once_amocrm_answers_and_only_blocked_work() {
+        let queues = parked(&[("A", true, 1), ("B", false, 1), ("C", true, 6)]);
+        let probe = Probe {
+            refuses: false,
+            calls: Mutex::new(0),
+        };
+        let stats = run(&queues, &probe).await;
+        assert_eq!(*queues.redriven.lock().unwrap(), vec!["A".to_string()]);
+        assert_eq!(stats.unblocked, 1);
+        assert_eq!(*probe.calls.lock().unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn while_amocrm_still_refuses_one_probe_is_all_a_run_costs() {
+        let queues = parked(&[("A", true, 1), ("D", true, 2)]);
+        let probe = Probe {
+            refuses: true,
+            calls: Mutex::new(0),
+        };
+        let stats = run(&queues, &probe).await;
+        assert!(queues.redriven.lock().unwrap().is_empty());
+        assert_eq!((stats.unblocked, stats.still_blocked), (0, 2));
+        assert_eq!(*probe.calls.lock().unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn without_blocked_work_amocrm_is_not_asked() {
+        let queues = parked(&[("B", false, 1), ("C", true, 6)]);
+        let probe = Probe {
+            refuses: false,
+            calls: Mutex::new(0),
+        };
+        run(&queues, &probe).await;
+        assert_eq!(*probe.calls.lock().unwrap(), 0);
+        assert!(queues.redriven.lock().unwrap().is_empty());
     }
 }
