@@ -62,15 +62,17 @@ impl Crm for AmoClient {
         let Some(wanted) = ContactKey::parse(query) else {
             return Ok(None);
         };
+        // amoCRM matches the query as a substring (phones by their digits): `+79161234567` does
+        // not find a contact saved as `8 (916) 123-45-67`, its last ten digits do. Then only a
+        // contact whose phone or e-mail really matches is kept.
         let resp = self
             .request(
                 Method::GET,
                 CONTACTS,
-                &[("query", query.trim().to_string())],
+                &[("query", wanted.search_text().to_string())],
                 None,
             )
             .await?;
-        // amoCRM's search is fuzzy: keep only a contact whose phone or e-mail really matches.
         Ok(resp
             .as_ref()
             .and_then(|v| embedded(v, "contacts"))
@@ -196,6 +198,13 @@ impl ContactKey {
         let digits: String = q.chars().filter(char::is_ascii_digit).collect();
         // Fewer digits than any real phone number would match unrelated contacts.
         (digits.len() >= 7).then(|| ContactKey::Phone(last_ten(&digits)))
+    }
+
+    /// What to ask amoCRM's search for: the e-mail, or the phone's last ten digits.
+    fn search_text(&self) -> &str {
+        match self {
+            ContactKey::Email(e) | ContactKey::Phone(e) => e,
+        }
     }
 
     fn matches(&self, contact: &Value) -> bool {
@@ -522,7 +531,8 @@ mod tests {
             (reqs[0].method.as_str(), reqs[0].path.as_str()),
             ("GET", "/api/v4/contacts")
         );
-        assert_eq!(reqs[0].query, vec![("query".into(), "+79123456789".into())]);
+        // The national number: it finds `8 912…` and `+7 912…` alike.
+        assert_eq!(reqs[0].query, vec![("query".into(), "9123456789".into())]);
         assert_eq!(reqs[0].body, None);
     }
 

@@ -600,3 +600,49 @@ async fn every_answer_carries_the_correlation_id_of_its_log_lines() {
     }
     assert_ne!(ids[0], ids[1]);
 }
+
+#[tokio::test]
+async fn returning_customers_land_on_the_contact_a_manager_typed_and_no_second_one_is_made() {
+    let stack = stack_with(|o| o.history = Some(amocrm_sandbox::History::default())).await;
+    let made = stack.history.clone().unwrap();
+    let contacts_before = stack.sandbox.state.contacts().len();
+    // Each contact was typed differently (`8 (916) …`, `+7 916 …`, `8916…`, `+7 (916) …`,
+    // `7-916-…`); the customer gives the number as the site normalises it, or the e-mail in
+    // lower case where the manager used capitals.
+    let mut expected = Vec::new();
+    for (i, (contact_id, typed, national, email)) in made.contacts.iter().take(6).enumerate() {
+        let mut body = json!({
+            "source": "site",
+            "intent": "parts",
+            "name": format!("Покупатель {i}"),
+            "message": "Нужны запчасти к станку",
+        });
+        if i == 5 {
+            body["email"] = json!(email.to_lowercase());
+        } else {
+            body["phone"] = json!(format!("+7{national}"));
+        }
+        let (status, accepted) = post_lead(&stack, &body).await;
+        assert_eq!(status, 202, "{accepted}");
+        expected.push((
+            accepted["lead_id"].as_str().unwrap().to_string(),
+            *contact_id,
+            typed.clone(),
+        ));
+    }
+    stack.deliver_pending().await.unwrap();
+    for (lead_id, contact_id, typed) in expected {
+        let s = stored(&stack, &lead_id).await;
+        assert_eq!(s.status, LeadStatus::Delivered, "{:?}", s.delivery);
+        assert_eq!(
+            s.delivery.amo_contact_id,
+            Some(contact_id),
+            "the contact saved as {typed}"
+        );
+    }
+    assert_eq!(
+        stack.sandbox.state.contacts().len(),
+        contacts_before,
+        "no second contact with the same phone or e-mail"
+    );
+}
