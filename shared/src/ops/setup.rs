@@ -311,7 +311,8 @@ fn complete(s: &WebhookSubscription) -> bool {
 }
 
 /// Subscriptions our route would refuse: to our route with another (old) token or none, and
-/// the old system's, to the redirect URI without our token.
+/// the old system's, to the redirect URI without any token (another stage's subscription there
+/// has its own token and is left alone).
 pub fn stale_subscriptions<'a>(
     subs: &'a [WebhookSubscription],
     t: &WebhookTarget,
@@ -319,8 +320,14 @@ pub fn stale_subscriptions<'a>(
     subs.iter()
         .filter(|s| s.destination != t.destination())
         .filter(|s| {
-            let base = s.destination.split('?').next();
-            base == Some(t.base()) || base == Some(t.old_destination.as_str())
+            let (base, query) = s
+                .destination
+                .split_once('?')
+                .unwrap_or((s.destination.as_str(), ""));
+            // Another stage's subscription to the redirect URI carries its own token: not ours
+            // to remove. Only the token-less one is the old system's.
+            let tokenless = !query.split('&').any(|p| p.starts_with("token="));
+            base == t.base() || (base == t.old_destination && tokenless)
         })
         .collect()
 }
@@ -401,8 +408,14 @@ mod tests {
     }
 
     #[test]
-    fn old_token_subscriptions_to_our_route_are_stale_others_are_not() {
+    fn the_old_systems_and_old_token_subscriptions_are_stale_others_are_not() {
         let t = WebhookTarget::resolve(None, REDIRECT, Some("new")).unwrap();
+        let local = WebhookTarget::resolve(
+            Some("http://127.0.0.1:3000/webhook/amocrm"),
+            REDIRECT,
+            Some("new"),
+        )
+        .unwrap();
         let sub = |id, d: &str| WebhookSubscription {
             id,
             destination: d.into(),
@@ -411,12 +424,24 @@ mod tests {
         };
         let subs = vec![
             sub(1, "https://api.td-rss.ru/webhook/amocrm?token=new"),
-            sub(2, "https://api.td-rss.ru/webhook/amocrm?token=old"),
+            sub(2, "https://api.td-rss.ru/webhook/amocrm?token=expired-token-1"),
             sub(3, "https://example.com/hook"),
+            // The old system's subscription: the redirect URI, no token.
+            sub(4, "https://api.td-rss.ru/webhook/amocrm"),
+            sub(5, "http://127.0.0.1:3000/webhook/amocrm?token=new"),
         ];
-        let stale = stale_subscriptions(&subs, &t);
-        assert_eq!(stale.iter().map(|s| s.id).collect::<Vec<_>>(), vec![2]);
+        let ids = |t: &WebhookTarget| {
+            stale_subscriptions(&subs, t)
+                .iter()
+                .map(|s| s.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&t), vec![2, 4]);
+        // From another stage (or the local stack) only the token-less old one is removed:
+        // production's subscriptions carry their own token.
+        assert_eq!(ids(&local), vec![4]);
         let f = stale_finding(&subs, &t).unwrap();
-        assert!(!f.detail.contains("old"), "{}", f.detail);
+        assert!(!f.detail.contains("expired-token-1"), "{}", f.detail);
+        assert!(f.fix.unwrap().contains("rss-ops setup"));
     }
 }
