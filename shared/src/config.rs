@@ -120,6 +120,9 @@ pub struct Config {
     pub dedup_window_secs: i64,
     /// How long an `Idempotency-Key` is remembered.
     pub idempotency_ttl_secs: i64,
+    /// `DELIVERY_HOLD_SECS`: a delivery's hold on its lead past its last save (one runner at a
+    /// time; a dead runner's lead is taken over after this).
+    pub delivery_hold_secs: i64,
     pub sync: SyncConfig,
 }
 
@@ -227,6 +230,7 @@ impl Config {
                 .collect(),
             dedup_window_secs: int("DEDUP_WINDOW_SECS", 600)?,
             idempotency_ttl_secs: int("IDEMPOTENCY_TTL_SECS", 86_400)?,
+            delivery_hold_secs: int("DELIVERY_HOLD_SECS", 90)?.clamp(1, 900),
             sync: sync_config(&lookup, amo_pipeline)?,
         })
     }

@@ -16,6 +16,30 @@ pub enum StoreError {
     Corrupt(String),
     #[error("store misconfigured: {0}")]
     Config(String),
+    /// A conditional write lost: another runner holds the item now.
+    #[error("held by another runner: {0}")]
+    Held(String),
+}
+
+/// A runner's hold on one lead's delivery while it saves progress (`LeadStore::claim_delivery`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held<'a> {
+    pub runner: &'a str,
+    /// The hold is renewed to this by the save (a runner saves after every step).
+    pub until: DateTime<Utc>,
+    /// This save ends the hold (the attempt is over: delivered, parked or to be retried).
+    pub release: bool,
+}
+
+/// What `LeadStore::claim_delivery` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The runner holds the lead now.
+    Claimed,
+    /// Another runner holds it until then.
+    HeldUntil(DateTime<Utc>),
+    /// Delivered, parked, or gone: nothing to run.
+    NotPending,
 }
 
 /// The record that makes a repeated submission return the first answer.
@@ -48,12 +72,24 @@ pub trait LeadStore: Send + Sync {
     /// Strongly consistent read of one lead.
     async fn get(&self, lead_id: &str) -> Result<Option<StoredLead>, StoreError>;
 
-    /// Persists delivery progress and status (a plain overwrite of those attributes).
+    /// Gives `runner` the lead's delivery until `until`, unless another runner holds it and its
+    /// hold has not lapsed, or the lead is no longer pending.
+    async fn claim_delivery(
+        &self,
+        lead_id: &str,
+        runner: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Claim, StoreError>;
+
+    /// Persists delivery progress and status. With `held`, only while that runner still holds
+    /// the lead (`StoreError::Held` otherwise); without, a plain overwrite (operators, tests).
     async fn save_delivery(
         &self,
         lead_id: &str,
         status: LeadStatus,
         delivery: &Delivery,
+        held: Option<Held<'_>>,
     ) -> Result<(), StoreError>;
 
     /// Leads in a status, oldest first (operators and the re-drive read this).

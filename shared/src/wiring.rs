@@ -213,6 +213,7 @@ fn crm_worker_with(
             sales_mailbox: config.sales_mailbox.clone(),
             amo_base_url: config.amo.base_url.clone(),
         },
+        hold: chrono::Duration::seconds(config.delivery_hold_secs),
         events,
     })
 }

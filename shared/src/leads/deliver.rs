@@ -1,5 +1,10 @@
 //! Delivering an accepted lead: contact, amoCRM lead, note, sales mail, each step recorded so
 //! a retry resumes where the last attempt stopped and never creates a second amoCRM lead.
+//!
+//! One runner at a time: the stream worker and the sync's re-drive may meet on the same lead,
+//! so an attempt first claims the lead's hold (renewed by every save, released by the last) and
+//! every save is conditional on still holding it. A runner that finds the lead held waits for a
+//! short hold to lapse (its holder may have died) or leaves it to the holder.
 
 use chrono::Utc;
 use tracing::{error, info, warn};
@@ -8,7 +13,11 @@ use super::render;
 use super::{Delivery, LeadStatus, StoredLead};
 use crate::amocrm::{CrmError, CrmErrorKind};
 use crate::metrics::{self, Metric};
-use crate::ports::{ContactLink, Crm, LeadStore, Notifier, NotifyError, StoreError};
+use crate::ports::{Claim, ContactLink, Crm, Held, LeadStore, Notifier, NotifyError, StoreError};
+
+/// A runner finding the lead held waits for the hold to lapse when it ends within this (a
+/// holder that died); a longer hold belongs to a runner at work.
+const MAX_WAIT_FOR_HOLD: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Where the sales copy goes and how it links back to amoCRM.
 #[derive(Debug, Clone)]
@@ -22,6 +31,8 @@ pub struct Deliverer<'a> {
     pub crm: &'a dyn Crm,
     pub notifier: &'a dyn Notifier,
     pub mail: &'a MailSettings,
+    /// How long a runner's hold lasts past its last save (longer than any one step).
+    pub hold: chrono::Duration,
 }
 
 /// What became of one delivery attempt.
@@ -41,6 +52,8 @@ pub enum Outcome {
         error: String,
         hint: String,
     },
+    /// Another runner is delivering it: a retry finds it done.
+    Busy,
 }
 
 /// Why a step failed, as the delivery loop needs to know it.
@@ -49,6 +62,8 @@ enum StepError {
     Permanent(String, String),
     /// amoCRM refuses our address: parked, and re-driven by the sync once it answers again.
     Blocked(String, String),
+    /// Our hold lapsed and another runner took the lead: it carries on, we stop.
+    Lost,
 }
 
 impl From<CrmError> for StepError {
@@ -65,6 +80,9 @@ impl From<CrmError> for StepError {
 
 impl From<StoreError> for StepError {
     fn from(e: StoreError) -> Self {
+        if matches!(e, StoreError::Held(_)) {
+            return StepError::Lost;
+        }
         let hint = "DynamoDB failed; the stream retries the record".to_string();
         StepError::Transient(e.to_string(), hint)
     }
@@ -88,6 +106,74 @@ impl From<NotifyError> for StepError {
 impl Deliverer<'_> {
     /// Runs the remaining steps for `lead_id`.
     pub async fn deliver(&self, lead_id: &str) -> Outcome {
+        let runner = ulid::Ulid::generate().to_string();
+        match self.claim(lead_id, &runner).await {
+            Ok(Claim::Claimed) => {}
+            Ok(Claim::NotPending) => return Outcome::Skipped,
+            Ok(Claim::HeldUntil(until)) => {
+                info!(lead_id, held_until = %until, "another runner is delivering this lead");
+                return Outcome::Busy;
+            }
+            Err(e) => {
+                return Outcome::Retry {
+                    reason: e.to_string(),
+                };
+            }
+        }
+        let outcome = self.deliver_held(lead_id, &runner).await;
+        if matches!(outcome, Outcome::Skipped) {
+            // Nothing was run (gone or not pending after all): let the hold go at once.
+            self.release(lead_id, &runner).await;
+        }
+        outcome
+    }
+
+    /// Claims the lead. While another runner holds it, and its hold ends within
+    /// `MAX_WAIT_FOR_HOLD`, asks again every 100 ms: the holder finishing (or its hold lapsing,
+    /// when it died) ends the wait.
+    async fn claim(&self, lead_id: &str, runner: &str) -> Result<Claim, StoreError> {
+        let give_up = tokio::time::Instant::now() + MAX_WAIT_FOR_HOLD;
+        loop {
+            let now = Utc::now();
+            let claim = self
+                .store
+                .claim_delivery(lead_id, runner, now + self.hold, now)
+                .await?;
+            let Claim::HeldUntil(until) = claim else {
+                return Ok(claim);
+            };
+            let lapses_in = (until - now).to_std().unwrap_or_default();
+            if lapses_in > MAX_WAIT_FOR_HOLD || tokio::time::Instant::now() >= give_up {
+                return Ok(claim);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Best effort: a hold that is not released lapses by itself.
+    async fn release(&self, lead_id: &str, runner: &str) {
+        if let Ok(Some(stored)) = self.store.get(lead_id).await {
+            let _ = self
+                .store
+                .save_delivery(
+                    lead_id,
+                    stored.status,
+                    &stored.delivery,
+                    Some(self.held(runner, true)),
+                )
+                .await;
+        }
+    }
+
+    fn held<'r>(&self, runner: &'r str, release: bool) -> Held<'r> {
+        Held {
+            runner,
+            until: Utc::now() + self.hold,
+            release,
+        }
+    }
+
+    async fn deliver_held(&self, lead_id: &str, runner: &str) -> Outcome {
         let stored = match self.store.get(lead_id).await {
             Ok(Some(stored)) => stored,
             Ok(None) => {
@@ -108,14 +194,23 @@ impl Deliverer<'_> {
         }
         let mut delivery = stored.delivery.clone();
         delivery.attempts += 1;
-        match self.run_steps(&stored, &mut delivery).await {
+        match self.run_steps(&stored, &mut delivery, runner).await {
+            Err(StepError::Lost) => {
+                warn!(lead_id, "another runner took the lead over; it carries on");
+                Outcome::Busy
+            }
             Ok(amo_lead_id) => {
                 delivery.last_error = None;
                 delivery.hint = None;
                 delivery.blocked = false;
                 if let Err(e) = self
                     .store
-                    .save_delivery(lead_id, LeadStatus::Delivered, &delivery)
+                    .save_delivery(
+                        lead_id,
+                        LeadStatus::Delivered,
+                        &delivery,
+                        Some(self.held(runner, true)),
+                    )
                     .await
                 {
                     return Outcome::Retry {
@@ -139,7 +234,12 @@ impl Deliverer<'_> {
                 // Best effort: the retry does not depend on this write.
                 let _ = self
                     .store
-                    .save_delivery(lead_id, LeadStatus::Pending, &delivery)
+                    .save_delivery(
+                        lead_id,
+                        LeadStatus::Pending,
+                        &delivery,
+                        Some(self.held(runner, true)),
+                    )
                     .await;
                 Outcome::Retry { reason: err }
             }
@@ -149,6 +249,7 @@ impl Deliverer<'_> {
                     StepError::Permanent(err, hint) | StepError::Transient(err, hint) => {
                         (err, hint, false)
                     }
+                    StepError::Lost => unreachable!("matched above"),
                 };
                 error!(lead_id, alert = true, blocked, error = %err, hint = %hint, "lead parked");
                 metrics::count(Metric::LeadsParked);
@@ -157,7 +258,12 @@ impl Deliverer<'_> {
                 delivery.blocked = blocked;
                 if let Err(e) = self
                     .store
-                    .save_delivery(lead_id, LeadStatus::Parked, &delivery)
+                    .save_delivery(
+                        lead_id,
+                        LeadStatus::Parked,
+                        &delivery,
+                        Some(self.held(runner, true)),
+                    )
                     .await
                 {
                     return Outcome::Retry {
@@ -169,11 +275,16 @@ impl Deliverer<'_> {
         }
     }
 
-    async fn run_steps(&self, stored: &StoredLead, d: &mut Delivery) -> Result<i64, StepError> {
+    async fn run_steps(
+        &self,
+        stored: &StoredLead,
+        d: &mut Delivery,
+        runner: &str,
+    ) -> Result<i64, StepError> {
         let lead = &stored.lead;
         let amo_lead_id = match d.amo_lead_id {
             Some(id) => id,
-            None => self.create_crm_lead(stored, d).await?,
+            None => self.create_crm_lead(stored, d, runner).await?,
         };
         if d.amo_note_id.is_none() {
             let existing = match d.note_started_at {
@@ -188,14 +299,14 @@ impl Deliverer<'_> {
                 Some(id) => id,
                 None => {
                     d.note_started_at = Some(Utc::now());
-                    self.save(stored, d).await?;
+                    self.save(stored, d, runner).await?;
                     self.crm
                         .add_note(amo_lead_id, &render::note_text(lead))
                         .await?
                 }
             };
             d.amo_note_id = Some(note_id);
-            self.save(stored, d).await?;
+            self.save(stored, d, runner).await?;
         }
         if d.mailed_at.is_none() {
             let mail = render::sales_mail(
@@ -206,7 +317,7 @@ impl Deliverer<'_> {
             );
             self.notifier.send(&mail).await?;
             d.mailed_at = Some(Utc::now());
-            self.save(stored, d).await?;
+            self.save(stored, d, runner).await?;
         }
         Ok(amo_lead_id)
     }
@@ -217,6 +328,7 @@ impl Deliverer<'_> {
         &self,
         stored: &StoredLead,
         d: &mut Delivery,
+        runner: &str,
     ) -> Result<i64, StepError> {
         let lead = &stored.lead;
         if d.create_started_at.is_some()
@@ -225,7 +337,7 @@ impl Deliverer<'_> {
             info!(lead_id = %lead.id, amo_lead_id = found.lead_id, "found the amoCRM lead of an earlier attempt");
             d.amo_lead_id = Some(found.lead_id);
             d.amo_contact_id = found.contact_id.or(d.amo_contact_id);
-            self.save(stored, d).await?;
+            self.save(stored, d, runner).await?;
             return Ok(found.lead_id);
         }
         if d.amo_contact_id.is_none() {
@@ -244,17 +356,22 @@ impl Deliverer<'_> {
             .amo_contact_id
             .map_or(ContactLink::CreateNew, ContactLink::Existing);
         d.create_started_at = Some(Utc::now());
-        self.save(stored, d).await?;
+        self.save(stored, d, runner).await?;
         let created = self.crm.create_lead(lead, link).await?;
         d.amo_lead_id = Some(created.lead_id);
         d.amo_contact_id = created.contact_id.or(d.amo_contact_id);
-        self.save(stored, d).await?;
+        self.save(stored, d, runner).await?;
         Ok(created.lead_id)
     }
 
-    async fn save(&self, stored: &StoredLead, d: &Delivery) -> Result<(), StepError> {
+    async fn save(&self, stored: &StoredLead, d: &Delivery, runner: &str) -> Result<(), StepError> {
         self.store
-            .save_delivery(&stored.lead.id, LeadStatus::Pending, d)
+            .save_delivery(
+                &stored.lead.id,
+                LeadStatus::Pending,
+                d,
+                Some(self.held(runner, false)),
+            )
             .await
             .map_err(StepError::from)
     }

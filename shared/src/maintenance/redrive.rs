@@ -117,6 +117,7 @@ impl Redriver<'_> {
             crm: self.worker.crm.as_ref(),
             notifier: self.worker.notifier.as_ref(),
             mail: &self.worker.mail,
+            hold: self.worker.hold,
         };
         let stale = self
             .worker
@@ -132,7 +133,7 @@ impl Redriver<'_> {
             match deliverer.deliver(&lead.lead.id).await {
                 Outcome::Delivered { .. } => stats.leads_delivered += 1,
                 Outcome::Parked { .. } => stats.leads_parked += 1,
-                Outcome::Retry { .. } | Outcome::Skipped => {}
+                Outcome::Retry { .. } | Outcome::Skipped | Outcome::Busy => {}
             }
         }
         let Some(events) = &self.worker.events else {
@@ -260,6 +261,7 @@ mod tests {
                 sales_mailbox: "zakaz@tdrusstankosbyt.ru".into(),
                 amo_base_url: server.base_url.clone(),
             },
+            hold: chrono::Duration::seconds(2),
             events: None,
         };
         let mut stats = RedriveStats::default();

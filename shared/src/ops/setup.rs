@@ -424,7 +424,10 @@ mod tests {
         };
         let subs = vec![
             sub(1, "https://api.td-rss.ru/webhook/amocrm?token=new"),
-            sub(2, "https://api.td-rss.ru/webhook/amocrm?token=expired-token-1"),
+            sub(
+                2,
+                "https://api.td-rss.ru/webhook/amocrm?token=expired-token-1",
+            ),
             sub(3, "https://example.com/hook"),
             // The old system's subscription: the redirect URI, no token.
             sub(4, "https://api.td-rss.ru/webhook/amocrm"),

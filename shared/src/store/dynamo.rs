@@ -5,13 +5,14 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::Utc;
 
 use super::attr::{Item, get_n, get_s, n, s, time, time_text, unavailable};
 use super::{IDEM_PREFIX, LEAD_PREFIX, STATUS_INDEX};
 use crate::leads::{Delivery, Lead, LeadStatus, StoredLead};
-use crate::ports::{IdempotencyClaim, InsertOutcome, LeadStore, StoreError};
+use crate::ports::{Claim, Held, IdempotencyClaim, InsertOutcome, LeadStore, StoreError};
 
 #[derive(Clone)]
 pub struct DynamoLeadStore {
@@ -160,11 +161,67 @@ impl LeadStore for DynamoLeadStore {
         out.item.as_ref().map(stored_lead_from_item).transpose()
     }
 
+    async fn claim_delivery(
+        &self,
+        lead_id: &str,
+        runner: &str,
+        until: chrono::DateTime<Utc>,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Claim, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("{LEAD_PREFIX}{lead_id}")))
+            .update_expression("SET held_by = :runner, held_until = :until")
+            .condition_expression(
+                "#status = :pending AND (attribute_not_exists(held_until) OR held_until < :now \
+                 OR held_by = :runner)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", s(LeadStatus::Pending.as_str()))
+            .expression_attribute_values(":runner", s(runner))
+            .expression_attribute_values(":until", n(until.timestamp_millis()))
+            .expression_attribute_values(":now", n(now.timestamp_millis()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Claim::Claimed),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                // Not pending any more, or held: read which.
+                let out = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .key("pk", s(format!("{LEAD_PREFIX}{lead_id}")))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                let item = out.item.unwrap_or_default();
+                if get_s(&item, "status") != Some(LeadStatus::Pending.as_str()) {
+                    return Ok(Claim::NotPending);
+                }
+                let until = get_n::<i64>(&item, "held_until")
+                    .and_then(chrono::DateTime::from_timestamp_millis)
+                    .unwrap_or(now);
+                Ok(Claim::HeldUntil(until))
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     async fn save_delivery(
         &self,
         lead_id: &str,
         status: LeadStatus,
         delivery: &Delivery,
+        held: Option<Held<'_>>,
     ) -> Result<(), StoreError> {
         let mut set = vec![
             "#status = :status",
@@ -208,22 +265,49 @@ impl LeadStore for DynamoLeadStore {
             }
         }
         set.extend(clauses.iter().map(String::as_str));
+        // A runner's save: only while it holds the lead, so a runner whose hold lapsed and was
+        // taken can never overwrite the other's progress (an `amo_lead_id` above all).
+        let mut condition = "attribute_exists(pk)".to_string();
+        let renewal;
+        if let Some(h) = held {
+            condition.push_str(" AND held_by = :runner");
+            values.insert(":runner".into(), s(h.runner));
+            if h.release {
+                remove.extend(["held_by", "held_until"]);
+            } else {
+                renewal = "held_until = :held_until".to_string();
+                set.push(&renewal);
+                values.insert(":held_until".into(), n(h.until.timestamp_millis()));
+            }
+        }
         let mut expr = format!("SET {}", set.join(", "));
         if !remove.is_empty() {
             expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
         }
-        self.client
+        let result = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(format!("{LEAD_PREFIX}{lead_id}")))
             .update_expression(expr)
-            .condition_expression("attribute_exists(pk)")
+            .condition_expression(condition)
             .expression_attribute_names("#status", "status")
             .set_expression_attribute_values(Some(values))
             .send()
-            .await
-            .map(|_| ())
-            .map_err(unavailable)
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if held.is_some()
+                    && matches!(
+                        e.as_service_error(),
+                        Some(UpdateItemError::ConditionalCheckFailedException(_))
+                    ) =>
+            {
+                Err(StoreError::Held(lead_id.to_string()))
+            }
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     async fn list_by_status(

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 
 use crate::leads::{Delivery, Lead, LeadStatus, StoredLead};
-use crate::ports::{IdempotencyClaim, InsertOutcome, LeadStore, StoreError};
+use crate::ports::{Claim, Held, IdempotencyClaim, InsertOutcome, LeadStore, StoreError};
 
 #[derive(Default)]
 pub struct MemoryLeadStore {
@@ -18,6 +18,8 @@ pub struct MemoryLeadStore {
 struct Inner {
     leads: HashMap<String, StoredLead>,
     claims: HashMap<String, (String, chrono::DateTime<Utc>)>,
+    /// Delivery holds: lead id → (runner, until).
+    holds: HashMap<String, (String, chrono::DateTime<Utc>)>,
 }
 
 impl MemoryLeadStore {
@@ -62,13 +64,52 @@ impl LeadStore for MemoryLeadStore {
         Ok(self.inner.lock().unwrap().leads.get(lead_id).cloned())
     }
 
+    async fn claim_delivery(
+        &self,
+        lead_id: &str,
+        runner: &str,
+        until: chrono::DateTime<Utc>,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Claim, StoreError> {
+        let mut inner = self.inner.lock().unwrap();
+        let pending = inner
+            .leads
+            .get(lead_id)
+            .is_some_and(|l| l.status == LeadStatus::Pending);
+        if !pending {
+            return Ok(Claim::NotPending);
+        }
+        match inner.holds.get(lead_id) {
+            Some((r, u)) if r != runner && *u >= now => Ok(Claim::HeldUntil(*u)),
+            _ => {
+                inner
+                    .holds
+                    .insert(lead_id.to_string(), (runner.to_string(), until));
+                Ok(Claim::Claimed)
+            }
+        }
+    }
+
     async fn save_delivery(
         &self,
         lead_id: &str,
         status: LeadStatus,
         delivery: &Delivery,
+        held: Option<Held<'_>>,
     ) -> Result<(), StoreError> {
         let mut inner = self.inner.lock().unwrap();
+        if let Some(h) = held {
+            if inner.holds.get(lead_id).map(|(r, _)| r.as_str()) != Some(h.runner) {
+                return Err(StoreError::Held(lead_id.to_string()));
+            }
+            if h.release {
+                inner.holds.remove(lead_id);
+            } else {
+                inner
+                    .holds
+                    .insert(lead_id.to_string(), (h.runner.to_string(), h.until));
+            }
+        }
         let stored = inner
             .leads
             .get_mut(lead_id)

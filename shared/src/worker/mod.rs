@@ -17,6 +17,8 @@ pub struct CrmWorker {
     pub crm: Arc<dyn Crm>,
     pub notifier: Arc<dyn Notifier>,
     pub mail: MailSettings,
+    /// A delivery's hold on its lead past the last save (`DELIVERY_HOLD_SECS`).
+    pub hold: chrono::Duration,
     /// Webhook events (the inbox table's stream); `None` where no inbox is configured.
     pub events: Option<Arc<EventProcessor>>,
 }
@@ -74,6 +76,7 @@ impl CrmWorker {
             crm: self.crm.as_ref(),
             notifier: self.notifier.as_ref(),
             mail: &self.mail,
+            hold: self.hold,
         };
         let mut response = DynamoDbEventResponse::default();
         for record in &event.records {
@@ -83,6 +86,8 @@ impl CrmWorker {
                     let span = info_span!("deliver", lead_id = %lead_id);
                     match deliverer.deliver(&lead_id).instrument(span).await {
                         Outcome::Retry { reason } => Some(reason),
+                        // The holder may still die: the retry finds it delivered, or takes over.
+                        Outcome::Busy => Some("another runner is delivering the lead".into()),
                         _ => None,
                     }
                 }

@@ -22,7 +22,9 @@ use shared::leads::{Delivery, Lead, LeadStatus, StoredLead};
 use shared::maintenance::Budget;
 use shared::ops::parked;
 use shared::passport::events::EventProcessor;
-use shared::ports::{IdempotencyClaim, InsertOutcome, LeadStore, SecretStore, StoreError};
+use shared::ports::{
+    Claim, Held, IdempotencyClaim, InsertOutcome, LeadStore, SecretStore, StoreError,
+};
 use shared::secrets::SecretsManagerStore;
 use shared::store::DynamoLeadStore;
 use shared::worker::CrmWorker;
@@ -492,11 +494,22 @@ impl LeadStore for DyingStore {
     async fn get(&self, id: &str) -> Result<Option<StoredLead>, StoreError> {
         self.inner.get(id).await
     }
+    async fn claim_delivery(
+        &self,
+        id: &str,
+        runner: &str,
+        until: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Claim, StoreError> {
+        // A dead process claims nothing either (the claim is a write).
+        self.inner.claim_delivery(id, runner, until, now).await
+    }
     async fn save_delivery(
         &self,
         id: &str,
         status: LeadStatus,
         d: &Delivery,
+        held: Option<Held<'_>>,
     ) -> Result<(), StoreError> {
         if d.amo_lead_id.is_some()
             && self.victims.contains(id)
@@ -507,7 +520,7 @@ impl LeadStore for DyingStore {
         if self.dead.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable("the process died".into()));
         }
-        self.inner.save_delivery(id, status, d).await
+        self.inner.save_delivery(id, status, d, held).await
     }
     async fn list_by_status(
         &self,
@@ -822,4 +835,42 @@ async fn the_same_webhook_five_times_and_an_older_one_after_it_give_one_equipmen
     let equipment = active_equipment(&stack).await;
     assert_eq!(equipment.get(&reopened), None, "{equipment:?}");
     assert_eq!(equipment.len(), amo_ids.len() - 1, "{equipment:?}");
+}
+
+#[tokio::test]
+async fn the_worker_and_the_redrive_racing_on_the_same_stuck_leads_deliver_each_once() {
+    // Both runners at once against a sandbox that answers slowly.
+    let stack = stack_with(|o| {
+        o.stream_max_retries = 8;
+        // The race, not the rate limit, is under test: both runners pace at 7/s.
+        o.sandbox.requests_per_second = 100;
+        o.config_overrides
+            .push(("AMOCRM_TIMEOUT_MS".into(), "2000".into()));
+    })
+    .await;
+    let ids = post_batch(&stack, "race", 0..100).await;
+    inject(
+        &stack,
+        json!({"kind": "timeout", "delay_ms": 40, "applied": true, "count": 5000}),
+    )
+    .await;
+    // Two hours later every lead looks stuck to the re-drive, while the stream still has them.
+    let later = Utc::now() + chrono::Duration::hours(2);
+    let worker = fast_worker(&stack);
+    let budget = Budget::from_fn(|| Duration::from_secs(600));
+    let (pumped, report) = tokio::join!(
+        stack.deliver_pending_with(&worker),
+        stack.sync_at(later, &budget)
+    );
+    pumped.expect("stream pumps");
+    assert_eq!(
+        report.redrive.leads, 100,
+        "the re-drive met every lead: {report:?}"
+    );
+    stack.deliver_pending().await.expect("stream pumps");
+    eprintln!(
+        "[race] the re-drive delivered {} of 100, the worker the rest",
+        report.redrive.leads_delivered
+    );
+    assert_nothing_lost_nothing_duplicated(&stack, "race", &ids).await;
 }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use e2e::*;
 use serde_json::{Value, json};
 use shared::leads::{Delivery, Lead, LeadStatus, StoredLead};
-use shared::ports::{IdempotencyClaim, InsertOutcome, LeadStore, StoreError};
+use shared::ports::{Claim, Held, IdempotencyClaim, InsertOutcome, LeadStore, StoreError};
 use shared::store::DynamoLeadStore;
 
 const PIPELINE: i64 = 10226282;
@@ -435,11 +435,22 @@ impl LeadStore for CrashAfterCreate {
     async fn get(&self, id: &str) -> Result<Option<StoredLead>, StoreError> {
         self.inner.get(id).await
     }
+    async fn claim_delivery(
+        &self,
+        id: &str,
+        runner: &str,
+        until: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Claim, StoreError> {
+        // A dead process claims nothing either (the claim is a write).
+        self.inner.claim_delivery(id, runner, until, now).await
+    }
     async fn save_delivery(
         &self,
         id: &str,
         status: LeadStatus,
         d: &Delivery,
+        held: Option<Held<'_>>,
     ) -> Result<(), StoreError> {
         if d.amo_lead_id.is_some() {
             self.crashed.store(true, Ordering::SeqCst);
@@ -447,7 +458,7 @@ impl LeadStore for CrashAfterCreate {
         if self.crashed.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable("simulated crash".into()));
         }
-        self.inner.save_delivery(id, status, d).await
+        self.inner.save_delivery(id, status, d, held).await
     }
     async fn list_by_status(
         &self,

@@ -793,7 +793,7 @@ async fn stale_pending_leads_and_webhooks_are_redriven_and_parked_ones_left() {
     let leads = DynamoLeadStore::new(stack.aws.dynamodb.clone(), &stack.resources.leads_table);
     let parked = leads.get(&ids[1]).await.unwrap().unwrap();
     leads
-        .save_delivery(&ids[1], LeadStatus::Parked, &parked.delivery)
+        .save_delivery(&ids[1], LeadStatus::Parked, &parked.delivery, None)
         .await
         .unwrap();
     // A won deal's webhook that was stored but never processed.

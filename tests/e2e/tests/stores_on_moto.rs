@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use e2e::*;
+use shared::leads::{Delivery, LeadStatus};
 use shared::leads::{Intent, Lead, LeadRequest, Source};
 use shared::passport::{Equipment, EquipmentState, Maintenance, MaintenanceStatus};
 use shared::ports::{
-    IdempotencyClaim, InboxStore, InsertOutcome, LeadStore, PassportStore, RegisterOutcome,
+    Claim, Held, IdempotencyClaim, InboxStore, InsertOutcome, LeadStore, PassportStore,
+    RegisterOutcome, StoreError,
 };
 use shared::store::{DynamoInboxStore, DynamoLeadStore, DynamoPassportStore};
 use shared::store::{DynamoStateStore, StateStore, StateTake, TokenHealthRecord};
@@ -274,5 +276,84 @@ async fn the_refresh_lease_admits_one_holder_and_oauth_states_are_single_use() {
             .unwrap()
             .unwrap()
             .reauthorization_required
+    );
+}
+
+#[tokio::test]
+async fn one_runner_at_a_time_holds_a_lead_and_a_lapsed_holder_can_no_longer_write() {
+    let stack = stack().await;
+    let store = DynamoLeadStore::new(stack.aws.dynamodb.clone(), &stack.resources.leads_table);
+    let claim = IdempotencyClaim {
+        key: "key:held".into(),
+        expires_at: Utc::now() + Duration::minutes(10),
+    };
+    store.insert(&lead("LHELD"), &claim).await.unwrap();
+    let now = Utc::now();
+    let soon = now + Duration::seconds(30);
+    assert_eq!(
+        store.claim_delivery("LHELD", "a", soon, now).await.unwrap(),
+        Claim::Claimed
+    );
+    match store.claim_delivery("LHELD", "b", soon, now).await.unwrap() {
+        Claim::HeldUntil(until) => assert_eq!(until.timestamp_millis(), soon.timestamp_millis()),
+        other => panic!("b must wait for a: {other:?}"),
+    }
+    // a saves under its hold; b cannot.
+    let progress = Delivery {
+        amo_lead_id: Some(31_000_001),
+        ..Delivery::default()
+    };
+    let held = |runner, release| {
+        Some(Held {
+            runner,
+            until: Utc::now() + Duration::seconds(30),
+            release,
+        })
+    };
+    store
+        .save_delivery("LHELD", LeadStatus::Pending, &progress, held("a", false))
+        .await
+        .unwrap();
+    let stale = Delivery::default();
+    assert!(matches!(
+        store
+            .save_delivery("LHELD", LeadStatus::Pending, &stale, held("b", false))
+            .await,
+        Err(StoreError::Held(_))
+    ));
+    // Once a's hold lapses b takes over, and a's late save is refused: the amoCRM lead id
+    // b reads stays.
+    let later = Utc::now() + Duration::seconds(60);
+    assert_eq!(
+        store
+            .claim_delivery("LHELD", "b", later + Duration::seconds(30), later)
+            .await
+            .unwrap(),
+        Claim::Claimed
+    );
+    assert!(matches!(
+        store
+            .save_delivery("LHELD", LeadStatus::Pending, &stale, held("a", true))
+            .await,
+        Err(StoreError::Held(_))
+    ));
+    let read = store.get("LHELD").await.unwrap().unwrap();
+    assert_eq!(read.delivery.amo_lead_id, Some(31_000_001));
+    // b's last save releases the hold; a delivered lead cannot be claimed.
+    store
+        .save_delivery(
+            "LHELD",
+            LeadStatus::Delivered,
+            &read.delivery,
+            held("b", true),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .claim_delivery("LHELD", "c", soon, Utc::now())
+            .await
+            .unwrap(),
+        Claim::NotPending
     );
 }

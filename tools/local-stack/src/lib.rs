@@ -228,6 +228,8 @@ impl LocalStack {
             ("AMOCRM_BASE_URL", sandbox.url.clone()),
             ("AMOCRM_OAUTH_BASE_URL", sandbox.url.clone()),
             ("MAIL_FROM", resources.mail_from.clone()),
+            // A killed worker's lead is taken over within seconds, not minutes.
+            ("DELIVERY_HOLD_SECS", "2".into()),
             (
                 "CORS_ORIGINS",
                 "http://localhost:8080,http://127.0.0.1:8080,https://td-rss.ru".into(),
