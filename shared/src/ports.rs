@@ -121,7 +121,13 @@ pub trait Crm: Send + Sync {
     /// An existing contact whose phone or e-mail matches `query`.
     async fn find_contact(&self, query: &str) -> Result<Option<i64>, CrmError>;
     /// The amoCRM lead created earlier for our lead id, if any (after a crash mid-delivery).
-    async fn find_lead_for(&self, lead: &Lead) -> Result<Option<CrmLeadRef>, CrmError>;
+    /// The amoCRM lead an earlier attempt, which started creating at `create_started_at`, may
+    /// have made for `lead` (its name carries our id).
+    async fn find_lead_for(
+        &self,
+        lead: &Lead,
+        create_started_at: DateTime<Utc>,
+    ) -> Result<Option<CrmLeadRef>, CrmError>;
     /// `POST /api/v4/leads/complex` with pipeline, status, user, fields and tags from config.
     async fn create_lead(&self, lead: &Lead, contact: ContactLink) -> Result<CrmLeadRef, CrmError>;
     /// A note created earlier on `amo_lead_id` whose text contains `marker`, if any.

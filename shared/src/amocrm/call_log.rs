@@ -179,8 +179,12 @@ impl Crm for LoggedAmo {
         self.observe("find_contact", r).await
     }
 
-    async fn find_lead_for(&self, lead: &Lead) -> Result<Option<CrmLeadRef>, CrmError> {
-        let r = self.inner.find_lead_for(lead).await;
+    async fn find_lead_for(
+        &self,
+        lead: &Lead,
+        create_started_at: DateTime<Utc>,
+    ) -> Result<Option<CrmLeadRef>, CrmError> {
+        let r = self.inner.find_lead_for(lead, create_started_at).await;
         self.observe("find_lead", r).await
     }
 

@@ -4,7 +4,7 @@
 //! Pipeline, status, responsible user and custom field ids come from `AmoConfig`.
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -21,6 +21,10 @@ const LEADS_COMPLEX: &str = "/api/v4/leads/complex";
 const LEAD_NOTES: &str = "/api/v4/leads/notes";
 /// amoCRM's largest page; our note is among a lead's first, so one page is enough.
 const NOTES_PAGE: u32 = 250;
+/// Pages of leads created around an attempt read before falling back to `query`.
+const FIND_PAGES: u32 = 4;
+/// `created_at` is amoCRM's clock, in seconds: the window reaches this far past the attempt.
+const FIND_SLACK_SECS: i64 = 120;
 
 impl AmoClient {
     /// `GET /api/v4/account`: who we are talking to (id, name, subdomain…).
@@ -82,19 +86,49 @@ impl Crm for AmoClient {
             .and_then(|c| c.get("id")?.as_i64()))
     }
 
-    async fn find_lead_for(&self, lead: &Lead) -> Result<Option<CrmLeadRef>, CrmError> {
-        let query = [("query", lead.id.clone()), ("with", "contacts".to_string())];
-        let resp = self.request(Method::GET, LEADS, &query, None).await?;
-        let found = resp
-            .as_ref()
-            .and_then(|v| embedded(v, "leads"))
-            .into_iter()
-            .flatten()
-            .find(|l| {
-                l.get("name")
-                    .and_then(Value::as_str)
-                    .is_some_and(|n| n.contains(&lead.id))
-            });
+    async fn find_lead_for(
+        &self,
+        lead: &Lead,
+        create_started_at: DateTime<Utc>,
+    ) -> Result<Option<CrmLeadRef>, CrmError> {
+        // Nothing says when amoCRM's full-text search sees a new lead; its filters read the
+        // database at once. So first the leads of our pipeline and manager created around the
+        // attempt, matched by our id in the name; `query` only as the fallback (a lead moved
+        // to another pipeline or manager since).
+        let cfg = self.config();
+        let mut found = None;
+        for page in 1..=FIND_PAGES {
+            let query = [
+                (
+                    "filter[created_at][from]",
+                    (create_started_at.timestamp() - FIND_SLACK_SECS).to_string(),
+                ),
+                (
+                    "filter[created_at][to]",
+                    (Utc::now().timestamp() + FIND_SLACK_SECS).to_string(),
+                ),
+                ("filter[pipeline_id][]", cfg.pipeline_id.to_string()),
+                (
+                    "filter[responsible_user_id][]",
+                    cfg.responsible_user_id.to_string(),
+                ),
+                ("with", "contacts".to_string()),
+                ("limit", "250".to_string()),
+                ("page", page.to_string()),
+            ];
+            let Some(resp) = self.request(Method::GET, LEADS, &query, None).await? else {
+                break;
+            };
+            found = named_for(&resp, lead);
+            if found.is_some() || resp.pointer("/_links/next/href").is_none() {
+                break;
+            }
+        }
+        if found.is_none() {
+            let query = [("query", lead.id.clone()), ("with", "contacts".to_string())];
+            let resp = self.request(Method::GET, LEADS, &query, None).await?;
+            found = resp.as_ref().and_then(|r| named_for(r, lead));
+        }
         let Some(found) = found else {
             return Ok(None);
         };
@@ -103,7 +137,7 @@ impl Crm for AmoClient {
         })?;
         Ok(Some(CrmLeadRef {
             lead_id,
-            contact_id: main_contact(found),
+            contact_id: main_contact(&found),
         }))
     }
 
@@ -229,6 +263,19 @@ impl ContactKey {
                 }
             })
     }
+}
+
+/// The lead of a list answer whose name carries our id.
+fn named_for(resp: &Value, lead: &Lead) -> Option<Value> {
+    embedded(resp, "leads")
+        .into_iter()
+        .flatten()
+        .find(|l| {
+            l.get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| n.contains(&lead.id))
+        })
+        .cloned()
 }
 
 fn last_ten(digits: &str) -> String {
@@ -610,7 +657,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn find_lead_for_matches_our_id_in_the_name_and_takes_the_main_contact() {
+    async fn find_lead_for_reads_the_leads_created_around_the_attempt_then_falls_back_to_query() {
         let list = json!({
             "_page": 1,
             "_embedded": {"leads": [
@@ -622,33 +669,63 @@ mod tests {
                  ]}},
             ]}
         });
+        let others = json!({"_page": 1, "_embedded": {"leads": [
+            {"id": 100, "name": "Заявка 01JKXYZ0000000000000000001: сервис", "_embedded": {"contacts": []}},
+        ]}});
         let server = CannedServer::start(vec![
+            // Found by the filters at once.
             Canned::json(200, &list.to_string()),
+            // Not among the leads of the window: the full-text search finds it.
+            Canned::json(200, &others.to_string()),
+            Canned::json(200, &list.to_string()),
+            // Nowhere.
+            Canned::no_content(),
             Canned::no_content(),
         ])
         .await;
         let (client, _) = client_for(&server, "tok");
         let lead = service_lead();
-        assert_eq!(
-            client.find_lead_for(&lead).await.unwrap(),
-            Some(CrmLeadRef {
-                lead_id: 101,
-                contact_id: Some(502)
-            })
-        );
+        let started = chrono::DateTime::from_timestamp(1_770_000_000, 0).unwrap();
+        let ours = Some(CrmLeadRef {
+            lead_id: 101,
+            contact_id: Some(502),
+        });
+        assert_eq!(client.find_lead_for(&lead, started).await.unwrap(), ours);
         let reqs = server.requests();
         assert_eq!(
             (reqs[0].method.as_str(), reqs[0].path.as_str()),
             ("GET", "/api/v4/leads")
         );
+        let q = |name: &str| {
+            reqs[0]
+                .query
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(q("filter[created_at][from]").as_deref(), Some("1769999880"));
+        assert_eq!(q("filter[pipeline_id][]").as_deref(), Some("10226282"));
         assert_eq!(
-            reqs[0].query,
+            q("filter[responsible_user_id][]").as_deref(),
+            Some("12380450")
+        );
+        assert_eq!(
+            q("query"),
+            None,
+            "no full-text search when the filters find it"
+        );
+
+        assert_eq!(client.find_lead_for(&lead, started).await.unwrap(), ours);
+        let reqs = server.requests();
+        assert_eq!(
+            reqs[2].query,
             vec![
                 ("query".into(), LEAD_ID.into()),
                 ("with".into(), "contacts".into())
             ]
         );
-        assert_eq!(client.find_lead_for(&lead).await.unwrap(), None);
+        assert_eq!(client.find_lead_for(&lead, started).await.unwrap(), None);
+        assert_eq!(server.requests().len(), 5);
     }
 
     #[tokio::test]

@@ -332,7 +332,8 @@ impl Deliverer<'_> {
     ) -> Result<i64, StepError> {
         let lead = &stored.lead;
         if d.create_started_at.is_some()
-            && let Some(found) = self.crm.find_lead_for(lead).await?
+            && let Some(started) = d.create_started_at
+            && let Some(found) = self.crm.find_lead_for(lead, started).await?
         {
             info!(lead_id = %lead.id, amo_lead_id = found.lead_id, "found the amoCRM lead of an earlier attempt");
             d.amo_lead_id = Some(found.lead_id);

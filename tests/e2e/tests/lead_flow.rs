@@ -657,3 +657,32 @@ async fn returning_customers_land_on_the_contact_a_manager_typed_and_no_second_o
         "no second contact with the same phone or e-mail"
     );
 }
+
+#[tokio::test]
+async fn a_create_that_timed_out_is_found_by_amocrms_filters_while_its_search_lags() {
+    let stack = stack_with(|o| {
+        o.sandbox.search_lag_ms = 30_000;
+        o.config_overrides
+            .push(("AMOCRM_TIMEOUT_MS".into(), "500".into()));
+    })
+    .await;
+    // amoCRM creates the lead but the answer never arrives in time.
+    inject(
+        &stack,
+        json!({"kind": "timeout", "delay_ms": 1500, "applied": true, "path": "/api/v4/leads/complex"}),
+    )
+    .await;
+    let (_, resp) = post_lead(&stack, &site_lead("Иван", "+79123456789")).await;
+    let id = resp["lead_id"].as_str().unwrap().to_string();
+    stack.deliver_pending().await.unwrap();
+    let s = stored(&stack, &id).await;
+    assert_eq!(s.status, LeadStatus::Delivered, "{:?}", s.delivery);
+    assert!(s.delivery.attempts >= 2, "the first attempt timed out");
+    let ours: Vec<Value> = sandbox_list(&stack, "leads")
+        .await
+        .into_iter()
+        .filter(|l| l["name"].as_str().is_some_and(|n| n.contains(&id)))
+        .collect();
+    assert_eq!(ours.len(), 1, "one amoCRM lead, not two: {ours:?}");
+    assert_eq!(s.delivery.amo_lead_id, ours[0]["id"].as_i64());
+}

@@ -37,6 +37,9 @@ pub struct SandboxConfig {
     /// The account's API IP whitelist (amoCRM → Settings → Security): when not empty, the API
     /// and the token endpoint answer 403 (error code 113) to every other source address.
     pub ip_allowlist: Vec<std::net::IpAddr>,
+    /// How long `query=` search takes to see an entity created or changed (a search index);
+    /// `filter[...]` sees it at once. 0 = at once.
+    pub search_lag_ms: u64,
 }
 
 /// The integration's client secret in the default configuration (sandbox only).
@@ -62,6 +65,7 @@ impl Default for SandboxConfig {
             webhook_retry_delays_ms: vec![200, 200, 200],
             revoke_hook_url: None,
             ip_allowlist: Vec::new(),
+            search_lag_ms: 0,
         }
     }
 }

@@ -254,6 +254,7 @@ struct Settings {
     #[serde(default, deserialize_with = "present")]
     batch_504_above: Option<Option<usize>>,
     ip_allowlist: Option<Vec<String>>,
+    search_lag_ms: Option<u64>,
 }
 
 /// A key that is present (even as `null`) is `Some`.
@@ -275,6 +276,9 @@ async fn settings(State(sb): State<Sb>, raw: String) -> Answer {
     }
     if let Some(max) = req.batch_504_above {
         h.set_batch_504_above(max);
+    }
+    if let Some(lag) = req.search_lag_ms {
+        h.set_search_lag_ms(lag);
     }
     let allowlist: Vec<String> = h.ip_allowlist().iter().map(ToString::to_string).collect();
     Ok(Json(json!({ "ok": true, "ip_allowlist": allowlist })).into_response())

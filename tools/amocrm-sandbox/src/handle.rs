@@ -288,6 +288,11 @@ impl SandboxHandle {
         crate::history::seed(&self.sb, spec)
     }
 
+    /// How long `query=` search lags behind creates and changes.
+    pub fn set_search_lag_ms(&self, lag: u64) {
+        self.sb.lock().search_lag_ms = lag;
+    }
+
     /// The account's API IP whitelist (empty turns it off).
     pub fn set_ip_allowlist(&self, allowed: Vec<std::net::IpAddr>) {
         self.sb.lock().ip_allowlist = allowed;

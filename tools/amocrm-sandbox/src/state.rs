@@ -111,6 +111,8 @@ pub struct State {
     pub batch_504_above: Option<usize>,
     /// The API IP whitelist; empty = off.
     pub ip_allowlist: Vec<std::net::IpAddr>,
+    /// `query=` sees only entities last created or changed at least this long ago.
+    pub search_lag_ms: u64,
     pub ids: Ids,
 }
 
@@ -143,6 +145,7 @@ impl State {
             deliveries: Vec::new(),
             batch_504_above: cfg.batch_504_above,
             ip_allowlist: cfg.ip_allowlist.clone(),
+            search_lag_ms: cfg.search_lag_ms,
             ids: Ids::default(),
         };
         for token in &cfg.long_lived_tokens {

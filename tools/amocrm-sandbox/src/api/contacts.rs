@@ -137,10 +137,13 @@ pub async fn list(State(sb): State<Sb>, RawQuery(query): RawQuery) -> Result<Res
     let ids = params.ints("filter[id]");
     let q = params.get("query").unwrap_or("");
     let with_leads = params.with("leads");
+    // A search index sees a contact only `search_lag_ms` after it was created or changed.
+    let indexed_to = (sb.clock.now_ms() - st.search_lag_ms as i64).div_euclid(1000);
     let items = st
         .contacts
         .values()
         .filter(|c| ids.is_empty() || ids.contains(&c.id))
+        .filter(|c| q.trim().is_empty() || c.updated_at.max(c.created_at) <= indexed_to)
         .filter(|c| matches_query(c, q))
         .map(|c| render::contact(&st, sb.cfg.account_id, sb.base_url(), c, with_leads))
         .collect();

@@ -33,8 +33,9 @@ fn in_range(value: Option<i64>, params: &Params, key: &str) -> bool {
     }
 }
 
-/// Whether a lead passes `query=` and every `filter[...]` of the request.
-fn matches(lead: &Lead, params: &Params) -> bool {
+/// Whether a lead passes `query=` and every `filter[...]` of the request. `query=` sees only
+/// leads created or changed at or before `indexed_to` (unix seconds: the search index's lag).
+fn matches(lead: &Lead, params: &Params, indexed_to: i64) -> bool {
     let ids = params.ints("filter[id]");
     if !ids.is_empty() && !ids.contains(&lead.id) {
         return false;
@@ -68,6 +69,7 @@ fn matches(lead: &Lead, params: &Params) -> bool {
     }
     match params.get("query").map(str::trim).filter(|q| !q.is_empty()) {
         None => true,
+        Some(_) if lead.updated_at.max(lead.created_at) > indexed_to => false,
         Some(q) => {
             let q = q.to_lowercase();
             lead.id.to_string() == q
@@ -82,7 +84,12 @@ pub async fn list(State(sb): State<Sb>, RawQuery(query): RawQuery) -> Result<Res
     let params = Params::parse(query.as_deref());
     let page = params::page(&params)?;
     let st = sb.lock();
-    let mut leads: Vec<&Lead> = st.leads.values().filter(|l| matches(l, &params)).collect();
+    let indexed_to = (sb.clock.now_ms() - st.search_lag_ms as i64).div_euclid(1000);
+    let mut leads: Vec<&Lead> = st
+        .leads
+        .values()
+        .filter(|l| matches(l, &params, indexed_to))
+        .collect();
     if let Some((field, desc)) = params.order(&["created_at", "updated_at", "id"]) {
         let key = |l: &Lead| match field.as_str() {
             "created_at" => (l.created_at, l.id),

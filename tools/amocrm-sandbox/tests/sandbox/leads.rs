@@ -321,3 +321,34 @@ async fn batches_above_the_504_threshold_change_nothing() {
     );
     assert_eq!(env.handle().leads().len(), 3);
 }
+
+#[tokio::test]
+async fn with_a_search_lag_query_misses_a_new_lead_that_filters_see_at_once() {
+    let env = super::common::start().await;
+    env.handle().set_search_lag_ms(30_000);
+    let id = env
+        .create_lead("Заявка 01JLAGLAGLAGLAGLAGLAGLAG00: сервис")
+        .await;
+    let by_query = env
+        .get("/api/v4/leads?query=01JLAGLAGLAGLAGLAGLAGLAG00")
+        .await;
+    assert_eq!(by_query.status, 204, "the index has not seen it yet");
+    let now = env.handle().now();
+    let by_filter = env
+        .get(&format!(
+            "/api/v4/leads?filter[created_at][from]={}&filter[created_at][to]={}&filter[pipeline_id][]=10226282",
+            now - 60,
+            now + 60
+        ))
+        .await;
+    assert_eq!(by_filter.status, 200, "{}", by_filter.text);
+    assert_eq!(by_filter.json["_embedded"]["leads"][0]["id"], id);
+    // 30 s later the index has it.
+    env.handle()
+        .advance_clock(std::time::Duration::from_secs(31));
+    let later = env
+        .get("/api/v4/leads?query=01JLAGLAGLAGLAGLAGLAGLAG00")
+        .await;
+    assert_eq!(later.status, 200);
+    assert_eq!(later.json["_embedded"]["leads"][0]["id"], id);
+}
