@@ -25,7 +25,7 @@ use crate::passport::MaintenancePolicy;
 use crate::passport::events::{EventProcessor, MaintenanceHook};
 use crate::passport::register::PassportFields;
 use crate::ports::{AppSecrets, SecretError, SecretStore};
-use crate::secrets::{SecretsManagerStore, load_app_secrets};
+use crate::secrets::{AppSecretsSource, SecretsManagerStore, load_app_secrets};
 use crate::store::{
     DynamoHealthRecords, DynamoInboxStore, DynamoLeadStore, DynamoPassportStore, DynamoStateStore,
     DynamoSyncState, DynamoWorkQueues,
@@ -121,8 +121,12 @@ fn cors(config: &Config) -> Cors {
     }
 }
 
-async fn app_secrets(config: &Config, aws: &Aws) -> Result<AppSecrets, InitError> {
-    Ok(load_app_secrets(aws.secret_store().as_ref(), &config.app_secret_id).await?)
+/// The app secret, read now (a missing or malformed one fails the cold start) and again on
+/// its TTL or a credential that does not match (rotation).
+async fn app_secrets(config: &Config, aws: &Aws) -> Result<Arc<AppSecretsSource>, InitError> {
+    Ok(Arc::new(
+        AppSecretsSource::load(aws.secret_store(), config.app_secret_id.clone()).await?,
+    ))
 }
 
 /// lead-ingest: `POST /leads`, `GET /ingest/test-crm` and `GET /health`.
@@ -136,7 +140,7 @@ pub async fn lead_ingest(config: &Config, aws: &Aws) -> Result<LeadIngestApi, In
             &config.leads_table,
         )),
         probe: logged_amo(config, tokens.clone(), aws)?,
-        admin_key: secrets.admin_key,
+        secrets,
         cors: cors(config),
         repeat: repeat_policy(config),
         health: Some(Arc::new(HealthService {
@@ -280,13 +284,13 @@ pub async fn webhook_receiver(config: &Config, aws: &Aws) -> Result<WebhookRecei
             ),
             endpoint: TokenEndpoint::new(&config.amo, &config.oauth)?,
             authorize_url: config.oauth.authorize_url.clone(),
-            admin_key: secrets.admin_key.clone(),
+            app_secrets: Arc::clone(&secrets),
         })),
         None => None,
     };
     Ok(WebhookReceiver {
         inbox: Arc::new(DynamoInboxStore::new(aws.dynamodb.clone(), inbox)),
-        token: secrets.webhook_token,
+        secrets,
         subdomain: config.amo.subdomain.clone(),
         account_id: config.account_id,
         oauth,
@@ -303,7 +307,7 @@ pub async fn passport_api(config: &Config, aws: &Aws) -> Result<PassportApi, Ini
             aws.dynamodb.clone(),
             &config.leads_table,
         )),
-        bot_token: secrets.telegram_bot_token,
+        secrets,
         repeat: repeat_policy(config),
         cors: cors(config),
     })

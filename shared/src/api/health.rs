@@ -7,18 +7,22 @@ use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use tracing::{error, warn};
 
-use super::http::{error_response, header, json_response, secret_matches};
+use super::http::{error_response, header, json_response};
 use crate::ops::health::HealthService;
+use crate::secrets::AppSecretsSource;
 
 pub async fn health(
     service: Option<&HealthService>,
-    admin_key: Option<&str>,
+    secrets: &AppSecretsSource,
     req: &Request,
 ) -> Response<Body> {
-    if admin_key.is_none() {
+    if secrets.current().await.admin_key.is_none() {
         error!("GET /health called but no admin_key is set in the app secret");
     }
-    if !secret_matches(admin_key, header(req, "x-admin-key")) {
+    if !secrets
+        .accepts(|s| s.admin_key.as_deref(), header(req, "x-admin-key"))
+        .await
+    {
         return error_response(
             401,
             "unauthorized",

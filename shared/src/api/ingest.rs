@@ -7,13 +7,14 @@ use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use tracing::{error, info, warn};
 
-use super::http::{Cors, body_bytes, error_response, header, json_response, route, secret_matches};
+use super::http::{Cors, body_bytes, error_response, header, json_response, route};
 use crate::leads::accept::{RepeatPolicy, accept_lead, new_lead_id};
 use crate::leads::intake::{self, Intake, IntakeError};
 use crate::leads::phone::{mask_email, mask_phone};
 use crate::metrics::Metric;
 use crate::ops::health::HealthService;
 use crate::ports::{CrmProbe, LeadStore};
+use crate::secrets::AppSecretsSource;
 
 /// Bodies above this are refused before parsing.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -22,8 +23,8 @@ const MAX_IDEMPOTENCY_KEY: usize = 200;
 pub struct LeadIngestApi {
     pub store: Arc<dyn LeadStore>,
     pub probe: Arc<dyn CrmProbe>,
-    /// From the app secret; `None` means test-crm cannot be authorised.
-    pub admin_key: Option<String>,
+    /// The app secret: its `admin_key` authorises test-crm and /health (re-read on rotation).
+    pub secrets: Arc<AppSecretsSource>,
     pub cors: Cors,
     pub repeat: RepeatPolicy,
     /// `GET /health`: token, amoCRM errors, waiting work, last sync.
@@ -42,7 +43,7 @@ impl LeadIngestApi {
             ("OPTIONS", "/leads") => return self.cors.preflight(&req, "POST, OPTIONS"),
             ("GET", "/ingest/test-crm") => self.test_crm(&req).await,
             ("GET", "/health") => {
-                super::health::health(self.health.as_deref(), self.admin_key.as_deref(), &req).await
+                super::health::health(self.health.as_deref(), &self.secrets, &req).await
             }
             (_, "/leads") | (_, "/ingest/test-crm") | (_, "/health") => error_response(
                 405,
@@ -153,10 +154,14 @@ impl LeadIngestApi {
     }
 
     async fn test_crm(&self, req: &Request) -> Response<Body> {
-        if self.admin_key.is_none() {
+        if self.secrets.current().await.admin_key.is_none() {
             error!("test-crm called but no admin_key is set in the app secret");
         }
-        if !secret_matches(self.admin_key.as_deref(), header(req, "x-admin-key")) {
+        if !self
+            .secrets
+            .accepts(|s| s.admin_key.as_deref(), header(req, "x-admin-key"))
+            .await
+        {
             return error_response(
                 401,
                 "unauthorized",

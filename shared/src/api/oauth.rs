@@ -13,7 +13,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use tracing::{error, info, warn};
 use ulid::Ulid;
 
-use super::http::{error_response, header, secret_matches};
+use super::http::{error_response, header};
 use crate::amocrm::CrmError;
 use crate::amocrm::oauth::{
     ClientSecretSource, Refusal, TokenEndpoint, TokenError, account_host, account_subdomain,
@@ -21,6 +21,7 @@ use crate::amocrm::oauth::{
 };
 use crate::config::AmoConfig;
 use crate::ports::SecretStore;
+use crate::secrets::AppSecretsSource;
 use crate::store::{StateStore, StateTake, TokenHealthRecord};
 
 /// How long a `state` handed out by `/oauth/start` is accepted (amoCRM's codes live as long).
@@ -35,8 +36,9 @@ pub struct OAuthFlow {
     pub endpoint: TokenEndpoint,
     /// amoCRM's consent page (`AMOCRM_AUTHORIZE_URL`).
     pub authorize_url: String,
-    /// From the app secret; without one, `/oauth/start` refuses everyone.
-    pub admin_key: Option<String>,
+    /// The app secret: its `admin_key` authorises `/oauth/start` (without one it refuses
+    /// everyone); re-read on rotation.
+    pub app_secrets: Arc<AppSecretsSource>,
 }
 
 /// One answer page.
@@ -76,7 +78,11 @@ impl Page {
 impl OAuthFlow {
     /// `GET /oauth/start`: 302 to amoCRM's consent page with a fresh `state`.
     pub async fn start(&self, req: &Request) -> Response<Body> {
-        if !secret_matches(self.admin_key.as_deref(), header(req, "x-admin-key")) {
+        if !self
+            .app_secrets
+            .accepts(|s| s.admin_key.as_deref(), header(req, "x-admin-key"))
+            .await
+        {
             warn!("OAuth start with a missing or wrong admin key refused");
             return error_response(401, "unauthorized", "missing or wrong X-Admin-Key");
         }

@@ -22,7 +22,9 @@ pub struct PassportApi {
     pub passport: Arc<dyn PassportStore>,
     pub leads: Arc<dyn LeadStore>,
     /// From the app secret; without it every call is 401 (and logged as a config error).
-    pub bot_token: Option<String>,
+    /// The app secret: its `telegram_bot_token` signs the Mini App's initData (re-read on
+    /// rotation).
+    pub secrets: Arc<crate::secrets::AppSecretsSource>,
     pub repeat: RepeatPolicy,
     /// The Mini App's origin(s): the TMA page calls this API from the browser.
     pub cors: Cors,
@@ -54,7 +56,7 @@ impl PassportApi {
             ("OPTIONS", "/passport/service-requests") => {
                 return self.cors.preflight(&req, "POST, OPTIONS");
             }
-            (method, path) => match (self.user(&req), method, path) {
+            (method, path) => match (self.user(&req).await, method, path) {
                 (None, ..) => error_response(
                     401,
                     "unauthorized",
@@ -70,21 +72,33 @@ impl PassportApi {
         self.cors.apply(&req, resp)
     }
 
-    /// The verified Telegram user; `None` (logged with the reason) means 401.
-    fn user(&self, req: &Request) -> Option<TelegramUser> {
-        let Some(bot_token) = self.bot_token.as_deref() else {
-            tracing::error!("telegram_bot_token is not set in the app secret");
-            return None;
+    /// The verified Telegram user; `None` (logged with the reason) means 401. initData that
+    /// fails the check is checked once more against a fresh read of the bot token (rotation).
+    async fn user(&self, req: &Request) -> Option<TelegramUser> {
+        let init_data = header(req, "authorization")?.strip_prefix("tma ")?.trim();
+        let verify = |secrets: &crate::ports::AppSecrets| {
+            let Some(bot_token) = secrets.telegram_bot_token.as_deref() else {
+                tracing::error!("telegram_bot_token is not set in the app secret");
+                return None;
+            };
+            Some(verify_init_data(
+                init_data,
+                bot_token,
+                Utc::now().timestamp(),
+                DEFAULT_MAX_AGE_SECS,
+            ))
         };
-        let init_data = header(req, "authorization")?.strip_prefix("tma ")?;
-        verify_init_data(
-            init_data.trim(),
-            bot_token,
-            Utc::now().timestamp(),
-            DEFAULT_MAX_AGE_SECS,
-        )
-        .map_err(|e| warn!(reason = %e, "initData refused"))
-        .ok()
+        let first = verify(self.secrets.current().await.as_ref())?;
+        let checked = match first {
+            Err(_) => match self.secrets.after_miss().await {
+                Some(fresh) => verify(fresh.as_ref()).unwrap_or(first),
+                None => first,
+            },
+            ok => ok,
+        };
+        checked
+            .map_err(|e| warn!(reason = %e, "initData refused"))
+            .ok()
     }
 
     async fn active_equipment(&self, user: &TelegramUser) -> Result<Vec<Equipment>, StoreError> {

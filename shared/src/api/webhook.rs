@@ -12,7 +12,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::http::{body_bytes, error_response, header, json_response, route, secret_matches};
+use super::http::{body_bytes, error_response, header, json_response, route};
 use super::oauth::OAuthFlow;
 use crate::amocrm::webhook::{MAX_BODY_BYTES, dedup_key, parse_webhook};
 use crate::metrics::Metric;
@@ -20,8 +20,9 @@ use crate::ports::InboxStore;
 
 pub struct WebhookReceiver {
     pub inbox: Arc<dyn InboxStore>,
-    /// The secret carried in the destination URL (`?token=`), from the app secret.
-    pub token: Option<String>,
+    /// The app secret: its `webhook_token` is carried in the destination URL (`?token=`);
+    /// re-read on rotation.
+    pub secrets: Arc<crate::secrets::AppSecretsSource>,
     /// The account's subdomain and (when configured) id: hooks from elsewhere are refused.
     pub subdomain: String,
     pub account_id: Option<i64>,
@@ -52,7 +53,11 @@ impl WebhookReceiver {
 
     pub async fn receive(&self, req: &Request) -> Response<Body> {
         let query = req.query_string_parameters();
-        if !secret_matches(self.token.as_deref(), query.first("token")) {
+        if !self
+            .secrets
+            .accepts(|s| s.webhook_token.as_deref(), query.first("token"))
+            .await
+        {
             warn!("webhook with a missing or wrong token refused");
             return error_response(401, "unauthorized", "missing or wrong token");
         }

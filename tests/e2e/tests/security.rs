@@ -383,3 +383,77 @@ async fn the_oauth_pages_escape_hostile_parameters() {
     // Nothing was exchanged or stored for any of them.
     assert_eq!(stack.sandbox.state.token_endpoint_calls(), 0);
 }
+
+#[tokio::test]
+async fn rotated_secrets_take_effect_on_warm_functions_without_a_restart() {
+    let stack = stack().await;
+    let hook = "account%5Bsubdomain%5D=new599bd9d13818a&account%5Bid%5D=31234567\
+                &leads%5Bstatus%5D%5B0%5D%5Bid%5D=1&leads%5Bstatus%5D%5B0%5D%5Bstatus_id%5D=80953554\
+                &leads%5Bstatus%5D%5B0%5D%5Bpipeline_id%5D=10226282";
+    let old = stack.options.clone();
+    // Warm: every function has read the app secret and served a request with it.
+    assert_eq!(
+        post_webhook(&stack, &old.webhook_token, hook, Some("r1"))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(get_health(&stack, Some(&old.admin_key)).await.0, 200);
+    assert_eq!(
+        get_passport(&stack, &format!("tma {}", init_data(&stack, 1, 0)))
+            .await
+            .0,
+        200
+    );
+
+    // The operator rotates all three in Secrets Manager.
+    let bot = "654321:rotated-telegram-bot-token";
+    stack
+        .aws
+        .secrets
+        .put_secret_value()
+        .secret_id(&stack.resources.app_secret_id)
+        .secret_string(
+            json!({
+                "admin_key": "rotated-admin-key",
+                "webhook_token": "rotated-webhook-token",
+                "telegram_bot_token": bot,
+                "amocrm_client_secret": stack.options.sandbox.client_secret,
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    // The new ones work at once; after them the old ones are refused.
+    assert_eq!(
+        post_webhook(&stack, "rotated-webhook-token", hook, Some("r2"))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        post_webhook(&stack, &old.webhook_token, hook, Some("r3"))
+            .await
+            .0,
+        401
+    );
+    assert_eq!(get_health(&stack, Some("rotated-admin-key")).await.0, 200);
+    assert_eq!(get_health(&stack, Some(&old.admin_key)).await.0, 401);
+    let signed_with = |token: &str| {
+        let user = json!({"id": 1, "first_name": "Иван"}).to_string();
+        let auth_date = chrono_now().to_string();
+        format!(
+            "tma {}",
+            shared::telegram::sign_init_data(&[("auth_date", &auth_date), ("user", &user)], token)
+        )
+    };
+    assert_eq!(get_passport(&stack, &signed_with(bot)).await.0, 200);
+    assert_eq!(
+        get_passport(&stack, &signed_with(&old.telegram_bot_token))
+            .await
+            .0,
+        401
+    );
+}

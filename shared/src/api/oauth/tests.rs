@@ -12,7 +12,9 @@ use crate::amocrm::oauth::{ClientSecretSource, TokenEndpoint};
 use crate::amocrm::testkit::{Canned, CannedServer, MemorySecrets, Recorded, test_config};
 use crate::api::webhook::WebhookReceiver;
 use crate::config::OAuthConfig;
+use crate::ports::AppSecrets;
 use crate::ports::{InboxEvent, InboxStatus, InboxStore, StoreError};
+use crate::secrets::AppSecretsSource;
 use crate::store::MemoryStateStore;
 
 const CLIENT_ID: &str = "2df855f6-d54d-4c3c-bb8a-1d8ea8b3c1cd";
@@ -78,11 +80,17 @@ impl Rig {
             client_secret: ClientSecretSource::new(secrets.clone(), "app"),
             endpoint,
             authorize_url: oauth.authorize_url.clone(),
-            admin_key: Some(ADMIN_KEY.into()),
+            app_secrets: Arc::new(AppSecretsSource::fixed(AppSecrets {
+                admin_key: Some(ADMIN_KEY.into()),
+                ..AppSecrets::default()
+            })),
         };
         let receiver = WebhookReceiver {
             inbox: Arc::new(NoInbox),
-            token: Some("hook-token".into()),
+            secrets: Arc::new(AppSecretsSource::fixed(AppSecrets {
+                webhook_token: Some("hook-token".into()),
+                ..AppSecrets::default()
+            })),
             subdomain: "new599bd9d13818a".into(),
             account_id: None,
             oauth: Some(Arc::new(flow)),
