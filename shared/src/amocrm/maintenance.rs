@@ -18,6 +18,11 @@ const LEADS: &str = "/api/v4/leads";
 const TASKS: &str = "/api/v4/tasks";
 /// amoCRM's largest page.
 const PAGE: usize = 250;
+/// Deal ids per task lookup: each `filter%5Bentity_id%5D%5B%5D=<id>&` is about 37 bytes, so 90
+/// keep the request URL under 4 KB (proxies and servers refuse longer ones; 250 would be 9 KB).
+const TASK_IDS_PER_REQUEST: usize = 90;
+/// The longest request URL the client sends.
+pub const MAX_URL_BYTES: usize = 4096;
 
 /// The amoCRM client plus the account's time zone (date fields hold midnight there).
 #[derive(Debug, Clone)]
@@ -173,7 +178,7 @@ impl MaintenanceCrm for AmoMaintenance {
 
     async fn tasks_on(&self, lead_ids: &[i64]) -> Result<Vec<CrmTask>, CrmError> {
         let mut found = Vec::new();
-        for chunk in lead_ids.chunks(PAGE) {
+        for chunk in lead_ids.chunks(TASK_IDS_PER_REQUEST) {
             let mut page = 1;
             loop {
                 let mut query: Vec<(&str, String)> = chunk
@@ -204,5 +209,45 @@ impl MaintenanceCrm for AmoMaintenance {
             }
         }
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::amocrm::testkit::{Canned, CannedServer, client_for};
+
+    #[tokio::test]
+    async fn task_lookups_of_250_deals_keep_every_url_under_4_kb() {
+        let server = CannedServer::start(vec![Canned::no_content(); 3]).await;
+        let (client, _) = client_for(&server, "tok");
+        let amo = AmoMaintenance {
+            client,
+            zone: AccountZone::default(),
+        };
+        let ids: Vec<i64> = (0..250).map(|i| 3_000_000_000 + i).collect();
+        amo.tasks_on(&ids).await.unwrap();
+        let reqs = server.requests();
+        assert_eq!(reqs.len(), 3, "90 + 90 + 70 ids");
+        let mut asked = Vec::new();
+        for r in &reqs {
+            let url = reqwest::Url::parse_with_params(
+                &format!("{}{}", server.base_url, r.path),
+                r.query.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            )
+            .unwrap();
+            assert!(
+                url.as_str().len() <= MAX_URL_BYTES,
+                "{} bytes",
+                url.as_str().len()
+            );
+            asked.extend(
+                r.query
+                    .iter()
+                    .filter(|(k, _)| k == "filter[entity_id][]")
+                    .map(|(_, v)| v.parse::<i64>().unwrap()),
+            );
+        }
+        assert_eq!(asked, ids, "every deal asked for once");
     }
 }

@@ -129,10 +129,17 @@ impl Registrar<'_> {
                 .mark_waiting(deal.id, &missing.join(", "))
                 .await?
                 && self.note_waiting
-            {
-                self.crm
+                && let Err(e) = self
+                    .crm
                     .note_on_deal(deal.id, &missing_data_note(&missing))
-                    .await?;
+                    .await
+            {
+                // The marker says "noted": without the note it must go, or the retry would
+                // find it and never write the note.
+                if let Err(undo) = self.store.clear_waiting(deal.id).await {
+                    warn!(amo_lead_id = deal.id, error = %undo, "waiting marker kept after a failed note");
+                }
+                return Err(e.into());
             }
             warn!(amo_lead_id = deal.id, ?missing, "won deal waits for data");
             return Ok(DealOutcome::Waiting { missing });

@@ -940,7 +940,14 @@ async fn a_default_deploy_syncs_once_the_fields_exist_finding_them_by_name_witho
     // No AMOCRM_FIELD_* in the environment and nothing in the state table: a default deploy.
     let stack = stack_with(|o| o.provision_fields = false).await;
     assert!(stack.config.sync.field_ids().is_none());
-    let before = stack.sync_once().await;
+    // A lead the stream gave up on: the re-drive must still deliver it.
+    let (status, _) = post_lead(&stack, &site_lead("Иван", "+79123456789")).await;
+    assert_eq!(status, 202);
+    let later = Utc::now() + chrono::Duration::hours(1);
+    let before = stack
+        .sync_at(later, &Budget::from_fn(|| Duration::from_secs(600)))
+        .await;
+    assert_eq!(before.redrive.leads_delivered, 1, "{before:?}");
     assert!(before.fields_missing, "{before:?}");
     assert_eq!(
         before.outcome,

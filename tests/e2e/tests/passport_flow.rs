@@ -293,3 +293,31 @@ async fn a_service_request_from_the_tma_becomes_a_service_lead_for_that_machine(
         .unwrap();
     assert_eq!(resp.status(), 404);
 }
+
+#[tokio::test]
+async fn a_note_that_failed_is_written_by_the_retry_the_waiting_marker_does_not_swallow_it() {
+    let stack = stack().await;
+    stack.register_webhook().await.unwrap();
+    let amo_id = delivered_lead(&stack, 4343, None).await;
+    // amoCRM fails every attempt of the first "serial missing" note.
+    inject(
+        &stack,
+        json!({"kind": "status", "status": 503, "count": 4, "path": "/api/v4/leads/notes"}),
+    )
+    .await;
+    move_lead(&stack, amo_id, WON).await;
+    let note = eventually(&stack, "the note, on a later attempt", || async {
+        sandbox_list(&stack, "notes")
+            .await
+            .into_iter()
+            .find(|n| n["entity_id"] == amo_id && n.to_string().contains("Серийный номер"))
+    })
+    .await;
+    assert!(note.to_string().contains("Цифровой паспорт"), "{note}");
+    let notes = sandbox_list(&stack, "notes").await;
+    let about_serial = notes
+        .iter()
+        .filter(|n| n["entity_id"] == amo_id && n.to_string().contains("Серийный номер"))
+        .count();
+    assert_eq!(about_serial, 1, "{notes:?}");
+}
