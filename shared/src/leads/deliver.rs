@@ -18,6 +18,9 @@ use crate::ports::{Claim, ContactLink, Crm, Held, LeadStore, Notifier, NotifyErr
 /// A runner finding the lead held waits for the hold to lapse when it ends within this (a
 /// holder that died); a longer hold belongs to a runner at work.
 const MAX_WAIT_FOR_HOLD: std::time::Duration = std::time::Duration::from_secs(5);
+/// Attempts at the sales copy before it is parked for an operator (the first by the worker,
+/// the rest by the sync's runs: with the hourly schedule, SES failing for five hours).
+pub const MAX_MAIL_ATTEMPTS: u32 = 6;
 
 /// Where the sales copy goes and how it links back to amoCRM.
 #[derive(Debug, Clone)]
@@ -189,7 +192,7 @@ impl Deliverer<'_> {
                 };
             }
         };
-        if stored.status != LeadStatus::Pending {
+        if !matches!(stored.status, LeadStatus::Pending | LeadStatus::Mailing) {
             return Outcome::Skipped;
         }
         let mut delivery = stored.delivery.clone();
@@ -203,18 +206,22 @@ impl Deliverer<'_> {
                 delivery.last_error = None;
                 delivery.hint = None;
                 delivery.blocked = false;
+                // amoCRM has the lead: the sales copy is a step of its own, and a failing SES
+                // never holds this lead, or the ones behind it, back.
+                let status = self.mail(&stored, &mut delivery, amo_lead_id).await;
                 if let Err(e) = self
                     .store
-                    .save_delivery(
-                        lead_id,
-                        LeadStatus::Delivered,
-                        &delivery,
-                        Some(self.held(runner, true)),
-                    )
+                    .save_delivery(lead_id, status, &delivery, Some(self.held(runner, true)))
                     .await
                 {
                     return Outcome::Retry {
                         reason: e.to_string(),
+                    };
+                }
+                if status == LeadStatus::Parked {
+                    return Outcome::Parked {
+                        error: delivery.last_error.clone().unwrap_or_default(),
+                        hint: delivery.hint.clone().unwrap_or_default(),
                     };
                 }
                 info!(
@@ -308,18 +315,58 @@ impl Deliverer<'_> {
             d.amo_note_id = Some(note_id);
             self.save(stored, d, runner).await?;
         }
-        if d.mailed_at.is_none() {
-            let mail = render::sales_mail(
-                lead,
-                Some(amo_lead_id),
-                &self.mail.amo_base_url,
-                &self.mail.sales_mailbox,
-            );
-            self.notifier.send(&mail).await?;
-            d.mailed_at = Some(Utc::now());
-            self.save(stored, d, runner).await?;
-        }
         Ok(amo_lead_id)
+    }
+
+    /// The sales copy, once amoCRM has the lead: `Delivered` once SES took it, `Mailing` while
+    /// SES fails (the sync's re-drive tries again), `Parked` with the hint once it keeps
+    /// failing or SES refuses it for good.
+    async fn mail(&self, stored: &StoredLead, d: &mut Delivery, amo_lead_id: i64) -> LeadStatus {
+        if d.mailed_at.is_some() {
+            return LeadStatus::Delivered;
+        }
+        let lead = &stored.lead;
+        let mail = render::sales_mail(
+            lead,
+            Some(amo_lead_id),
+            &self.mail.amo_base_url,
+            &self.mail.sales_mailbox,
+        );
+        d.mail_attempts += 1;
+        match self.notifier.send(&mail).await {
+            Ok(()) => {
+                d.mailed_at = Some(Utc::now());
+                LeadStatus::Delivered
+            }
+            Err(e) => {
+                let permanent = !e.is_transient();
+                let keeps_failing = d.mail_attempts >= MAX_MAIL_ATTEMPTS;
+                let (err, hint) = match StepError::from(e) {
+                    StepError::Transient(err, hint) | StepError::Permanent(err, hint) => {
+                        (err, hint)
+                    }
+                    StepError::Blocked(err, hint) => (err, hint),
+                    StepError::Lost => unreachable!("a mail error is not a lost hold"),
+                };
+                d.last_error = Some(format!("the sales copy was not sent: {err}"));
+                if permanent || keeps_failing {
+                    error!(lead_id = %lead.id, alert = true, attempts = d.mail_attempts, error = %err, "lead in amoCRM, sales copy parked");
+                    metrics::count(Metric::LeadsParked);
+                    d.hint = Some(format!(
+                        "{hint}. The lead is in amoCRM (id {amo_lead_id}); only the copy to the \
+                         sales mailbox is missing. Fix SES, then re-drive it: it sends only the mail."
+                    ));
+                    LeadStatus::Parked
+                } else {
+                    warn!(lead_id = %lead.id, attempts = d.mail_attempts, error = %err, "sales copy not sent; the sync retries it");
+                    d.hint = Some(format!(
+                        "{hint}. The lead is in amoCRM; the sync sends the copy again on its \
+                         next runs ({MAX_MAIL_ATTEMPTS} attempts in all)."
+                    ));
+                    LeadStatus::Mailing
+                }
+            }
+        }
     }
 
     /// Steps 1–2: find or create the contact, then the lead, recording the intent first so a
@@ -375,5 +422,157 @@ impl Deliverer<'_> {
             )
             .await
             .map_err(StepError::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::amocrm::testkit::{CannedServer, client_for};
+    use crate::leads::{Intent, Lead, LeadRequest, Source};
+    use crate::ports::{IdempotencyClaim, MailMessage};
+    use crate::store::MemoryLeadStore;
+
+    /// SES answering with `error` (or taking the mail when `None`); counts the sends.
+    struct Ses {
+        error: Option<NotifyError>,
+        sent: Mutex<u32>,
+    }
+
+    #[async_trait]
+    impl Notifier for Ses {
+        async fn send(&self, _: &MailMessage) -> Result<(), NotifyError> {
+            *self.sent.lock().unwrap() += 1;
+            match &self.error {
+                Some(NotifyError::Unavailable(m)) => Err(NotifyError::Unavailable(m.clone())),
+                Some(NotifyError::Rejected(m)) => Err(NotifyError::Rejected(m.clone())),
+                None => Ok(()),
+            }
+        }
+    }
+
+    /// A lead already in amoCRM with its note: only the sales copy is left.
+    async fn in_amocrm(store: &MemoryLeadStore, mail_attempts: u32) -> String {
+        let lead = Lead {
+            id: "01JMAILMAILMAILMAILMAILMAIL".into(),
+            received_at: Utc::now(),
+            request: LeadRequest {
+                source: Source::Site,
+                intent: Intent::Parts,
+                name: "Иван".into(),
+                phone: Some("+79123456789".into()),
+                email: None,
+                telegram_id: None,
+                message: None,
+                equipment: None,
+                items: vec![],
+                page_url: None,
+                utm: Default::default(),
+            },
+        };
+        let claim = IdempotencyClaim {
+            key: "k".into(),
+            expires_at: Utc::now() + chrono::Duration::hours(1),
+        };
+        store.insert(&lead, &claim).await.unwrap();
+        let d = Delivery {
+            amo_lead_id: Some(31_000_001),
+            amo_note_id: Some(9_001),
+            mail_attempts,
+            ..Delivery::default()
+        };
+        store
+            .save_delivery(&lead.id, LeadStatus::Mailing, &d, None)
+            .await
+            .unwrap();
+        lead.id
+    }
+
+    async fn deliver_with(ses: &Ses, mail_attempts: u32) -> (Outcome, StoredLead) {
+        let server = CannedServer::start(Vec::new()).await;
+        let crm = client_for(&server, "tok").0;
+        let store = MemoryLeadStore::default();
+        let id = in_amocrm(&store, mail_attempts).await;
+        let mail = MailSettings {
+            sales_mailbox: "zakaz@tdrusstankosbyt.ru".into(),
+            amo_base_url: server.base_url.clone(),
+        };
+        let outcome = Deliverer {
+            store: &store,
+            crm: &crm,
+            notifier: ses,
+            mail: &mail,
+            hold: chrono::Duration::seconds(5),
+        }
+        .deliver(&id)
+        .await;
+        assert!(server.requests().is_empty(), "amoCRM is not asked again");
+        (outcome, store.get(&id).await.unwrap().unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_failing_ses_leaves_the_lead_delivered_to_amocrm_and_the_copy_waiting() {
+        let ses = Ses {
+            error: Some(NotifyError::Unavailable("Throttling".into())),
+            sent: Mutex::new(0),
+        };
+        let (outcome, after) = deliver_with(&ses, 0).await;
+        assert_eq!(
+            outcome,
+            Outcome::Delivered {
+                amo_lead_id: 31_000_001
+            }
+        );
+        assert_eq!(after.status, LeadStatus::Mailing);
+        assert_eq!(after.delivery.mail_attempts, 1);
+        assert!(after.delivery.mailed_at.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_copy_that_keeps_failing_or_is_refused_is_parked_with_its_hint() {
+        let down = Ses {
+            error: Some(NotifyError::Unavailable("Throttling".into())),
+            sent: Mutex::new(0),
+        };
+        let (outcome, after) = deliver_with(&down, MAX_MAIL_ATTEMPTS - 1).await;
+        assert!(matches!(outcome, Outcome::Parked { .. }), "{outcome:?}");
+        assert_eq!(after.status, LeadStatus::Parked);
+        let hint = after.delivery.hint.unwrap();
+        assert!(
+            hint.contains("only the copy to the sales mailbox is missing"),
+            "{hint}"
+        );
+
+        let refused = Ses {
+            error: Some(NotifyError::Rejected(
+                "Email address is not verified".into(),
+            )),
+            sent: Mutex::new(0),
+        };
+        let (outcome, after) = deliver_with(&refused, 0).await;
+        assert!(matches!(outcome, Outcome::Parked { .. }), "{outcome:?}");
+        assert!(after.delivery.hint.unwrap().contains("MAIL_FROM"));
+    }
+
+    #[tokio::test]
+    async fn once_ses_takes_it_the_lead_is_delivered_and_not_mailed_again() {
+        let ses = Ses {
+            error: None,
+            sent: Mutex::new(0),
+        };
+        let (outcome, after) = deliver_with(&ses, 2).await;
+        assert_eq!(
+            outcome,
+            Outcome::Delivered {
+                amo_lead_id: 31_000_001
+            }
+        );
+        assert_eq!(after.status, LeadStatus::Delivered);
+        assert!(after.delivery.mailed_at.is_some());
+        assert_eq!(*ses.sent.lock().unwrap(), 1);
     }
 }

@@ -143,6 +143,9 @@ pub enum LeadStatus {
     Pending,
     /// In amoCRM, noted and mailed.
     Delivered,
+    /// In amoCRM and noted; the sales copy waits for SES (the sync retries it), so a failing
+    /// mail never holds the next leads back.
+    Mailing,
     /// Delivery failed for a reason a retry cannot fix; an operator must act.
     Parked,
 }
@@ -152,6 +155,7 @@ impl LeadStatus {
         match self {
             LeadStatus::Pending => "pending",
             LeadStatus::Delivered => "delivered",
+            LeadStatus::Mailing => "mailing",
             LeadStatus::Parked => "parked",
         }
     }
@@ -160,6 +164,7 @@ impl LeadStatus {
         match s {
             "pending" => Some(LeadStatus::Pending),
             "delivered" => Some(LeadStatus::Delivered),
+            "mailing" => Some(LeadStatus::Mailing),
             "parked" => Some(LeadStatus::Parked),
             _ => None,
         }
@@ -183,6 +188,9 @@ pub struct Delivery {
     /// the sync re-drives it by itself once amoCRM answers again.
     #[serde(default)]
     pub blocked: bool,
+    /// Attempts at the sales copy since amoCRM had the lead.
+    #[serde(default)]
+    pub mail_attempts: u32,
 }
 
 /// A lead as stored: the lead, its status and delivery progress.

@@ -39,6 +39,11 @@ pub struct RedriveStats {
     /// Still parked that way: amoCRM refused our address again.
     #[serde(default)]
     pub still_blocked: u64,
+    /// Leads in amoCRM whose sales copy SES had not taken: tried again, and sent.
+    #[serde(default)]
+    pub mails: u64,
+    #[serde(default)]
+    pub mails_sent: u64,
 }
 
 pub struct Redriver<'a> {
@@ -56,7 +61,43 @@ impl Redriver<'_> {
         stats: &mut RedriveStats,
     ) -> Result<StepEnd, SyncError> {
         self.unblock(now, budget, stats).await?;
+        if self.mails(budget, stats).await? == StepEnd::OutOfTime {
+            return Ok(StepEnd::OutOfTime);
+        }
         self.stale(now, budget, stats).await
+    }
+
+    /// Sales copies SES did not take: each run tries them again (the lead is in amoCRM).
+    async fn mails(&self, budget: &Budget, stats: &mut RedriveStats) -> Result<StepEnd, SyncError> {
+        let deliverer = self.deliverer();
+        for lead in self
+            .worker
+            .store
+            .list_by_status(LeadStatus::Mailing, PER_RUN)
+            .await?
+        {
+            if !budget.allows_request() {
+                return Ok(StepEnd::OutOfTime);
+            }
+            stats.mails += 1;
+            if let Outcome::Delivered { .. } = deliverer.deliver(&lead.lead.id).await
+                && let Ok(Some(after)) = self.worker.store.get(&lead.lead.id).await
+                && after.status == LeadStatus::Delivered
+            {
+                stats.mails_sent += 1;
+            }
+        }
+        Ok(StepEnd::Done)
+    }
+
+    fn deliverer(&self) -> Deliverer<'_> {
+        Deliverer {
+            store: self.worker.store.as_ref(),
+            crm: self.worker.crm.as_ref(),
+            notifier: self.worker.notifier.as_ref(),
+            mail: &self.worker.mail,
+            hold: self.worker.hold,
+        }
     }
 
     /// Work parked because amoCRM refused our address goes back to pending once amoCRM
@@ -112,13 +153,7 @@ impl Redriver<'_> {
         stats: &mut RedriveStats,
     ) -> Result<StepEnd, SyncError> {
         let cutoff = now - self.after;
-        let deliverer = Deliverer {
-            store: self.worker.store.as_ref(),
-            crm: self.worker.crm.as_ref(),
-            notifier: self.worker.notifier.as_ref(),
-            mail: &self.worker.mail,
-            hold: self.worker.hold,
-        };
+        let deliverer = self.deliverer();
         let stale = self
             .worker
             .store

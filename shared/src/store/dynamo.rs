@@ -70,6 +70,7 @@ pub(crate) fn stored_lead_from_item(item: &Item) -> Result<StoredLead, StoreErro
             .and_then(|v| v.as_bool().ok())
             .copied()
             .unwrap_or(false),
+        mail_attempts: get_n(item, "mail_attempts").unwrap_or(0),
     };
     Ok(StoredLead {
         updated_at: time(item, "updated_at").unwrap_or(lead.received_at),
@@ -175,11 +176,12 @@ impl LeadStore for DynamoLeadStore {
             .key("pk", s(format!("{LEAD_PREFIX}{lead_id}")))
             .update_expression("SET held_by = :runner, held_until = :until")
             .condition_expression(
-                "#status = :pending AND (attribute_not_exists(held_until) OR held_until < :now \
-                 OR held_by = :runner)",
+                "#status IN (:pending, :mailing) AND (attribute_not_exists(held_until) \
+                 OR held_until < :now OR held_by = :runner)",
             )
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":pending", s(LeadStatus::Pending.as_str()))
+            .expression_attribute_values(":mailing", s(LeadStatus::Mailing.as_str()))
             .expression_attribute_values(":runner", s(runner))
             .expression_attribute_values(":until", n(until.timestamp_millis()))
             .expression_attribute_values(":now", n(now.timestamp_millis()))
@@ -204,7 +206,8 @@ impl LeadStore for DynamoLeadStore {
                     .await
                     .map_err(unavailable)?;
                 let item = out.item.unwrap_or_default();
-                if get_s(&item, "status") != Some(LeadStatus::Pending.as_str()) {
+                let runnable = [LeadStatus::Pending, LeadStatus::Mailing].map(LeadStatus::as_str);
+                if !get_s(&item, "status").is_some_and(|s| runnable.contains(&s)) {
                     return Ok(Claim::NotPending);
                 }
                 let until = get_n::<i64>(&item, "held_until")
@@ -234,7 +237,7 @@ impl LeadStore for DynamoLeadStore {
             (":now".into(), s(time_text(Utc::now()))),
             (":attempts".into(), n(delivery.attempts)),
         ]);
-        let optional: [(&str, Option<AttributeValue>); 9] = [
+        let optional: [(&str, Option<AttributeValue>); 10] = [
             ("amo_contact_id", delivery.amo_contact_id.map(n)),
             ("amo_lead_id", delivery.amo_lead_id.map(n)),
             (
@@ -252,6 +255,10 @@ impl LeadStore for DynamoLeadStore {
             (
                 "blocked",
                 delivery.blocked.then_some(AttributeValue::Bool(true)),
+            ),
+            (
+                "mail_attempts",
+                (delivery.mail_attempts > 0).then(|| n(delivery.mail_attempts)),
             ),
         ];
         let mut clauses = Vec::new();

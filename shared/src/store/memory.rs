@@ -75,7 +75,7 @@ impl LeadStore for MemoryLeadStore {
         let pending = inner
             .leads
             .get(lead_id)
-            .is_some_and(|l| l.status == LeadStatus::Pending);
+            .is_some_and(|l| matches!(l.status, LeadStatus::Pending | LeadStatus::Mailing));
         if !pending {
             return Ok(Claim::NotPending);
         }

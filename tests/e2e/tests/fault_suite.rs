@@ -874,3 +874,64 @@ async fn the_worker_and_the_redrive_racing_on_the_same_stuck_leads_deliver_each_
     );
     assert_nothing_lost_nothing_duplicated(&stack, "race", &ids).await;
 }
+
+/// SES as it is during an outage: every send fails (transiently) while `down` is set, then
+/// the real notifier takes over.
+struct SesOutage {
+    inner: Arc<dyn shared::ports::Notifier>,
+    down: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl shared::ports::Notifier for SesOutage {
+    async fn send(
+        &self,
+        mail: &shared::ports::MailMessage,
+    ) -> Result<(), shared::ports::NotifyError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(shared::ports::NotifyError::Unavailable(
+                "ServiceUnavailable: SES is down".into(),
+            ));
+        }
+        self.inner.send(mail).await
+    }
+}
+
+#[tokio::test]
+async fn ses_down_for_an_hour_holds_no_lead_back_and_every_copy_goes_out_once_it_is_back() {
+    let stack = fault_stack().await;
+    let ids = post_batch(&stack, "ses", 0..batch_size()).await;
+    let down = Arc::new(AtomicBool::new(true));
+    let mut worker = fast_worker(&stack);
+    worker.notifier = Arc::new(SesOutage {
+        inner: stack.worker.notifier.clone(),
+        down: down.clone(),
+    });
+    // The worker delivers every lead to amoCRM in one pass of the stream: no record waits
+    // behind a failing mail.
+    let pass = stack.deliver_pending_with(&worker).await.unwrap();
+    assert_eq!(pass.batch_failures, 0, "{pass:?}");
+    let leads = leads_store(&stack);
+    for id in &ids {
+        let l = leads.get(id).await.unwrap().unwrap();
+        assert_eq!(l.status, LeadStatus::Mailing, "{:?}", l.delivery);
+        assert!(l.delivery.amo_lead_id.is_some());
+        assert!(
+            l.delivery
+                .hint
+                .as_deref()
+                .unwrap()
+                .contains("sends the copy again")
+        );
+    }
+    // SES comes back within the hour; the next scheduled run sends every copy, once.
+    down.store(false, Ordering::SeqCst);
+    let after = stack
+        .sync_at(
+            Utc::now() + chrono::Duration::hours(1),
+            &Budget::from_fn(|| Duration::from_secs(600)),
+        )
+        .await;
+    assert_eq!(after.redrive.mails_sent, ids.len() as u64, "{after:?}");
+    assert_nothing_lost_nothing_duplicated(&stack, "ses", &ids).await;
+}
