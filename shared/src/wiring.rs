@@ -229,14 +229,17 @@ pub fn maintenance_sync(config: &Config, aws: &Aws) -> Result<MaintenanceSync, I
     let passport = Config::require(&config.passport_table, "PASSPORT_TABLE")?;
     let state = Config::require(&config.state_table, "STATE_TABLE")?;
     let tokens = token_provider(config, aws)?;
-    let amo = Arc::new(AmoClient::new(&config.amo, tokens.clone())?);
     // Failures of the sync's calls show in GET /health like the worker's.
     let log = health_records(config, aws).map(|r| r as Arc<dyn CallLog>);
-    let logged = Arc::new(LoggedAmo::new(amo.as_ref().clone(), log));
+    let logged = Arc::new(LoggedAmo::new(
+        AmoClient::new(&config.amo, tokens.clone())?,
+        log,
+    ));
     let worker = crm_worker_with(config, aws, logged.clone())?;
     Ok(MaintenanceSync {
+        // The sync's own calls (pull, push, tasks) are recorded too: the client carries the log.
         crm: Arc::new(AmoMaintenance {
-            client: amo.as_ref().clone(),
+            client: logged.client().clone(),
             zone: config.sync.zone,
         }),
         deals: logged.clone(),

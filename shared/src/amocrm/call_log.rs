@@ -93,42 +93,32 @@ struct Memo {
     last_failure_write: Option<(Instant, String)>,
 }
 
-/// The amoCRM client with every call's outcome noted in a `CallLog` (without one, calls just
-/// pass through). Recording is best effort: a failed write is logged, never fails the call.
-pub struct LoggedAmo {
-    inner: AmoClient,
-    log: Option<Arc<dyn CallLog>>,
+/// Notes each amoCRM call's outcome in a `CallLog`: a failure at once (the same failure at
+/// most once a minute), a success only after a failure or every ten minutes. Attached to the
+/// `AmoClient` itself, so every call of every function is recorded in one place. Recording is
+/// best effort: a failed write is logged, never fails the call.
+pub struct CallRecorder {
+    log: Arc<dyn CallLog>,
     memo: Mutex<Memo>,
 }
 
-impl LoggedAmo {
-    pub fn new(inner: AmoClient, log: Option<Arc<dyn CallLog>>) -> Self {
-        LoggedAmo {
-            inner,
+impl CallRecorder {
+    pub fn new(log: Arc<dyn CallLog>) -> Self {
+        CallRecorder {
             log,
             memo: Mutex::new(Memo::default()),
         }
     }
 
-    pub fn client(&self) -> &AmoClient {
-        &self.inner
-    }
-
-    async fn observe<T>(
-        &self,
-        operation: &str,
-        result: Result<T, CrmError>,
-    ) -> Result<T, CrmError> {
-        if let Some(log) = &self.log {
-            match &result {
-                Ok(_) => self.succeeded(log.as_ref()).await,
-                Err(e) => self.failed(log.as_ref(), operation, e).await,
-            }
+    /// `operation` names the call (`POST /api/v4/leads/complex`).
+    pub async fn observe<T>(&self, operation: &str, result: &Result<T, CrmError>) {
+        match result {
+            Ok(_) => self.succeeded().await,
+            Err(e) => self.failed(operation, e).await,
         }
-        result
     }
 
-    async fn succeeded(&self, log: &dyn CallLog) {
+    async fn succeeded(&self) {
         let due = {
             let memo = self.memo.lock().expect("memo lock");
             memo.failure_recorded
@@ -139,7 +129,7 @@ impl LoggedAmo {
         if !due {
             return;
         }
-        match log.record_success(Utc::now()).await {
+        match self.log.record_success(Utc::now()).await {
             Ok(()) => {
                 let mut memo = self.memo.lock().expect("memo lock");
                 memo.failure_recorded = false;
@@ -149,7 +139,7 @@ impl LoggedAmo {
         }
     }
 
-    async fn failed(&self, log: &dyn CallLog, operation: &str, error: &CrmError) {
+    async fn failed(&self, operation: &str, error: &CrmError) {
         let signature = format!("{operation}/{:?}/{:?}", error.kind, error.status);
         let repeat = {
             let memo = self.memo.lock().expect("memo lock");
@@ -161,7 +151,7 @@ impl LoggedAmo {
             return;
         }
         let failure = AmoFailure::new(operation, error, Utc::now());
-        match log.record_failure(&failure).await {
+        match self.log.record_failure(&failure).await {
             Ok(()) => {
                 let mut memo = self.memo.lock().expect("memo lock");
                 memo.failure_recorded = true;
@@ -172,11 +162,31 @@ impl LoggedAmo {
     }
 }
 
+/// The functions' amoCRM client behind the domain's ports. Its calls are recorded by the
+/// client's `CallRecorder` (when the state table is configured), not here.
+pub struct LoggedAmo {
+    inner: AmoClient,
+}
+
+impl LoggedAmo {
+    /// `inner` with `log` attached, so every call through it (and its clones) is recorded.
+    pub fn new(inner: AmoClient, log: Option<Arc<dyn CallLog>>) -> Self {
+        let inner = match log {
+            Some(log) => inner.with_recorder(Arc::new(CallRecorder::new(log))),
+            None => inner,
+        };
+        LoggedAmo { inner }
+    }
+
+    pub fn client(&self) -> &AmoClient {
+        &self.inner
+    }
+}
+
 #[async_trait]
 impl Crm for LoggedAmo {
     async fn find_contact(&self, query: &str) -> Result<Option<i64>, CrmError> {
-        let r = self.inner.find_contact(query).await;
-        self.observe("find_contact", r).await
+        self.inner.find_contact(query).await
     }
 
     async fn find_lead_for(
@@ -184,52 +194,44 @@ impl Crm for LoggedAmo {
         lead: &Lead,
         create_started_at: DateTime<Utc>,
     ) -> Result<Option<CrmLeadRef>, CrmError> {
-        let r = self.inner.find_lead_for(lead, create_started_at).await;
-        self.observe("find_lead", r).await
+        self.inner.find_lead_for(lead, create_started_at).await
     }
 
     async fn create_lead(&self, lead: &Lead, contact: ContactLink) -> Result<CrmLeadRef, CrmError> {
-        let r = self.inner.create_lead(lead, contact).await;
-        self.observe("create_lead", r).await
+        self.inner.create_lead(lead, contact).await
     }
 
     async fn find_note(&self, amo_lead_id: i64, marker: &str) -> Result<Option<i64>, CrmError> {
-        let r = self.inner.find_note(amo_lead_id, marker).await;
-        self.observe("find_note", r).await
+        self.inner.find_note(amo_lead_id, marker).await
     }
 
     async fn add_note(&self, amo_lead_id: i64, text: &str) -> Result<i64, CrmError> {
-        let r = self.inner.add_note(amo_lead_id, text).await;
-        self.observe("add_note", r).await
+        self.inner.add_note(amo_lead_id, text).await
     }
 }
 
 #[async_trait]
 impl CrmDeals for LoggedAmo {
     async fn deals(&self, ids: &[i64]) -> Result<Vec<CrmDeal>, CrmError> {
-        let r = self.inner.deals(ids).await;
-        self.observe("deals", r).await
+        self.inner.deals(ids).await
     }
 
     async fn note_on_deal(&self, deal_id: i64, text: &str) -> Result<i64, CrmError> {
-        let r = self.inner.note_on_deal(deal_id, text).await;
-        self.observe("note_on_deal", r).await
+        self.inner.note_on_deal(deal_id, text).await
     }
 }
 
 #[async_trait]
 impl CrmProbe for LoggedAmo {
     async fn create_test_lead(&self) -> Result<i64, CrmError> {
-        let r = self.inner.create_test_lead().await;
-        self.observe("test_lead", r).await
+        self.inner.create_test_lead().await
     }
 }
 
 #[async_trait]
 impl CrmReachability for LoggedAmo {
     async fn reachable(&self) -> Result<(), CrmError> {
-        let r = self.inner.account().await.map(|_| ());
-        self.observe("account", r).await
+        self.inner.account().await.map(|_| ())
     }
 }
 
@@ -303,7 +305,7 @@ mod tests {
         let failure = calls.unresolved().expect("unresolved failure");
         assert_eq!(
             (failure.operation.as_str(), failure.status),
-            ("test_lead", Some(403))
+            ("POST /api/v4/leads", Some(403))
         );
         assert!(failure.blocks_calls());
         assert_eq!(failure.hint, err.hint);
@@ -317,6 +319,35 @@ mod tests {
         let calls = log.calls().await.unwrap();
         assert!(calls.unresolved().is_none());
         assert!(calls.last_failure.is_some(), "the failure stays visible");
+    }
+
+    #[tokio::test]
+    async fn every_call_of_the_client_and_its_clones_is_recorded_whoever_makes_it() {
+        let server = CannedServer::start(vec![Canned::json(
+            503,
+            r#"{"title":"Service Unavailable","status":503}"#,
+        )])
+        .await;
+        let (client, _) = client_for(&server, "tok");
+        let log = Arc::new(MemoryCallLog::default());
+        let amo = LoggedAmo::new(
+            client.with_retry_policy(crate::amocrm::RetryPolicy {
+                max_attempts: 1,
+                ..crate::amocrm::RetryPolicy::fast()
+            }),
+            Some(log.clone()),
+        );
+        // A clone used outside the domain ports (as the maintenance sync's adapter does).
+        let bare = amo.client().clone();
+        bare.request(reqwest::Method::GET, "/api/v4/leads", &[], None)
+            .await
+            .unwrap_err();
+        let calls = log.calls().await.unwrap();
+        let failure = calls.unresolved().expect("the sync-side call is recorded");
+        assert_eq!(
+            (failure.operation.as_str(), failure.status),
+            ("GET /api/v4/leads", Some(503))
+        );
     }
 
     #[test]

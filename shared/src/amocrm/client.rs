@@ -86,6 +86,8 @@ pub struct AmoClient {
     tokens: Arc<dyn TokenSource>,
     pacer: Arc<Pacer>,
     retry: RetryPolicy,
+    /// Where each call's outcome is noted for `GET /health` (shared by clones).
+    recorder: Option<Arc<super::call_log::CallRecorder>>,
 }
 
 impl std::fmt::Debug for AmoClient {
@@ -140,7 +142,14 @@ impl AmoClient {
             tokens,
             pacer: Arc::new(Pacer::for_amocrm(cfg.requests_per_second)),
             retry: RetryPolicy::default(),
+            recorder: None,
         })
+    }
+
+    /// Every call of this client (and its clones) noted by `recorder`.
+    pub fn with_recorder(mut self, recorder: Arc<super::call_log::CallRecorder>) -> Self {
+        self.recorder = Some(recorder);
+        self
     }
 
     pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
@@ -169,8 +178,24 @@ impl AmoClient {
             .await
     }
 
-    /// `request` with per-call options.
+    /// `request` with per-call options. Its outcome goes to the recorder, if any.
     pub async fn request_with(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        options: CallOptions,
+    ) -> Result<Option<Value>, CrmError> {
+        let endpoint = format!("{method} {path}");
+        let result = self.call(method, path, query, body, options).await;
+        if let Some(recorder) = &self.recorder {
+            recorder.observe(&endpoint, &result).await;
+        }
+        result
+    }
+
+    async fn call(
         &self,
         method: Method,
         path: &str,
