@@ -188,7 +188,9 @@ impl AmoClient {
         options: CallOptions,
     ) -> Result<Option<Value>, CrmError> {
         let endpoint = format!("{method} {path}");
-        let result = self.call(method, path, query, body, options).await;
+        let result = self
+            .call(method, path, &endpoint, query, body, options)
+            .await;
         if let Some(recorder) = &self.recorder {
             recorder.observe(&endpoint, &result).await;
         }
@@ -199,11 +201,11 @@ impl AmoClient {
         &self,
         method: Method,
         path: &str,
+        endpoint: &str,
         query: &[(&str, String)],
         body: Option<&Value>,
         options: CallOptions,
     ) -> Result<Option<Value>, CrmError> {
-        let endpoint = format!("{method} {path}");
         let url = format!("{}{}", self.cfg.base_url, path);
         let logged_query = masked_query(query);
         // Repeating a POST that amoCRM may have executed could create a second lead or note;
@@ -223,7 +225,7 @@ impl AmoClient {
             self.pacer.wait().await;
             let started = Instant::now();
             let result = self
-                .send_once(&method, &url, query, body, &token, &endpoint)
+                .send_once(&method, &url, query, body, &token, endpoint)
                 .await;
             let duration_ms = started.elapsed().as_millis() as u64;
             let failure = match result {

@@ -27,6 +27,20 @@ impl DynamoLeadStore {
             table: table.into(),
         }
     }
+
+    /// The lead's item, strongly consistent.
+    async fn item(&self, lead_id: &str) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("{LEAD_PREFIX}{lead_id}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.item)
+    }
 }
 
 fn lead_item(lead: &Lead, claim_key: &str) -> Result<Item, StoreError> {
@@ -150,16 +164,11 @@ impl LeadStore for DynamoLeadStore {
     }
 
     async fn get(&self, lead_id: &str) -> Result<Option<StoredLead>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("{LEAD_PREFIX}{lead_id}")))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        out.item.as_ref().map(stored_lead_from_item).transpose()
+        self.item(lead_id)
+            .await?
+            .as_ref()
+            .map(stored_lead_from_item)
+            .transpose()
     }
 
     async fn claim_delivery(
@@ -196,16 +205,7 @@ impl LeadStore for DynamoLeadStore {
                 ) =>
             {
                 // Not pending any more, or held: read which.
-                let out = self
-                    .client
-                    .get_item()
-                    .table_name(&self.table)
-                    .key("pk", s(format!("{LEAD_PREFIX}{lead_id}")))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(unavailable)?;
-                let item = out.item.unwrap_or_default();
+                let item = self.item(lead_id).await?.unwrap_or_default();
                 let runnable = [LeadStatus::Pending, LeadStatus::Mailing].map(LeadStatus::as_str);
                 if !get_s(&item, "status").is_some_and(|s| runnable.contains(&s)) {
                     return Ok(Claim::NotPending);
