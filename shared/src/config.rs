@@ -123,6 +123,8 @@ pub struct Config {
     /// `DELIVERY_HOLD_SECS`: a delivery's hold on its lead past its last save (one runner at a
     /// time; a dead runner's lead is taken over after this).
     pub delivery_hold_secs: i64,
+    /// `AMOCRM_BREAKER_SECS`: after a 403 no function calls amoCRM for this long (0 = off).
+    pub breaker_secs: i64,
     pub sync: SyncConfig,
 }
 
@@ -231,6 +233,7 @@ impl Config {
             dedup_window_secs: int("DEDUP_WINDOW_SECS", 600)?,
             idempotency_ttl_secs: int("IDEMPOTENCY_TTL_SECS", 86_400)?,
             delivery_hold_secs: int("DELIVERY_HOLD_SECS", 90)?.clamp(1, 900),
+            breaker_secs: int("AMOCRM_BREAKER_SECS", 600)?.clamp(0, 86_400),
             sync: sync_config(&lookup, amo_pipeline)?,
         })
     }

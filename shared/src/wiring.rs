@@ -97,7 +97,12 @@ fn logged_amo(
 ) -> Result<Arc<LoggedAmo>, InitError> {
     let client = AmoClient::new(&config.amo, tokens)?;
     let log = health_records(config, aws).map(|r| r as Arc<dyn CallLog>);
-    Ok(Arc::new(LoggedAmo::new(client, log)))
+    Ok(Arc::new(LoggedAmo::new(client, log, breaker(config))))
+}
+
+/// The circuit breaker's window (`AMOCRM_BREAKER_SECS`; 0 turns it off).
+fn breaker(config: &Config) -> Option<chrono::Duration> {
+    (config.breaker_secs > 0).then(|| chrono::Duration::seconds(config.breaker_secs))
 }
 
 fn work_queues(config: &Config, aws: &Aws) -> Arc<DynamoWorkQueues> {
@@ -234,6 +239,7 @@ pub fn maintenance_sync(config: &Config, aws: &Aws) -> Result<MaintenanceSync, I
     let logged = Arc::new(LoggedAmo::new(
         AmoClient::new(&config.amo, tokens.clone())?,
         log,
+        breaker(config),
     ));
     let worker = crm_worker_with(config, aws, logged.clone())?;
     Ok(MaintenanceSync {

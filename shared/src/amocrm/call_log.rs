@@ -38,6 +38,9 @@ pub struct AmoFailure {
     pub status: Option<u16>,
     pub message: String,
     pub hint: String,
+    /// How long amoCRM asked us to stay away (a 429's `retry_after`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
 }
 
 impl AmoFailure {
@@ -49,6 +52,19 @@ impl AmoFailure {
             status: error.status,
             message: error.message.clone(),
             hint: error.hint.clone(),
+            retry_after_secs: error.retry_after.map(|d| d.as_secs().max(1)),
+        }
+    }
+
+    /// Until when nobody should call amoCRM after this failure: a 403 (our address refused,
+    /// a ban) for the breaker's window, a 429 for as long as amoCRM asked.
+    fn holds_calls_until(&self, window: chrono::Duration) -> Option<DateTime<Utc>> {
+        match self.kind {
+            CrmErrorKind::Blocked => Some(self.at + window),
+            CrmErrorKind::RateLimited => self
+                .retry_after_secs
+                .map(|s| self.at + chrono::Duration::seconds(s as i64)),
+            _ => None,
         }
     }
 
@@ -91,7 +107,14 @@ struct Memo {
     failure_recorded: bool,
     last_success_write: Option<Instant>,
     last_failure_write: Option<(Instant, String)>,
+    /// The circuit breaker: no call until then, because of this failure.
+    held: Option<(DateTime<Utc>, AmoFailure)>,
+    /// When the shared record was last read for the breaker.
+    shared_read: Option<Instant>,
 }
+
+/// How often an instance reads the shared record to learn of another instance's 403 or 429.
+const BREAKER_READ_EVERY: Duration = Duration::from_secs(5);
 
 /// Notes each amoCRM call's outcome in a `CallLog`: a failure at once (the same failure at
 /// most once a minute), a success only after a failure or every ten minutes. Attached to the
@@ -100,6 +123,8 @@ struct Memo {
 pub struct CallRecorder {
     log: Arc<dyn CallLog>,
     memo: Mutex<Memo>,
+    /// The circuit breaker's window after a 403 (`None`: no breaker).
+    breaker: Option<chrono::Duration>,
 }
 
 impl CallRecorder {
@@ -107,14 +132,63 @@ impl CallRecorder {
         CallRecorder {
             log,
             memo: Mutex::new(Memo::default()),
+            breaker: None,
+        }
+    }
+
+    /// A circuit breaker shared through the log by every function and instance: after a 403
+    /// nobody calls amoCRM for `window` (every call would prolong a ban), after a 429 for as
+    /// long as amoCRM asked; a call in that time fails at once with the refusal's own error.
+    pub fn with_breaker(mut self, window: chrono::Duration) -> Self {
+        self.breaker = Some(window);
+        self
+    }
+
+    /// Before a call: the refusal while the breaker holds calls, else `Ok`.
+    pub async fn admit(&self) -> Result<(), CrmError> {
+        let Some(window) = self.breaker else {
+            return Ok(());
+        };
+        let stale = {
+            let memo = self.memo.lock().expect("memo lock");
+            memo.shared_read
+                .is_none_or(|t| t.elapsed() >= BREAKER_READ_EVERY)
+        };
+        if stale {
+            // Another instance's refusal counts as ours (best effort: unreadable = unknown).
+            let shared = self.log.calls().await.ok();
+            let mut memo = self.memo.lock().expect("memo lock");
+            memo.shared_read = Some(Instant::now());
+            if let Some(f) = shared.as_ref().and_then(AmoCalls::unresolved)
+                && let Some(until) = f.holds_calls_until(window)
+                && memo.held.as_ref().is_none_or(|(u, _)| *u < until)
+            {
+                memo.held = Some((until, f.clone()));
+            }
+        }
+        let memo = self.memo.lock().expect("memo lock");
+        match &memo.held {
+            Some((until, f)) if *until > Utc::now() => Err(held_error(f, *until)),
+            _ => Ok(()),
         }
     }
 
     /// `operation` names the call (`POST /api/v4/leads/complex`).
     pub async fn observe<T>(&self, operation: &str, result: &Result<T, CrmError>) {
         match result {
-            Ok(_) => self.succeeded().await,
-            Err(e) => self.failed(operation, e).await,
+            Ok(_) => {
+                self.memo.lock().expect("memo lock").held = None;
+                self.succeeded().await
+            }
+            Err(e) => {
+                if let Some(window) = self.breaker {
+                    let failure = AmoFailure::new(operation, e, Utc::now());
+                    if let Some(until) = failure.holds_calls_until(window) {
+                        self.memo.lock().expect("memo lock").held = Some((until, failure));
+                    }
+                }
+                self.failed(operation, e).await
+            }
         }
     }
 
@@ -162,6 +236,28 @@ impl CallRecorder {
     }
 }
 
+/// The error a call gets while the breaker holds calls: the refusal's own kind and hint.
+fn held_error(f: &AmoFailure, until: DateTime<Utc>) -> CrmError {
+    let mut e = CrmError::new(
+        f.kind,
+        format!(
+            "not sent: amoCRM answered {} to {} at {}; no call to amoCRM until {} (circuit breaker)",
+            f.status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "an error".into()),
+            f.operation,
+            f.at.format("%H:%M:%S UTC"),
+            until.format("%H:%M:%S UTC"),
+        ),
+        f.hint.clone(),
+    );
+    e.status = f.status;
+    if f.kind == CrmErrorKind::RateLimited {
+        e.retry_after = (until - Utc::now()).to_std().ok();
+    }
+    e
+}
+
 /// The functions' amoCRM client behind the domain's ports. Its calls are recorded by the
 /// client's `CallRecorder` (when the state table is configured), not here.
 pub struct LoggedAmo {
@@ -169,10 +265,21 @@ pub struct LoggedAmo {
 }
 
 impl LoggedAmo {
-    /// `inner` with `log` attached, so every call through it (and its clones) is recorded.
-    pub fn new(inner: AmoClient, log: Option<Arc<dyn CallLog>>) -> Self {
+    /// `inner` with `log` attached, so every call through it (and its clones) is recorded, and
+    /// with the shared circuit breaker of `breaker`'s window after a 403 (when given).
+    pub fn new(
+        inner: AmoClient,
+        log: Option<Arc<dyn CallLog>>,
+        breaker: Option<chrono::Duration>,
+    ) -> Self {
         let inner = match log {
-            Some(log) => inner.with_recorder(Arc::new(CallRecorder::new(log))),
+            Some(log) => {
+                let mut recorder = CallRecorder::new(log);
+                if let Some(window) = breaker {
+                    recorder = recorder.with_breaker(window);
+                }
+                inner.with_recorder(Arc::new(recorder))
+            }
             None => inner,
         };
         LoggedAmo { inner }
@@ -286,7 +393,7 @@ mod tests {
         .await;
         let (client, _) = client_for(&server, "tok");
         let log = Arc::new(MemoryCallLog::default());
-        let amo = LoggedAmo::new(client, Some(log.clone()));
+        let amo = LoggedAmo::new(client, Some(log.clone()), None);
 
         assert_eq!(amo.create_test_lead().await.unwrap(), 7);
         assert_eq!(amo.create_test_lead().await.unwrap(), 8);
@@ -336,6 +443,7 @@ mod tests {
                 ..crate::amocrm::RetryPolicy::fast()
             }),
             Some(log.clone()),
+            None,
         );
         // A clone used outside the domain ports (as the maintenance sync's adapter does).
         let bare = amo.client().clone();

@@ -188,6 +188,10 @@ impl AmoClient {
         options: CallOptions,
     ) -> Result<Option<Value>, CrmError> {
         let endpoint = format!("{method} {path}");
+        if let Some(recorder) = &self.recorder {
+            // While a 403 or 429 holds calls, nothing is sent: every call would prolong a ban.
+            recorder.admit().await?;
+        }
         let result = self
             .call(method, path, &endpoint, query, body, options)
             .await;

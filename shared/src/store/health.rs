@@ -66,6 +66,12 @@ pub(crate) fn failure_item(f: &AmoFailure) -> Item {
     if let Some(status) = f.status {
         item.insert("status".into(), AttributeValue::N(status.to_string()));
     }
+    if let Some(secs) = f.retry_after_secs {
+        item.insert(
+            "retry_after_secs".into(),
+            AttributeValue::N(secs.to_string()),
+        );
+    }
     item
 }
 
@@ -84,6 +90,10 @@ pub(crate) fn failure_from_item(item: &Item) -> Result<AmoFailure, StoreError> {
             .and_then(|v| v.parse().ok()),
         message: text(item, "message").unwrap_or_default(),
         hint: text(item, "hint").unwrap_or_default(),
+        retry_after_secs: item
+            .get("retry_after_secs")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok()),
     })
 }
 

@@ -935,3 +935,38 @@ async fn ses_down_for_an_hour_holds_no_lead_back_and_every_copy_goes_out_once_it
     assert_eq!(after.redrive.mails_sent, ids.len() as u64, "{after:?}");
     assert_nothing_lost_nothing_duplicated(&stack, "ses", &ids).await;
 }
+
+#[tokio::test]
+async fn after_amocrms_first_403_nobody_calls_it_until_the_window_passes_and_nothing_is_lost() {
+    let stack = stack_with(|o| {
+        o.stream_max_retries = 8;
+        o.config_overrides
+            .push(("AMOCRM_BREAKER_SECS".into(), "3".into()));
+    })
+    .await;
+    let ids = post_batch(&stack, "ban", 0..batch_size()).await;
+    // amoCRM bans us: its next answer is a 403.
+    inject(&stack, json!({"kind": "status", "status": 403, "count": 1})).await;
+    stack.sandbox.state.clear_requests();
+    stack.deliver_pending().await.unwrap();
+    let during = stack.sandbox.state.requests();
+    assert_eq!(
+        during.len(),
+        1,
+        "only the call that met the 403 reached amoCRM: {during:?}"
+    );
+    let leads = leads_store(&stack);
+    for id in &ids {
+        let l = leads.get(id).await.unwrap().unwrap();
+        assert_eq!(l.status, LeadStatus::Parked, "{id}");
+        assert!(l.delivery.blocked, "{:?}", l.delivery);
+    }
+    // The window passes; the next scheduled run finds amoCRM answering and re-drives them.
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
+    let report = stack
+        .sync_at(Utc::now(), &Budget::from_fn(|| Duration::from_secs(600)))
+        .await;
+    assert_eq!(report.redrive.unblocked, ids.len() as u64, "{report:?}");
+    stack.deliver_pending().await.unwrap();
+    assert_nothing_lost_nothing_duplicated(&stack, "ban", &ids).await;
+}

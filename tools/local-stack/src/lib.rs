@@ -230,6 +230,8 @@ impl LocalStack {
             ("MAIL_FROM", resources.mail_from.clone()),
             // A killed worker's lead is taken over within seconds, not minutes.
             ("DELIVERY_HOLD_SECS", "2".into()),
+            // After a 403 the functions hold their calls for a second, not ten minutes.
+            ("AMOCRM_BREAKER_SECS", "1".into()),
             (
                 "CORS_ORIGINS",
                 "http://localhost:8080,http://127.0.0.1:8080,https://td-rss.ru".into(),
