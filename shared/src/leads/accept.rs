@@ -102,23 +102,10 @@ pub fn new_lead_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::leads::{Intent, Source};
     use crate::store::MemoryLeadStore;
 
     fn request(name: &str) -> LeadRequest {
-        LeadRequest {
-            source: Source::Site,
-            intent: Intent::Service,
-            name: name.into(),
-            phone: Some("+79123456789".into()),
-            email: None,
-            telegram_id: None,
-            message: None,
-            equipment: None,
-            items: vec![],
-            page_url: None,
-            utm: Default::default(),
-        }
+        LeadRequest::site_service(name)
     }
 
     #[tokio::test]

@@ -433,7 +433,7 @@ mod tests {
 
     use super::*;
     use crate::amocrm::testkit::{CannedServer, client_for};
-    use crate::leads::{Intent, Lead, LeadRequest, Source};
+    use crate::leads::{Lead, LeadRequest};
     use crate::ports::{IdempotencyClaim, MailMessage};
     use crate::store::MemoryLeadStore;
 
@@ -460,19 +460,7 @@ mod tests {
         let lead = Lead {
             id: "01JMAILMAILMAILMAILMAILMAIL".into(),
             received_at: Utc::now(),
-            request: LeadRequest {
-                source: Source::Site,
-                intent: Intent::Parts,
-                name: "Иван".into(),
-                phone: Some("+79123456789".into()),
-                email: None,
-                telegram_id: None,
-                message: None,
-                equipment: None,
-                items: vec![],
-                page_url: None,
-                utm: Default::default(),
-            },
+            request: LeadRequest::site_service("Иван"),
         };
         let claim = IdempotencyClaim {
             key: "k".into(),

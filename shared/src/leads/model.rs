@@ -116,6 +116,24 @@ pub struct LeadRequest {
 }
 
 impl LeadRequest {
+    /// A site customer's service request with a phone only (the unit tests' fixture).
+    #[cfg(test)]
+    pub(crate) fn site_service(name: &str) -> Self {
+        LeadRequest {
+            source: Source::Site,
+            intent: Intent::Service,
+            name: name.into(),
+            phone: Some("+79123456789".into()),
+            email: None,
+            telegram_id: None,
+            message: None,
+            equipment: None,
+            items: vec![],
+            page_url: None,
+            utm: Default::default(),
+        }
+    }
+
     /// Cart total in kopecks.
     pub fn total_kopecks(&self) -> i64 {
         self.items.iter().map(CartItem::line_total_kopecks).sum()
