@@ -2,7 +2,6 @@
 
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
 
 /// A JSON response.
 pub fn json_response(status: u16, body: &Value) -> Response<Body> {
@@ -67,14 +66,6 @@ pub fn body_bytes(req: &Request) -> &[u8] {
         Body::Text(t) => t.as_bytes(),
         Body::Binary(b) => b,
         _ => &[],
-    }
-}
-
-/// Constant-time check of a presented secret against the expected one.
-pub fn secret_matches(expected: Option<&str>, presented: Option<&str>) -> bool {
-    match (expected, presented) {
-        (Some(e), Some(p)) if !e.is_empty() => e.as_bytes().ct_eq(p.as_bytes()).into(),
-        _ => false,
     }
 }
 

@@ -111,6 +111,16 @@ impl SecretStore for MemorySecrets {
     }
 }
 
+/// Constant-time check of a presented secret against the expected one (an empty expected
+/// secret matches nothing).
+pub fn secret_matches(expected: Option<&str>, presented: Option<&str>) -> bool {
+    use subtle::ConstantTimeEq;
+    match (expected, presented) {
+        (Some(e), Some(p)) if !e.is_empty() => e.as_bytes().ct_eq(p.as_bytes()).into(),
+        _ => false,
+    }
+}
+
 /// How long a function trusts the app secret it read before reading it again.
 pub const APP_SECRET_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 /// A credential that does not match is checked against a fresh read at most this often, so
@@ -200,7 +210,7 @@ impl AppSecretsSource {
         pick: impl Fn(&AppSecrets) -> Option<&str>,
         presented: Option<&str>,
     ) -> bool {
-        let matches = |s: &AppSecrets| crate::api::http::secret_matches(pick(s), presented);
+        let matches = |s: &AppSecrets| secret_matches(pick(s), presented);
         if matches(self.current().await.as_ref()) {
             return true;
         }
