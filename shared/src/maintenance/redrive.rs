@@ -12,7 +12,7 @@ use tracing::info;
 use super::run::{Budget, StepEnd, SyncError};
 use crate::amocrm::CrmErrorKind;
 use crate::leads::LeadStatus;
-use crate::leads::deliver::{Deliverer, Outcome};
+use crate::leads::deliver::Outcome;
 use crate::ops::parked::{RedriveOutcome, WorkKind, WorkQueues};
 use crate::passport::events::EventOutcome;
 use crate::ports::CrmReachability;
@@ -69,7 +69,7 @@ impl Redriver<'_> {
 
     /// Sales copies SES did not take: each run tries them again (the lead is in amoCRM).
     async fn mails(&self, budget: &Budget, stats: &mut RedriveStats) -> Result<StepEnd, SyncError> {
-        let deliverer = self.deliverer();
+        let deliverer = self.worker.deliverer();
         for lead in self
             .worker
             .store
@@ -88,16 +88,6 @@ impl Redriver<'_> {
             }
         }
         Ok(StepEnd::Done)
-    }
-
-    fn deliverer(&self) -> Deliverer<'_> {
-        Deliverer {
-            store: self.worker.store.as_ref(),
-            crm: self.worker.crm.as_ref(),
-            notifier: self.worker.notifier.as_ref(),
-            mail: &self.worker.mail,
-            hold: self.worker.hold,
-        }
     }
 
     /// Work parked because amoCRM refused our address goes back to pending once amoCRM
@@ -153,7 +143,7 @@ impl Redriver<'_> {
         stats: &mut RedriveStats,
     ) -> Result<StepEnd, SyncError> {
         let cutoff = now - self.after;
-        let deliverer = self.deliverer();
+        let deliverer = self.worker.deliverer();
         let stale = self
             .worker
             .store

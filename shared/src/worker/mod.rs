@@ -68,16 +68,21 @@ pub fn pending_lead_id(record: &EventRecord) -> Option<String> {
 }
 
 impl CrmWorker {
-    /// Delivers each pending lead of the batch in order. A failure that a retry can fix is
-    /// reported for its record only; the others are delivered anyway.
-    pub async fn handle(&self, event: Event) -> DynamoDbEventResponse {
-        let deliverer = Deliverer {
+    /// The lead delivery this worker runs (the sync's re-drive runs the same one).
+    pub fn deliverer(&self) -> Deliverer<'_> {
+        Deliverer {
             store: self.store.as_ref(),
             crm: self.crm.as_ref(),
             notifier: self.notifier.as_ref(),
             mail: &self.mail,
             hold: self.hold,
-        };
+        }
+    }
+
+    /// Delivers each pending lead of the batch in order. A failure that a retry can fix is
+    /// reported for its record only; the others are delivered anyway.
+    pub async fn handle(&self, event: Event) -> DynamoDbEventResponse {
+        let deliverer = self.deliverer();
         let mut response = DynamoDbEventResponse::default();
         for record in &event.records {
             let retry = match work_of(record) {
