@@ -125,6 +125,9 @@ pub struct Config {
     pub delivery_hold_secs: i64,
     /// `AMOCRM_BREAKER_SECS`: after a 403 no function calls amoCRM for this long (0 = off).
     pub breaker_secs: i64,
+    /// `AMOCRM_ACCOUNT_RPS`: the integration's limit, held across every function and instance
+    /// through the state table (0 = each process paces itself only, by `AMOCRM_RPS`).
+    pub account_rps: u32,
     pub sync: SyncConfig,
 }
 
@@ -234,6 +237,7 @@ impl Config {
             idempotency_ttl_secs: int("IDEMPOTENCY_TTL_SECS", 86_400)?,
             delivery_hold_secs: int("DELIVERY_HOLD_SECS", 90)?.clamp(1, 900),
             breaker_secs: int("AMOCRM_BREAKER_SECS", 600)?.clamp(0, 86_400),
+            account_rps: int("AMOCRM_ACCOUNT_RPS", 7)?.clamp(0, 7) as u32,
             sync: sync_config(&lookup, amo_pipeline)?,
         })
     }

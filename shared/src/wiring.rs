@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 
-use crate::amocrm::AmoClient;
 use crate::amocrm::call_log::{CallLog, LoggedAmo};
 use crate::amocrm::maintenance::AmoMaintenance;
 use crate::amocrm::oauth::{ClientSecretSource, RefreshDeps, TokenEndpoint, TokenProvider};
+use crate::amocrm::{AccountPacer, AmoClient, RequestPacing};
 use crate::api::LeadIngestApi;
 use crate::api::http::Cors;
 use crate::api::oauth::OAuthFlow;
@@ -70,7 +70,7 @@ pub fn token_provider(config: &Config, aws: &Aws) -> Result<Arc<TokenProvider>, 
     let mut provider = TokenProvider::new(secrets.clone(), config.token_secret_id.clone());
     if let Some(table) = &config.state_table {
         provider = provider.with_refresh(RefreshDeps {
-            endpoint: TokenEndpoint::new(&config.amo, &config.oauth)?,
+            endpoint: token_endpoint(config, aws)?,
             client_secret: ClientSecretSource::new(secrets, config.app_secret_id.clone()),
             state: Arc::new(DynamoStateStore::new(aws.dynamodb.clone(), table)),
             notifier: Arc::new(SesNotifier::new(aws.ses.clone(), &config.mail_from)),
@@ -78,6 +78,52 @@ pub fn token_provider(config: &Config, aws: &Aws) -> Result<Arc<TokenProvider>, 
         });
     }
     Ok(Arc::new(provider))
+}
+
+/// The account-wide amoCRM rate limit (`AMOCRM_ACCOUNT_RPS`, slots in the state table) with
+/// this process's share (`requests_per_second`) inside it; `None` without the state table
+/// or with the limit turned off (each process then paces itself only).
+fn account_pacing(
+    config: &Config,
+    requests_per_second: u32,
+    aws: &Aws,
+) -> Option<Arc<dyn RequestPacing>> {
+    let table = config
+        .state_table
+        .as_ref()
+        .filter(|_| config.account_rps > 0)?;
+    let slots = Arc::new(DynamoStateStore::new(aws.dynamodb.clone(), table));
+    Some(Arc::new(AccountPacer::new(
+        slots,
+        config.account_rps,
+        requests_per_second,
+    )))
+}
+
+/// An amoCRM API client for `amo` (the config's, or an operator's slower copy), paced
+/// account-wide where the state table is configured.
+fn amo_client(
+    config: &Config,
+    amo: &crate::config::AmoConfig,
+    tokens: Arc<TokenProvider>,
+    aws: &Aws,
+) -> Result<AmoClient, InitError> {
+    let client = AmoClient::new(amo, tokens)?;
+    Ok(match account_pacing(config, amo.requests_per_second, aws) {
+        Some(pacing) => client.with_pacing(pacing),
+        None => client,
+    })
+}
+
+/// The token endpoint, whose calls count towards the same account-wide limit.
+fn token_endpoint(config: &Config, aws: &Aws) -> Result<TokenEndpoint, InitError> {
+    let endpoint = TokenEndpoint::new(&config.amo, &config.oauth)?;
+    Ok(
+        match account_pacing(config, config.amo.requests_per_second, aws) {
+            Some(pacing) => endpoint.with_pacing(pacing),
+            None => endpoint,
+        },
+    )
 }
 
 /// The health records in the state table (last amoCRM error and success, last sync run).
@@ -95,7 +141,7 @@ fn logged_amo(
     tokens: Arc<TokenProvider>,
     aws: &Aws,
 ) -> Result<Arc<LoggedAmo>, InitError> {
-    let client = AmoClient::new(&config.amo, tokens)?;
+    let client = amo_client(config, &config.amo, tokens, aws)?;
     let log = health_records(config, aws).map(|r| r as Arc<dyn CallLog>);
     Ok(Arc::new(LoggedAmo::new(client, log, breaker(config))))
 }
@@ -237,7 +283,7 @@ pub fn maintenance_sync(config: &Config, aws: &Aws) -> Result<MaintenanceSync, I
     // Failures of the sync's calls show in GET /health like the worker's.
     let log = health_records(config, aws).map(|r| r as Arc<dyn CallLog>);
     let logged = Arc::new(LoggedAmo::new(
-        AmoClient::new(&config.amo, tokens.clone())?,
+        amo_client(config, &config.amo, tokens.clone(), aws)?,
         log,
         breaker(config),
     ));
@@ -291,7 +337,7 @@ pub async fn webhook_receiver(config: &Config, aws: &Aws) -> Result<WebhookRecei
                 aws.secret_store(),
                 config.app_secret_id.clone(),
             ),
-            endpoint: TokenEndpoint::new(&config.amo, &config.oauth)?,
+            endpoint: token_endpoint(config, aws)?,
             authorize_url: config.oauth.authorize_url.clone(),
             app_secrets: Arc::clone(&secrets),
         })),
@@ -347,7 +393,7 @@ pub async fn operator_tools(config: &Config, aws: &Aws) -> Result<OperatorTools,
     let mut amo = config.amo.clone();
     amo.requests_per_second = amo.requests_per_second.min(OPERATOR_RPS);
     Ok(OperatorTools {
-        amo: AmoClient::new(&amo, tokens.clone())?,
+        amo: amo_client(config, &amo, tokens.clone(), aws)?,
         tokens,
         work: work_queues(config, aws),
         app_secrets: load_app_secrets(aws.secret_store().as_ref(), &config.app_secret_id).await,

@@ -13,6 +13,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 use serde_json::Value;
 use tokio::time::{Instant, sleep};
 
+use super::account_pacing::RequestPacing;
 use super::error::{CrmError, CrmErrorKind, FailedResponse, NetworkFailure, ResponseContext};
 use super::pacing::Pacer;
 use crate::config::AmoConfig;
@@ -84,7 +85,8 @@ pub struct AmoClient {
     http: reqwest::Client,
     cfg: Arc<AmoConfig>,
     tokens: Arc<dyn TokenSource>,
-    pacer: Arc<Pacer>,
+    /// This process's pacer, or the account-wide one (`with_pacing`).
+    pacer: Arc<dyn RequestPacing>,
     retry: RetryPolicy,
     /// Where each call's outcome is noted for `GET /health` (shared by clones).
     recorder: Option<Arc<super::call_log::CallRecorder>>,
@@ -161,8 +163,11 @@ impl AmoClient {
         &self.cfg
     }
 
-    pub fn pacer(&self) -> Arc<Pacer> {
-        Arc::clone(&self.pacer)
+    /// Every request of this client (and its clones) started by `pacing` instead of the
+    /// process's own pacer: the account-wide limit.
+    pub fn with_pacing(mut self, pacing: Arc<dyn RequestPacing>) -> Self {
+        self.pacer = pacing;
+        self
     }
 
     /// One API call: `path` starts with `/api/v4/`. `Ok(None)` for 204 No Content (amoCRM's
@@ -226,7 +231,7 @@ impl AmoClient {
         let mut rate_limits = 0u32;
         loop {
             attempt += 1;
-            self.pacer.wait().await;
+            self.pacer.wait_turn().await;
             let started = Instant::now();
             let result = self
                 .send_once(&method, &url, query, body, &token, endpoint)

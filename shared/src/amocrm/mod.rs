@@ -2,6 +2,7 @@
 //! sources (long-lived and OAuth with refresh) and the `Crm` port implementation used by lead
 //! delivery.
 
+pub mod account_pacing;
 pub mod admin;
 pub mod call_log;
 pub mod client;
@@ -18,6 +19,7 @@ pub mod webhook;
 #[cfg(test)]
 pub(crate) mod testkit;
 
+pub use account_pacing::{AccountPacer, RequestPacing, SlotClaims};
 pub use client::{AmoClient, CallOptions, RetryPolicy};
 pub use error::{CrmError, CrmErrorKind, ValidationError, oauth_error};
 pub use oauth::{TokenHealth, TokenProvider};

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::account_pacing::RequestPacing;
 use super::error::{CrmError, NetworkFailure, Problem, oauth_error};
 use super::token::TokenSecret;
 use crate::config::{AmoConfig, OAuthConfig};
@@ -134,6 +135,8 @@ pub struct TokenEndpoint {
     amo: Arc<AmoConfig>,
     /// `AMOCRM_OAUTH_BASE_URL` (local sandbox) instead of the account's domain.
     base_override: Option<String>,
+    /// The token endpoint counts towards the integration's rate limit like the API.
+    pacing: Option<Arc<dyn RequestPacing>>,
 }
 
 impl std::fmt::Debug for TokenEndpoint {
@@ -166,7 +169,14 @@ impl TokenEndpoint {
             http,
             amo: Arc::new(amo.clone()),
             base_override: oauth.token_base_url.clone(),
+            pacing: None,
         })
+    }
+
+    /// Every token request waits for its turn at `pacing` (the account-wide limit).
+    pub fn with_pacing(mut self, pacing: Arc<dyn RequestPacing>) -> Self {
+        self.pacing = Some(pacing);
+        self
     }
 
     pub fn config(&self) -> &AmoConfig {
@@ -229,6 +239,9 @@ impl TokenEndpoint {
     ) -> Result<TokenPair, TokenError> {
         const ENDPOINT: &str = "POST /oauth2/access_token";
         let url = format!("{}/oauth2/access_token", base.trim_end_matches('/'));
+        if let Some(pacing) = &self.pacing {
+            pacing.wait_turn().await;
+        }
         let sent = self
             .http
             .post(&url)

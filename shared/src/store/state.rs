@@ -5,6 +5,7 @@
 //! - `OAUTH_STATE#<state>`: a nonce handed out by `GET /oauth/start`, taken once by the redirect.
 //! - `LEASE#<name>`: who may refresh the amoCRM token right now (refresh tokens are single-use).
 //! - `TOKEN_HEALTH`: whether the token needs re-authorization, why, and when it last refreshed.
+//! - `RATE#<slot>`: an amoCRM request slot taken by one caller (the account-wide rate limit).
 //! - `NOTICE#<key>`: a warning that was mailed (e.g. a long-lived token's expiry 7 days ahead),
 //!   so each goes out once however many runs see its reason.
 
@@ -19,12 +20,14 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::attr::{Item, conditional_put, n, s, time_text, unavailable};
+use crate::amocrm::SlotClaims;
 use crate::ports::StoreError;
 
 pub const OAUTH_STATE_PREFIX: &str = "OAUTH_STATE#";
 pub const LEASE_PREFIX: &str = "LEASE#";
 pub const TOKEN_HEALTH_KEY: &str = "TOKEN_HEALTH";
 pub const NOTICE_PREFIX: &str = "NOTICE#";
+pub const RATE_PREFIX: &str = "RATE#";
 
 /// What taking an OAuth state nonce found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -345,6 +348,23 @@ impl StateStore for DynamoStateStore {
             .await
             .map(|_| ())
             .map_err(unavailable)
+    }
+}
+
+/// One conditional write per amoCRM request: the slot is this caller's unless it exists.
+#[async_trait]
+impl SlotClaims for DynamoStateStore {
+    async fn claim_slot(&self, index: i64, keep_secs: i64) -> Result<bool, StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("{RATE_PREFIX}{index}")))
+            .item("expires_at", n(Utc::now().timestamp() + keep_secs))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        conditional_put(put)
     }
 }
 

@@ -1,4 +1,5 @@
-//! amoCRM's request limits: at most N requests per token in any sliding second (429 beyond),
+//! amoCRM's request limits: at most N requests per integration (all its tokens and its token
+//! endpoint calls together) in any sliding second (429 beyond),
 //! and a ban (every API call 403) for a client that keeps hitting 429s.
 
 use std::collections::{HashMap, VecDeque};
@@ -13,7 +14,7 @@ pub enum Verdict {
 
 #[derive(Debug, Default)]
 pub struct Limiter {
-    /// Times (ms) of the accepted requests of each token within the last second.
+    /// Times (ms) of the accepted requests of each integration within the last second.
     windows: HashMap<String, VecDeque<i64>>,
     /// Times (ms) of the 429s answered within the last minute.
     strikes: VecDeque<i64>,
@@ -40,9 +41,10 @@ impl Limiter {
         self.banned_until_ms
     }
 
-    /// Counts a request of `token`; only accepted requests occupy the window.
-    pub fn admit(&mut self, token: &str, now_ms: i64, per_second: u32) -> Verdict {
-        let window = self.windows.entry(token.to_string()).or_default();
+    /// Counts a request of `integration` (its client id); only accepted requests occupy
+    /// the window.
+    pub fn admit(&mut self, integration: &str, now_ms: i64, per_second: u32) -> Verdict {
+        let window = self.windows.entry(integration.to_string()).or_default();
         while window.front().is_some_and(|&t| t <= now_ms - WINDOW_MS) {
             window.pop_front();
         }

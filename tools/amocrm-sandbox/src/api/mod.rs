@@ -75,12 +75,42 @@ pub fn router(sb: Sb) -> Router {
                 .post(subscriptions::subscribe)
                 .delete(subscriptions::unsubscribe),
         )
-        .route("/oauth2/access_token", post(oauth::token))
+        .route(TOKEN_PATH, post(oauth::token))
         .merge(control::router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(sb.clone(), gate))
         .with_state(sb)
+}
+
+/// amoCRM's token endpoint.
+const TOKEN_PATH: &str = "/oauth2/access_token";
+
+/// The rate limit's verdict on a request that may proceed otherwise. The limit is the
+/// integration's: every token it was granted and its calls to the token endpoint share one
+/// window (the sandbox serves one integration, `cfg.client_id`).
+fn rate_limited(
+    st: &mut crate::state::State,
+    cfg: &crate::config::SandboxConfig,
+    now_ms: i64,
+    hold: Option<(u64, bool)>,
+) -> Admission {
+    match st
+        .limiter
+        .admit(&cfg.client_id, now_ms, cfg.requests_per_second)
+    {
+        Verdict::Allowed => Admission::Proceed { hold },
+        Verdict::TooMany => {
+            st.limiter.strike(now_ms, cfg.ban_after_429s, cfg.ban_secs);
+            Admission::Answer(
+                ApiError::TooManyRequests {
+                    json: false,
+                    retry_after: None,
+                }
+                .into_response(),
+            )
+        }
+    }
 }
 
 /// What the gate decided before the handler runs.
@@ -155,24 +185,12 @@ async fn gate(State(sb): State<Sb>, req: Request, next: Next) -> Response {
                 let checked =
                     auth::check(token.as_ref().and_then(|t| st.grants.get(t)), now_ms / 1000);
                 match (checked, &token) {
-                    (Ok(_), Some(t)) => {
-                        match st.limiter.admit(t, now_ms, sb.cfg.requests_per_second) {
-                            Verdict::Allowed => Admission::Proceed { hold },
-                            Verdict::TooMany => {
-                                st.limiter
-                                    .strike(now_ms, sb.cfg.ban_after_429s, sb.cfg.ban_secs);
-                                Admission::Answer(
-                                    ApiError::TooManyRequests {
-                                        json: false,
-                                        retry_after: None,
-                                    }
-                                    .into_response(),
-                                )
-                            }
-                        }
-                    }
+                    (Ok(_), Some(_)) => rate_limited(&mut st, &sb.cfg, now_ms, hold),
                     _ => Admission::Answer(ApiError::Unauthorized.into_response()),
                 }
+            }
+            Admission::Proceed { hold } if path == TOKEN_PATH => {
+                rate_limited(&mut st, &sb.cfg, now_ms, hold)
             }
             other => other,
         };

@@ -119,20 +119,35 @@ async fn more_than_seven_requests_in_a_second_get_an_html_429() {
 }
 
 #[tokio::test]
-async fn the_limit_is_per_token() {
+async fn the_limit_is_the_integrations_every_token_and_the_token_endpoint_together() {
     let env = start_with(SandboxConfig {
-        requests_per_second: 2,
+        requests_per_second: 3,
         ..test_config()
     })
     .await;
     let other = env.handle().new_long_lived_token(env.handle().now() + 3600);
     assert_eq!(env.get("/api/v4/account").await.status, 200);
-    assert_eq!(env.get("/api/v4/account").await.status, 200);
-    assert_eq!(env.get("/api/v4/account").await.status, 429);
     let by_other = env
         .send(env.http.get(env.url("/api/v4/account")).bearer_auth(&other))
         .await;
     assert_eq!(by_other.status, 200);
+    // A token request (even a refused one) takes the third place of the second...
+    let token = env
+        .send(env.http.post(env.url("/oauth2/access_token")).body("{}"))
+        .await;
+    assert_eq!(token.status, 400);
+    // ...so neither token, nor the token endpoint, gets a fourth.
+    assert_eq!(env.get("/api/v4/account").await.status, 429);
+    let by_other = env
+        .send(env.http.get(env.url("/api/v4/account")).bearer_auth(&other))
+        .await;
+    assert_eq!(by_other.status, 429);
+    let token = env
+        .send(env.http.post(env.url("/oauth2/access_token")).body("{}"))
+        .await;
+    assert_eq!(token.status, 429);
+    env.handle().advance_clock(Duration::from_millis(1_001));
+    assert_eq!(env.get("/api/v4/account").await.status, 200);
 }
 
 #[tokio::test]
