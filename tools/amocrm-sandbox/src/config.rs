@@ -8,7 +8,8 @@ pub struct SandboxConfig {
     pub account_id: i64,
     /// Technical subdomain; webhooks name the account `https://{subdomain}.amocrm.ru`.
     pub subdomain: String,
-    /// Accepted requests per token within any sliding second (amoCRM: 7 per integration).
+    /// Accepted requests per integration (all its tokens and token endpoint calls) within any
+    /// sliding second (amoCRM: 7).
     pub requests_per_second: u32,
     /// More 429 answers than this within 60 s bans the client.
     pub ban_after_429s: u32,
