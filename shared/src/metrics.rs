@@ -27,6 +27,8 @@ pub enum Metric {
     AmoCrm401,
     AmoCrm429,
     AmoCrmNetworkErrors,
+    /// A refusal incident (403) began: counted once across all functions.
+    AmoCrmRefused,
     TokenRefreshes,
     TokenRefreshFailures,
     SyncRuns,
@@ -55,6 +57,7 @@ impl Metric {
             Metric::AmoCrm401 => "AmoCrm401",
             Metric::AmoCrm429 => "AmoCrm429",
             Metric::AmoCrmNetworkErrors => "AmoCrmNetworkErrors",
+            Metric::AmoCrmRefused => "AmoCrmRefused",
             Metric::TokenRefreshes => "TokenRefreshes",
             Metric::TokenRefreshFailures => "TokenRefreshFailures",
             Metric::SyncRuns => "SyncRuns",

@@ -439,6 +439,9 @@ pub struct ChangedLeadsQuery {
     /// 1-based.
     pub page: u32,
     pub pipelines: Vec<i64>,
+    /// Ordered by deal id instead of `updated_at`: a stable order for paging through deals
+    /// that share a second.
+    pub by_id: bool,
 }
 
 /// A page of changed deals.

@@ -99,6 +99,9 @@ pub trait CallLog: Send + Sync {
     async fn record_failure(&self, failure: &AmoFailure) -> Result<(), StoreError>;
     async fn record_success(&self, at: DateTime<Utc>) -> Result<(), StoreError>;
     async fn calls(&self) -> Result<AmoCalls, StoreError>;
+    /// Marks refusal incident `key` as announced: true for the first caller only, so one
+    /// incident raises one alert whichever function or instance meets it.
+    async fn open_incident(&self, key: &str) -> Result<bool, StoreError>;
 }
 
 #[derive(Default)]
@@ -111,6 +114,8 @@ struct Memo {
     held: Option<(DateTime<Utc>, AmoFailure)>,
     /// When the shared record was last read for the breaker.
     shared_read: Option<Instant>,
+    /// The refusal incident this instance saw announced (its key).
+    announced: Option<String>,
 }
 
 /// How often an instance reads the shared record to learn of another instance's 403 or 429.
@@ -177,8 +182,10 @@ impl CallRecorder {
     pub async fn observe<T>(&self, operation: &str, result: &Result<T, CrmError>) {
         match result {
             Ok(_) => {
-                self.memo.lock().expect("memo lock").held = None;
-                self.succeeded().await
+                // A success after a refusal ends the incident for everyone: it is recorded at
+                // once, so the next refusal counts as a new one.
+                let ended = self.memo.lock().expect("memo lock").held.take().is_some();
+                self.succeeded(ended).await
             }
             Err(e) => {
                 if let Some(window) = self.breaker {
@@ -192,10 +199,11 @@ impl CallRecorder {
         }
     }
 
-    async fn succeeded(&self) {
+    async fn succeeded(&self, incident_ended: bool) {
         let due = {
             let memo = self.memo.lock().expect("memo lock");
-            memo.failure_recorded
+            incident_ended
+                || memo.failure_recorded
                 || memo
                     .last_success_write
                     .is_none_or(|t| t.elapsed() >= SUCCESS_EVERY)
@@ -214,6 +222,9 @@ impl CallRecorder {
     }
 
     async fn failed(&self, operation: &str, error: &CrmError) {
+        if error.kind == CrmErrorKind::Blocked {
+            self.announce(operation, error).await;
+        }
         let signature = format!("{operation}/{:?}/{:?}", error.kind, error.status);
         let repeat = {
             let memo = self.memo.lock().expect("memo lock");
@@ -232,6 +243,43 @@ impl CallRecorder {
                 memo.last_failure_write = Some((Instant::now(), signature));
             }
             Err(e) => warn!(error = %e, "amoCRM call failure not recorded"),
+        }
+    }
+}
+
+impl CallRecorder {
+    /// The one alert of a refusal incident. An incident is the refusals since the last
+    /// recorded success: its key is that success's time, so every instance names it alike.
+    async fn announce(&self, operation: &str, error: &CrmError) {
+        let key = match self.log.calls().await {
+            Ok(calls) => calls
+                .last_success_at
+                .map(|t| format!("after-{}", t.timestamp_millis()))
+                .unwrap_or_else(|| "first".to_string()),
+            Err(e) => {
+                warn!(error = %e, "amoCRM refusal incident not checked");
+                return;
+            }
+        };
+        if self.memo.lock().expect("memo lock").announced.as_deref() == Some(&key) {
+            return;
+        }
+        match self.log.open_incident(&key).await {
+            Ok(first) => {
+                self.memo.lock().expect("memo lock").announced = Some(key.clone());
+                if first {
+                    crate::metrics::count(crate::metrics::Metric::AmoCrmRefused);
+                    tracing::error!(
+                        alert = true,
+                        incident = %key,
+                        operation,
+                        status = error.status,
+                        hint = %error.hint,
+                        "amoCRM refuses our calls: every function holds them, leads wait pending"
+                    );
+                }
+            }
+            Err(e) => warn!(error = %e, "amoCRM refusal incident not recorded"),
         }
     }
 }
@@ -346,12 +394,18 @@ impl CrmReachability for LoggedAmo {
 #[derive(Default)]
 pub struct MemoryCallLog {
     inner: Mutex<(AmoCalls, usize)>,
+    incidents: Mutex<Vec<String>>,
 }
 
 impl MemoryCallLog {
     /// How many records were written.
     pub fn writes(&self) -> usize {
         self.inner.lock().expect("lock").1
+    }
+
+    /// The refusal incidents announced, in order.
+    pub fn incidents(&self) -> Vec<String> {
+        self.incidents.lock().expect("lock").clone()
     }
 }
 
@@ -373,6 +427,15 @@ impl CallLog for MemoryCallLog {
 
     async fn calls(&self) -> Result<AmoCalls, StoreError> {
         Ok(self.inner.lock().expect("lock").0.clone())
+    }
+
+    async fn open_incident(&self, key: &str) -> Result<bool, StoreError> {
+        let mut incidents = self.incidents.lock().expect("lock");
+        if incidents.iter().any(|k| k == key) {
+            return Ok(false);
+        }
+        incidents.push(key.to_string());
+        Ok(true)
     }
 }
 
@@ -456,6 +519,30 @@ mod tests {
             (failure.operation.as_str(), failure.status),
             ("GET /api/v4/leads", Some(503))
         );
+    }
+
+    #[tokio::test]
+    async fn a_refusal_incident_raises_one_alert_across_instances_and_a_success_ends_it() {
+        let forbidden = || Canned::json(403, r#"{"title":"Forbidden","status":403}"#);
+        let ok = || Canned::json(200, r#"{"_embedded":{"leads":[{"id":7}]}}"#);
+        let a = CannedServer::start(vec![forbidden(), forbidden(), ok()]).await;
+        let b = CannedServer::start(vec![forbidden(), forbidden()]).await;
+        let log = Arc::new(MemoryCallLog::default());
+        // Two instances of two functions, one shared record.
+        let first = LoggedAmo::new(client_for(&a, "tok").0, Some(log.clone()), None);
+        let second = LoggedAmo::new(client_for(&b, "tok").0, Some(log.clone()), None);
+
+        first.create_test_lead().await.unwrap_err();
+        first.create_test_lead().await.unwrap_err();
+        second.create_test_lead().await.unwrap_err();
+        assert_eq!(log.incidents(), ["first"], "three refusals, one incident");
+
+        // amoCRM answers again; the next refusal is a new incident, announced once more.
+        assert_eq!(first.create_test_lead().await.unwrap(), 7);
+        second.create_test_lead().await.unwrap_err();
+        let incidents = log.incidents();
+        assert_eq!(incidents.len(), 2, "{incidents:?}");
+        assert!(incidents[1].starts_with("after-"));
     }
 
     #[test]

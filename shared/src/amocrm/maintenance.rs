@@ -70,7 +70,14 @@ impl MaintenanceCrm for AmoMaintenance {
     async fn changed_leads(&self, q: &ChangedLeadsQuery) -> Result<Option<ChangedLeads>, CrmError> {
         let mut query: Vec<(&str, String)> = vec![
             ("filter[updated_at][from]", q.updated_from.to_string()),
-            ("order[updated_at]", "asc".into()),
+            (
+                if q.by_id {
+                    "order[id]"
+                } else {
+                    "order[updated_at]"
+                },
+                "asc".into(),
+            ),
             ("limit", PAGE.to_string()),
             ("page", q.page.max(1).to_string()),
         ];

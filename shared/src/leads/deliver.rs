@@ -57,13 +57,24 @@ pub enum Outcome {
     },
     /// Another runner is delivering it: a retry finds it done.
     Busy,
+    /// amoCRM refuses our address (a ban, the IP whitelist): the lead stays pending, marked
+    /// blocked, and the sync delivers it once amoCRM answers again. The record needs no retry.
+    Waiting {
+        error: String,
+        hint: String,
+    },
 }
+
+/// A lead refused with 403 this many times although amoCRM answered in between is parked for
+/// an operator: the refusal is about this lead (the token user's rights), not our address.
+pub const MAX_BLOCKED_ATTEMPTS: u32 = 5;
 
 /// Why a step failed, as the delivery loop needs to know it.
 enum StepError {
     Transient(String, String),
     Permanent(String, String),
-    /// amoCRM refuses our address: parked, and re-driven by the sync once it answers again.
+    /// amoCRM refuses our address: the lead waits, and the sync delivers it once amoCRM
+    /// answers again.
     Blocked(String, String),
     /// Our hold lapsed and another runner took the lead: it carries on, we stop.
     Lost,
@@ -249,6 +260,28 @@ impl Deliverer<'_> {
                     )
                     .await;
                 Outcome::Retry { reason: err }
+            }
+            Err(StepError::Blocked(err, hint)) if delivery.attempts <= MAX_BLOCKED_ATTEMPTS => {
+                // One incident, one alert (the call recorder's); the lead just waits.
+                warn!(lead_id, error = %err, "amoCRM refuses our address; the lead waits pending");
+                delivery.last_error = Some(err.clone());
+                delivery.hint = Some(hint.clone());
+                delivery.blocked = true;
+                if let Err(e) = self
+                    .store
+                    .save_delivery(
+                        lead_id,
+                        LeadStatus::Pending,
+                        &delivery,
+                        Some(self.held(runner, true)),
+                    )
+                    .await
+                {
+                    return Outcome::Retry {
+                        reason: e.to_string(),
+                    };
+                }
+                Outcome::Waiting { error: err, hint }
             }
             Err(failure @ (StepError::Permanent(..) | StepError::Blocked(..))) => {
                 let (err, hint, blocked) = match failure {
@@ -562,5 +595,73 @@ mod tests {
         assert_eq!(after.status, LeadStatus::Delivered);
         assert!(after.delivery.mailed_at.is_some());
         assert_eq!(*ses.sent.lock().unwrap(), 1);
+    }
+
+    /// A new lead delivered against amoCRM answering 403 to everything, after `attempts`
+    /// earlier attempts.
+    async fn refused_with(attempts: u32) -> (Outcome, StoredLead) {
+        let forbidden = r#"{"title":"Forbidden","status":403}"#;
+        let server = CannedServer::start(
+            (0..4)
+                .map(|_| crate::amocrm::testkit::Canned::json(403, forbidden))
+                .collect(),
+        )
+        .await;
+        let crm = client_for(&server, "tok").0;
+        let store = MemoryLeadStore::default();
+        let lead = Lead {
+            id: "01JBLOCKBLOCKBLOCKBLOCKBLOC".into(),
+            received_at: Utc::now(),
+            request: LeadRequest::site_service("Иван"),
+        };
+        let claim = IdempotencyClaim {
+            key: "k".into(),
+            expires_at: Utc::now() + chrono::Duration::hours(1),
+        };
+        store.insert(&lead, &claim).await.unwrap();
+        let d = Delivery {
+            attempts,
+            ..Delivery::default()
+        };
+        store
+            .save_delivery(&lead.id, LeadStatus::Pending, &d, None)
+            .await
+            .unwrap();
+        let ses = Ses {
+            error: None,
+            sent: Mutex::new(0),
+        };
+        let mail = MailSettings {
+            sales_mailbox: "zakaz@tdrusstankosbyt.ru".into(),
+            amo_base_url: server.base_url.clone(),
+        };
+        let outcome = Deliverer {
+            store: &store,
+            crm: &crm,
+            notifier: &ses,
+            mail: &mail,
+            hold: chrono::Duration::seconds(5),
+        }
+        .deliver(&lead.id)
+        .await;
+        (outcome, store.get(&lead.id).await.unwrap().unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_lead_refused_with_403_waits_pending_marked_blocked_instead_of_being_parked() {
+        let (outcome, after) = refused_with(0).await;
+        assert!(matches!(outcome, Outcome::Waiting { .. }), "{outcome:?}");
+        assert_eq!(after.status, LeadStatus::Pending);
+        assert!(after.delivery.blocked);
+        assert!(after.delivery.hint.is_some());
+        assert_eq!(after.delivery.attempts, 1);
+    }
+
+    #[tokio::test]
+    async fn a_lead_refused_again_and_again_while_amocrm_answers_is_parked_for_an_operator() {
+        let (outcome, after) = refused_with(MAX_BLOCKED_ATTEMPTS).await;
+        assert!(matches!(outcome, Outcome::Parked { .. }), "{outcome:?}");
+        assert_eq!(after.status, LeadStatus::Parked);
+        assert!(after.delivery.blocked);
     }
 }

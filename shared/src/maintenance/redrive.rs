@@ -3,7 +3,8 @@
 //! `EventProcessor` crm-worker uses. Parked ones wait for an operator and are left alone —
 //! except those parked because amoCRM refused our address (IP whitelist, ban): once one cheap
 //! call shows amoCRM answering again, they are set back to pending and crm-worker takes them
-//! from the stream, so nobody has to re-drive them after the address is allowed.
+//! from the stream, so nobody has to re-drive them after the address is allowed. Leads that
+//! met such a refusal wait pending (marked blocked) and are delivered here after that call.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -23,7 +24,7 @@ const PER_RUN: usize = 100;
 /// Parked items read per run to find the blocked ones among them.
 const SCAN_PARKED: usize = 1_000;
 /// Blocked work is re-driven by itself up to this many delivery attempts.
-pub const MAX_AUTOMATIC_ATTEMPTS: u32 = 5;
+pub const MAX_AUTOMATIC_ATTEMPTS: u32 = crate::leads::deliver::MAX_BLOCKED_ATTEMPTS;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RedriveStats {
@@ -115,14 +116,26 @@ impl Redriver<'_> {
                     .take(PER_RUN),
             );
         }
-        if blocked.is_empty() || !budget.allows_request() {
+        // Leads that met the refusal wait pending, marked blocked: delivered here, not by
+        // the stale re-drive, so that nothing calls amoCRM for them before the probe passes.
+        let waiting: Vec<String> = self
+            .worker
+            .store
+            .list_by_status(LeadStatus::Pending, PER_RUN)
+            .await?
+            .into_iter()
+            .filter(|l| l.delivery.blocked)
+            .map(|l| l.lead.id)
+            .collect();
+        if (blocked.is_empty() && waiting.is_empty()) || !budget.allows_request() {
             return Ok(());
         }
         match self.reach.reachable().await {
             Ok(()) => {}
             Err(e) if e.kind == CrmErrorKind::Blocked || e.is_retryable() => {
-                info!(waiting = blocked.len(), error = %e.message, "amoCRM still refuses us; blocked work keeps waiting");
-                stats.still_blocked += blocked.len() as u64;
+                let count = blocked.len() + waiting.len();
+                info!(waiting = count, error = %e.message, "amoCRM still refuses us; blocked work keeps waiting");
+                stats.still_blocked += count as u64;
                 return Ok(());
             }
             Err(e) => return Err(e.into()),
@@ -131,6 +144,17 @@ impl Redriver<'_> {
             if self.queues.redrive(kind, &id, now).await? == RedriveOutcome::Redriven {
                 info!(kind = kind.as_str(), id = %id, "amoCRM answers again: blocked work re-driven");
                 stats.unblocked += 1;
+            }
+        }
+        let deliverer = self.worker.deliverer();
+        for id in waiting {
+            if !budget.allows_request() {
+                break;
+            }
+            info!(lead_id = %id, "amoCRM answers again: a waiting lead delivered");
+            stats.unblocked += 1;
+            if let Outcome::Delivered { .. } = deliverer.deliver(&id).await {
+                stats.leads_delivered += 1;
             }
         }
         Ok(())
@@ -149,7 +173,11 @@ impl Redriver<'_> {
             .store
             .list_by_status(LeadStatus::Pending, PER_RUN)
             .await?;
-        for lead in stale.into_iter().filter(|l| l.updated_at < cutoff) {
+        // Blocked leads wait for the probe in `unblock`.
+        for lead in stale
+            .into_iter()
+            .filter(|l| l.updated_at < cutoff && !l.delivery.blocked)
+        {
             if !budget.allows_request() {
                 return Ok(StepEnd::OutOfTime);
             }
@@ -158,7 +186,10 @@ impl Redriver<'_> {
             match deliverer.deliver(&lead.lead.id).await {
                 Outcome::Delivered { .. } => stats.leads_delivered += 1,
                 Outcome::Parked { .. } => stats.leads_parked += 1,
-                Outcome::Retry { .. } | Outcome::Skipped | Outcome::Busy => {}
+                Outcome::Retry { .. }
+                | Outcome::Skipped
+                | Outcome::Busy
+                | Outcome::Waiting { .. } => {}
             }
         }
         let Some(events) = &self.worker.events else {
@@ -277,9 +308,13 @@ mod tests {
     }
 
     async fn run(parked: &Parked, probe: &Probe) -> RedriveStats {
+        run_with(parked, probe, Arc::new(MemoryLeadStore::default())).await
+    }
+
+    async fn run_with(parked: &Parked, probe: &Probe, store: Arc<MemoryLeadStore>) -> RedriveStats {
         let server = CannedServer::start(Vec::new()).await;
         let worker = CrmWorker {
-            store: Arc::new(MemoryLeadStore::default()),
+            store,
             crm: Arc::new(client_for(&server, "tok").0),
             notifier: Arc::new(NoMail),
             mail: MailSettings {
@@ -329,6 +364,46 @@ mod tests {
         assert_eq!(*queues.redriven.lock().unwrap(), vec!["A".to_string()]);
         assert_eq!(stats.unblocked, 1);
         assert_eq!(*probe.calls.lock().unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_lead_waiting_blocked_is_delivered_after_the_probe_and_never_before() {
+        use crate::leads::{Delivery, Lead, LeadRequest};
+        use crate::ports::{IdempotencyClaim, LeadStore};
+        let store = Arc::new(MemoryLeadStore::default());
+        let lead = Lead {
+            id: "01JWAITWAITWAITWAITWAITWAIT".into(),
+            received_at: Utc::now(),
+            request: LeadRequest::site_service("Иван"),
+        };
+        let claim = IdempotencyClaim {
+            key: "k".into(),
+            expires_at: Utc::now() + chrono::Duration::hours(1),
+        };
+        store.insert(&lead, &claim).await.unwrap();
+        let waiting = Delivery {
+            attempts: 1,
+            blocked: true,
+            ..Delivery::default()
+        };
+        store
+            .save_delivery(&lead.id, LeadStatus::Pending, &waiting, None)
+            .await
+            .unwrap();
+        let queues = parked(&[]);
+        // amoCRM still refuses: the probe is the only call, the lead stays as it was.
+        let refusing = Probe {
+            refuses: true,
+            calls: Mutex::new(0),
+        };
+        let stats = run_with(&queues, &refusing, store.clone()).await;
+        assert_eq!(stats.still_blocked, 1);
+        assert_eq!(*refusing.calls.lock().unwrap(), 1);
+        let after = store.get(&lead.id).await.unwrap().unwrap();
+        assert_eq!(
+            (after.status, after.delivery.attempts),
+            (LeadStatus::Pending, 1)
+        );
     }
 
     #[tokio::test]

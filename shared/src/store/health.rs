@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use chrono::{DateTime, Utc};
 
-use super::attr::{Item, s, text, time, time_text, unavailable};
+use super::attr::{Item, conditional_put, n, s, text, time, time_text, unavailable};
 use crate::amocrm::CrmErrorKind;
 use crate::amocrm::call_log::{AmoCalls, AmoFailure, CallLog};
 use crate::ops::health::{LastSync, LastSyncSource};
@@ -19,6 +19,9 @@ use crate::ports::StoreError;
 
 pub const LAST_ERROR_KEY: &str = "AMOCRM_LAST_ERROR";
 pub const LAST_OK_KEY: &str = "AMOCRM_LAST_OK";
+/// `AMOCRM_INCIDENT#<key>`: a refusal incident that was announced (once), kept 30 days.
+pub const INCIDENT_PREFIX: &str = "AMOCRM_INCIDENT#";
+const INCIDENT_KEEP_SECS: i64 = 30 * 86_400;
 /// Written by the maintenance sync (`outcome`, `finished_at`, `report` JSON with `error`, `hint`).
 pub const LAST_SYNC_KEY: &str = "SYNC#last_run";
 
@@ -146,6 +149,21 @@ impl CallLog for DynamoHealthRecords {
             .await
             .map(|_| ())
             .map_err(unavailable)
+    }
+
+    async fn open_incident(&self, key: &str) -> Result<bool, StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("{INCIDENT_PREFIX}{key}")))
+            .item("kind", s("amocrm_incident"))
+            .item("at", s(time_text(Utc::now())))
+            .item("expires_at", n(Utc::now().timestamp() + INCIDENT_KEEP_SECS))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        conditional_put(put)
     }
 
     async fn calls(&self) -> Result<AmoCalls, StoreError> {

@@ -948,25 +948,55 @@ async fn after_amocrms_first_403_nobody_calls_it_until_the_window_passes_and_not
     // amoCRM bans us: its next answer is a 403.
     inject(&stack, json!({"kind": "status", "status": 403, "count": 1})).await;
     stack.sandbox.state.clear_requests();
-    stack.deliver_pending().await.unwrap();
+    let pass = stack.deliver_pending().await.unwrap();
     let during = stack.sandbox.state.requests();
     assert_eq!(
         during.len(),
         1,
         "only the call that met the 403 reached amoCRM: {during:?}"
     );
+    // The leads wait pending (none parked, no stream record retried for it)...
+    assert_eq!(pass.batch_failures, 0, "{pass:?}");
     let leads = leads_store(&stack);
     for id in &ids {
         let l = leads.get(id).await.unwrap().unwrap();
-        assert_eq!(l.status, LeadStatus::Parked, "{id}");
+        assert_eq!(l.status, LeadStatus::Pending, "{id}");
         assert!(l.delivery.blocked, "{:?}", l.delivery);
     }
-    // The window passes; the next scheduled run finds amoCRM answering and re-drives them.
+    // ...and the incident raised one alert, whoever met the refusal.
+    assert_eq!(incidents(&stack).await, 1);
+    // The window passes; the next scheduled run finds amoCRM answering and delivers them.
     tokio::time::sleep(Duration::from_millis(3_100)).await;
     let report = stack
         .sync_at(Utc::now(), &Budget::from_fn(|| Duration::from_secs(600)))
         .await;
     assert_eq!(report.redrive.unblocked, ids.len() as u64, "{report:?}");
+    assert_eq!(
+        report.redrive.leads_delivered,
+        ids.len() as u64,
+        "{report:?}"
+    );
     stack.deliver_pending().await.unwrap();
     assert_nothing_lost_nothing_duplicated(&stack, "ban", &ids).await;
+    assert_eq!(incidents(&stack).await, 1);
+}
+
+/// Refusal incidents announced (`AMOCRM_INCIDENT#…` items in the state table).
+async fn incidents(stack: &LocalStack) -> usize {
+    let out = stack
+        .aws
+        .dynamodb
+        .scan()
+        .table_name(&stack.resources.state_table)
+        .send()
+        .await
+        .unwrap();
+    out.items()
+        .iter()
+        .filter(|i| {
+            i.get("pk")
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|pk| pk.starts_with("AMOCRM_INCIDENT#"))
+        })
+        .count()
 }

@@ -71,13 +71,13 @@ async fn the_runbook_takes_a_real_account_live_without_losing_a_lead_a_passport_
         DynamoPassportStore::new(stack.aws.dynamodb.clone(), &stack.resources.passport_table);
 
     // Before step 1: deployed, but amoCRM does not list our address. A customer's lead is
-    // accepted, waits parked as blocked, and nobody is told to re-authorize.
+    // accepted, waits pending (marked blocked), and nobody is told to re-authorize.
     let (status, accepted) = post_lead(&stack, &site_lead("Иван Петров", "+79161234567")).await;
     assert_eq!(status, 202, "{accepted}");
     let lead_id = accepted["lead_id"].as_str().unwrap().to_string();
     stack.deliver_pending().await.unwrap();
     let waiting = leads.get(&lead_id).await.unwrap().unwrap();
-    assert_eq!(waiting.status, LeadStatus::Parked);
+    assert_eq!(waiting.status, LeadStatus::Pending);
     assert!(waiting.delivery.blocked, "{:?}", waiting.delivery);
     let hint = waiting.delivery.hint.clone().unwrap();
     assert!(
