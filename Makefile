@@ -115,7 +115,7 @@ LAMBDA_TARGET_DIR ?= $(BENCH_TARGET_DIR)
 BENCH_LAMBDA_BUILD ?= 1
 BENCH_PROFILE     ?= bench-fast
 BENCH_ARGS        ?=
-FUNCTIONS := lead-ingest crm-worker amocrm-webhook passport-api maintenance-sync
+FUNCTIONS := lead-ingest crm-worker amocrm-webhook passport-api maintenance-sync mail-events
 
 bench: deps ## Benchmarks: cold start vs Python, arm64 sizes, accept/ack latency, maintenance sync, peak RSS (BENCH_ARGS=--help)
 	$(call step,bench: arm64 release zips (cargo lambda build --release --arm64 --output-format zip))

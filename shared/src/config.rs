@@ -115,6 +115,9 @@ pub struct Config {
     pub token_secret_id: String,
     pub sales_mailbox: String,
     pub mail_from: String,
+    /// `SES_CONFIGURATION_SET`: every message goes through it, so SES reports bounces and
+    /// complaints (unset: none are reported).
+    pub ses_configuration_set: Option<String>,
     pub cors_origins: Vec<String>,
     /// How long the same body from the same source counts as a repeat.
     pub dedup_window_secs: i64,
@@ -228,6 +231,9 @@ impl Config {
             token_secret_id: required("AMOCRM_TOKEN_SECRET_ID")?,
             sales_mailbox,
             mail_from: get("MAIL_FROM", "noreply@td-rss.ru"),
+            ses_configuration_set: lookup("SES_CONFIGURATION_SET")
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty()),
             cors_origins: get("CORS_ORIGINS", "https://td-rss.ru,https://www.td-rss.ru")
                 .split(',')
                 .map(|s| s.trim().trim_end_matches('/').to_string())

@@ -29,6 +29,8 @@ pub enum Metric {
     AmoCrmNetworkErrors,
     /// A refusal incident (403) began: counted once across all functions.
     AmoCrmRefused,
+    MailBounces,
+    MailComplaints,
     TokenRefreshes,
     TokenRefreshFailures,
     SyncRuns,
@@ -58,6 +60,8 @@ impl Metric {
             Metric::AmoCrm429 => "AmoCrm429",
             Metric::AmoCrmNetworkErrors => "AmoCrmNetworkErrors",
             Metric::AmoCrmRefused => "AmoCrmRefused",
+            Metric::MailBounces => "MailBounces",
+            Metric::MailComplaints => "MailComplaints",
             Metric::TokenRefreshes => "TokenRefreshes",
             Metric::TokenRefreshFailures => "TokenRefreshFailures",
             Metric::SyncRuns => "SyncRuns",

@@ -144,6 +144,9 @@ pub struct MailMessage {
     pub subject: String,
     pub html: String,
     pub text: String,
+    /// The lead a sales copy belongs to: tagged on the message, so that a bounce or complaint
+    /// comes back to it.
+    pub lead_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

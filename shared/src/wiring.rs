@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::leads::accept::RepeatPolicy;
 use crate::leads::deliver::MailSettings;
 use crate::mail::SesNotifier;
+use crate::mail::feedback::{FeedbackLog, FeedbackRecorder};
 use crate::maintenance::fields::{MaintenanceFieldIds, MaintenanceFields};
 use crate::maintenance::{MaintenanceSync, SyncSettings, TokenCare};
 use crate::ops::health::HealthService;
@@ -27,8 +28,8 @@ use crate::passport::register::PassportFields;
 use crate::ports::{AppSecrets, SecretError, SecretStore};
 use crate::secrets::{AppSecretsSource, SecretsManagerStore, load_app_secrets};
 use crate::store::{
-    DynamoHealthRecords, DynamoInboxStore, DynamoLeadStore, DynamoPassportStore, DynamoStateStore,
-    DynamoSyncState, DynamoWorkQueues,
+    DynamoHealthRecords, DynamoInboxStore, DynamoLeadStore, DynamoMailFeedback,
+    DynamoPassportStore, DynamoStateStore, DynamoSyncState, DynamoWorkQueues,
 };
 use crate::worker::CrmWorker;
 
@@ -73,7 +74,7 @@ pub fn token_provider(config: &Config, aws: &Aws) -> Result<Arc<TokenProvider>, 
             endpoint: token_endpoint(config, aws)?,
             client_secret: ClientSecretSource::new(secrets, config.app_secret_id.clone()),
             state: Arc::new(DynamoStateStore::new(aws.dynamodb.clone(), table)),
-            notifier: Arc::new(SesNotifier::new(aws.ses.clone(), &config.mail_from)),
+            notifier: Arc::new(ses_notifier(config, aws)),
             alert_mailbox: config.oauth.alert_mailbox.clone(),
         });
     }
@@ -124,6 +125,29 @@ fn token_endpoint(config: &Config, aws: &Aws) -> Result<TokenEndpoint, InitError
             None => endpoint,
         },
     )
+}
+
+/// The mail sender of every function, through the configuration set where one is configured.
+fn ses_notifier(config: &Config, aws: &Aws) -> SesNotifier {
+    SesNotifier::new(aws.ses.clone(), &config.mail_from)
+        .with_configuration_set(config.ses_configuration_set.clone())
+}
+
+/// Where bounces and complaints are kept (on the lead and in the state table).
+fn mail_feedback(config: &Config, aws: &Aws) -> Option<Arc<DynamoMailFeedback>> {
+    config.state_table.as_ref().map(|state| {
+        Arc::new(DynamoMailFeedback::new(
+            aws.dynamodb.clone(),
+            &config.leads_table,
+            state,
+        ))
+    })
+}
+
+/// mail-events: SES's bounces and complaints from the SNS topic.
+pub fn mail_events(config: &Config, aws: &Aws) -> Result<FeedbackRecorder, InitError> {
+    let log = mail_feedback(config, aws).ok_or("STATE_TABLE is required by mail-events")?;
+    Ok(FeedbackRecorder { log })
 }
 
 /// The health records in the state table (last amoCRM error and success, last sync run).
@@ -199,6 +223,7 @@ pub async fn lead_ingest(config: &Config, aws: &Aws) -> Result<LeadIngestApi, In
             work: work_queues(config, aws),
             calls: records.clone().map(|r| r as Arc<dyn CallLog>),
             sync: records.map(|r| r as Arc<dyn crate::ops::health::LastSyncSource>),
+            mail: mail_feedback(config, aws).map(|m| m as Arc<dyn FeedbackLog>),
         })),
     })
 }
@@ -263,7 +288,7 @@ fn crm_worker_with(
             &config.leads_table,
         )),
         crm: amo,
-        notifier: Arc::new(SesNotifier::new(aws.ses.clone(), &config.mail_from)),
+        notifier: Arc::new(ses_notifier(config, aws)),
         mail: MailSettings {
             sales_mailbox: config.sales_mailbox.clone(),
             amo_base_url: config.amo.base_url.clone(),
@@ -303,7 +328,7 @@ pub fn maintenance_sync(config: &Config, aws: &Aws) -> Result<MaintenanceSync, I
         token: TokenCare {
             tokens,
             notices: Arc::new(DynamoStateStore::new(aws.dynamodb.clone(), state)),
-            notifier: Arc::new(SesNotifier::new(aws.ses.clone(), &config.mail_from)),
+            notifier: Arc::new(ses_notifier(config, aws)),
             alert_mailbox: config.oauth.alert_mailbox.clone(),
             start_url: crate::amocrm::oauth::start_url(&config.amo.redirect_uri),
             refresh_ahead: chrono::Duration::minutes(config.sync.token_refresh_ahead_mins),

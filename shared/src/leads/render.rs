@@ -93,6 +93,7 @@ pub fn sales_mail(
         html: html_body(lead, &subject, amo_url.as_deref()),
         subject,
         text,
+        lead_id: Some(lead.id.clone()),
     }
 }
 

@@ -1,8 +1,10 @@
-//! SES v2 adapter for the `Notifier` port.
+//! SES v2 adapter for the `Notifier` port, and the bounces and complaints SES reports back.
+
+pub mod feedback;
 
 use async_trait::async_trait;
 use aws_sdk_sesv2::Client;
-use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
+use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, MessageTag};
 
 use crate::ports::{MailMessage, Notifier, NotifyError};
 
@@ -10,6 +12,8 @@ use crate::ports::{MailMessage, Notifier, NotifyError};
 pub struct SesNotifier {
     client: Client,
     from: String,
+    /// `SES_CONFIGURATION_SET`: publishes bounces and complaints to the mail-events topic.
+    configuration_set: Option<String>,
 }
 
 impl SesNotifier {
@@ -17,7 +21,14 @@ impl SesNotifier {
         Self {
             client,
             from: from.into(),
+            configuration_set: None,
         }
+    }
+
+    /// Every message sent through `name`, so that SES reports its bounces and complaints.
+    pub fn with_configuration_set(mut self, name: Option<String>) -> Self {
+        self.configuration_set = name;
+        self
     }
 }
 
@@ -53,6 +64,18 @@ impl Notifier for SesNotifier {
             .content(EmailContent::builder().simple(message).build());
         if let Some(reply_to) = &mail.reply_to {
             req = req.reply_to_addresses(reply_to);
+        }
+        if let Some(set) = &self.configuration_set {
+            req = req.configuration_set_name(set);
+        }
+        if let Some(lead_id) = &mail.lead_id {
+            // Tag values allow letters, digits, `_` and `-`: a ULID is all of those.
+            let tag = MessageTag::builder()
+                .name(feedback::LEAD_TAG)
+                .value(lead_id)
+                .build()
+                .map_err(|e| NotifyError::Rejected(e.to_string()))?;
+            req = req.email_tags(tag);
         }
         match req.send().await {
             Ok(_) => Ok(()),

@@ -13,7 +13,13 @@ use super::parked::{WorkKind, WorkQueues};
 use crate::amocrm::call_log::{AmoCalls, AmoFailure, CallLog};
 use crate::amocrm::token::TokenKind;
 use crate::amocrm::{CrmError, CrmErrorKind, TokenHealth, TokenProvider};
+use crate::mail::feedback::{FeedbackKind, FeedbackLog, MailFeedback};
 use crate::ports::StoreError;
+
+/// A bounce or complaint this recent is a reason: somebody should look at the mailbox.
+pub fn mail_feedback_window() -> Duration {
+    Duration::hours(24)
+}
 
 /// Pending work not touched for this long is stuck (a delivery takes seconds; the stream
 /// retries within minutes).
@@ -94,6 +100,9 @@ pub struct HealthReport {
     pub leads: Option<WorkCounts>,
     pub events: Option<WorkCounts>,
     pub last_sync: Option<LastSync>,
+    /// The latest bounce and complaint SES reported (recipients masked).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mail_feedback: Vec<MailFeedback>,
 }
 
 impl HealthReport {
@@ -112,6 +121,8 @@ pub struct HealthInputs {
     pub events: Option<Result<WorkCounts, StoreError>>,
     /// `None` where the sync's record is not read.
     pub last_sync: Option<Result<Option<LastSync>, StoreError>>,
+    /// `None` where bounces and complaints are not recorded.
+    pub mail_feedback: Option<Result<Vec<MailFeedback>, StoreError>>,
 }
 
 /// Turns the inputs into the report and its reasons.
@@ -246,6 +257,20 @@ pub fn assess(inputs: HealthInputs, now: DateTime<Utc>) -> HealthReport {
         }
     };
 
+    let mail_feedback = match inputs.mail_feedback {
+        None => Vec::new(),
+        Some(Err(e)) => {
+            reasons.push(store_reason("mail feedback record (STATE_TABLE)", &e));
+            Vec::new()
+        }
+        Some(Ok(found)) => {
+            for f in found.iter().filter(|f| now - f.at < mail_feedback_window()) {
+                reasons.push(feedback_reason(f));
+            }
+            found
+        }
+    };
+
     HealthReport {
         status: if reasons.is_empty() {
             "ok"
@@ -261,6 +286,40 @@ pub fn assess(inputs: HealthInputs, now: DateTime<Utc>) -> HealthReport {
         leads,
         events,
         last_sync,
+        mail_feedback,
+    }
+}
+
+fn feedback_reason(f: &MailFeedback) -> Reason {
+    let lead = f
+        .lead_id
+        .as_deref()
+        .map(|id| format!(" (the sales copy of lead {id})"))
+        .unwrap_or_default();
+    let (code, what, hint) = match f.kind {
+        FeedbackKind::Bounce => (
+            "mail_bounced",
+            "bounced",
+            "The lead itself is in amoCRM; only its mail did not arrive. Check that SALES_MAILBOX \
+             (or ALERT_MAILBOX) exists and accepts mail from MAIL_FROM; SES keeps a permanently \
+             bouncing address on the account's suppression list until it is removed there.",
+        ),
+        FeedbackKind::Complaint => (
+            "mail_complaint",
+            "was marked as spam",
+            "A recipient marked our mail as spam: ask the mailbox's owner to allow MAIL_FROM. \
+             Repeated complaints can pause the SES account's sending.",
+        ),
+    };
+    Reason {
+        code,
+        message: format!(
+            "mail to {} {what} at {}{lead}: {}",
+            f.recipients.join(", "),
+            f.at.format("%Y-%m-%d %H:%M UTC"),
+            f.detail
+        ),
+        hint: hint.to_string(),
     }
 }
 
@@ -375,6 +434,7 @@ pub struct HealthService {
     pub work: Arc<dyn WorkQueues>,
     pub calls: Option<Arc<dyn CallLog>>,
     pub sync: Option<Arc<dyn LastSyncSource>>,
+    pub mail: Option<Arc<dyn FeedbackLog>>,
 }
 
 impl HealthService {
@@ -408,12 +468,19 @@ impl HealthService {
                 None => None,
             }
         };
-        let (token, leads, events, calls, last_sync) = tokio::join!(
+        let mail_feedback = async {
+            match &self.mail {
+                Some(m) => Some(m.latest().await),
+                None => None,
+            }
+        };
+        let (token, leads, events, calls, last_sync, mail_feedback) = tokio::join!(
             self.tokens.token_health(),
             counts(WorkKind::Lead),
             events,
             calls,
-            last_sync
+            last_sync,
+            mail_feedback
         );
         assess(
             HealthInputs {
@@ -422,6 +489,7 @@ impl HealthService {
                 leads,
                 events,
                 last_sync,
+                mail_feedback,
             },
             now,
         )
@@ -457,7 +525,36 @@ mod tests {
             leads: Ok(WorkCounts::default()),
             events: Some(Ok(WorkCounts::default())),
             last_sync: Some(Ok(None)),
+            mail_feedback: Some(Ok(Vec::new())),
         }
+    }
+
+    #[test]
+    fn a_recent_bounce_is_a_reason_an_old_one_only_shown() {
+        let bounce = |hours_ago: i64| MailFeedback {
+            kind: FeedbackKind::Bounce,
+            at: now() - Duration::hours(hours_ago),
+            message_id: "m".into(),
+            lead_id: Some("01JLEAD".into()),
+            recipients: vec!["z***@tdrusstankosbyt.ru".into()],
+            permanent: true,
+            detail: "Permanent/General: smtp; 550 5.1.1 user unknown".into(),
+        };
+        let mut inputs = healthy_inputs();
+        inputs.mail_feedback = Some(Ok(vec![bounce(2)]));
+        let r = assess(inputs, now());
+        assert_eq!(codes(&r), ["mail_bounced"]);
+        assert!(
+            r.reasons[0].message.contains("lead 01JLEAD"),
+            "{:?}",
+            r.reasons
+        );
+        assert!(r.reasons[0].message.contains("550 5.1.1"));
+        let mut inputs = healthy_inputs();
+        inputs.mail_feedback = Some(Ok(vec![bounce(30)]));
+        let r = assess(inputs, now());
+        assert!(r.healthy(), "{:?}", r.reasons);
+        assert_eq!(r.mail_feedback.len(), 1, "still shown");
     }
 
     fn codes(r: &HealthReport) -> Vec<&'static str> {

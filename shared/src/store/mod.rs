@@ -10,6 +10,7 @@ mod attr;
 mod dynamo;
 mod health;
 mod inbox;
+mod mail_feedback;
 mod memory;
 mod passport;
 mod state;
@@ -19,6 +20,7 @@ mod work;
 pub use dynamo::DynamoLeadStore;
 pub use health::{DynamoHealthRecords, LAST_ERROR_KEY, LAST_OK_KEY, LAST_SYNC_KEY};
 pub use inbox::{DynamoInboxStore, EVENT_PREFIX};
+pub use mail_feedback::{DynamoMailFeedback, MAIL_FEEDBACK_PREFIX};
 pub use memory::MemoryLeadStore;
 pub use passport::{DEAL_INDEX, DUE_INDEX, DynamoPassportStore, PUSH_INDEX, equipment_item};
 pub use state::{

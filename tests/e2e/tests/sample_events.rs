@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use aws_lambda_events::event::dynamodb::Event;
+use aws_lambda_events::event::sns::SnsEvent;
 use e2e::*;
 use serde_json::Value;
 use shared::leads::{Lead, LeadStatus};
@@ -73,4 +74,70 @@ async fn the_stream_events_are_work_for_crm_worker_and_deliver_their_lead() {
     );
     let leads: Vec<Value> = sandbox_list(&stack, "leads").await;
     assert!(leads[0]["name"].as_str().unwrap().contains(&id));
+}
+
+#[tokio::test]
+async fn the_sample_bounce_is_recorded_on_its_lead_and_reported_by_health() {
+    let stack = stack().await;
+    // The lead of the stream sample, delivered with its sales copy.
+    let insert: Event = serde_json::from_str(&event_file("crm-worker-stream-insert.json")).unwrap();
+    let image = serde_json::to_value(&insert.records[0].change.new_image).unwrap();
+    let lead: Lead = serde_json::from_str(image["payload"]["S"].as_str().unwrap()).unwrap();
+    let store = DynamoLeadStore::new(stack.aws.dynamodb.clone(), &stack.resources.leads_table);
+    let claim = IdempotencyClaim {
+        key: "sample".into(),
+        expires_at: chrono::Utc::now(),
+    };
+    store.insert(&lead, &claim).await.unwrap();
+    stack.worker.handle(insert).await;
+
+    // SES reports the copy bounced, through the topic; the sample is an hour old as far as
+    // /health goes (it shows bounces of the last 24 h as reasons).
+    let mut event: SnsEvent =
+        serde_json::from_str(&event_file("mail-events-bounce.json")).expect("an SNS event");
+    let mut message: Value = serde_json::from_str(&event.records[0].sns.message).unwrap();
+    let an_hour_ago = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    message["bounce"]["timestamp"] = Value::from(an_hour_ago);
+    event.records[0].sns.message = message.to_string();
+    let recorder = shared::wiring::mail_events(&stack.config, &stack.aws).unwrap();
+    let messages = event.records.iter().map(|r| r.sns.message.as_str());
+    assert_eq!(recorder.record_all(messages).await.unwrap(), 1);
+
+    let item = stack
+        .aws
+        .dynamodb
+        .get_item()
+        .table_name(&stack.resources.leads_table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("LEAD#{}", lead.id)),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let feedback = item["mail_feedback"].as_l().unwrap();
+    assert_eq!(feedback.len(), 1);
+    let recorded: Value = serde_json::from_str(feedback[0].as_s().unwrap()).unwrap();
+    assert_eq!(recorded["kind"], "bounce");
+    assert_eq!(recorded["recipients"][0], "z***@tdrusstankosbyt.ru");
+    // The delivery's state is untouched by it.
+    assert_eq!(
+        store.get(&lead.id).await.unwrap().unwrap().status,
+        LeadStatus::Delivered
+    );
+
+    let (status, health) = get_health(&stack, Some(&stack.options.admin_key)).await;
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(reason_codes(&health), ["mail_bounced"], "{health}");
+    let text = health.to_string();
+    assert!(
+        text.contains(&lead.id) && text.contains("550 5.1.1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("zakaz@"),
+        "no full address in /health: {text}"
+    );
 }

@@ -205,6 +205,7 @@ impl LocalStack {
             app_secret_id: "local/app".into(),
             token_secret_id: "local/amocrm-token".into(),
             mail_from: "noreply@td-rss.ru".into(),
+            configuration_set: "local-mail".into(),
             app_secret_json: json!({
                 "admin_key": options.admin_key,
                 "webhook_token": options.webhook_token,
@@ -228,6 +229,7 @@ impl LocalStack {
             ("AMOCRM_BASE_URL", sandbox.url.clone()),
             ("AMOCRM_OAUTH_BASE_URL", sandbox.url.clone()),
             ("MAIL_FROM", resources.mail_from.clone()),
+            ("SES_CONFIGURATION_SET", resources.configuration_set.clone()),
             // A killed worker's lead is taken over within seconds, not minutes.
             ("DELIVERY_HOLD_SECS", "2".into()),
             // After a 403 the functions hold their calls for a second, not ten minutes.

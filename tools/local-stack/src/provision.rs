@@ -21,6 +21,9 @@ pub struct LocalResources {
     pub app_secret_id: String,
     pub token_secret_id: String,
     pub mail_from: String,
+    /// The SES configuration set every message goes through (moto keeps it; it publishes no
+    /// events, so bounces are fed to mail-events by the tests).
+    pub configuration_set: String,
     /// JSON of the app secret (admin key, webhook token, bot token, client secret).
     pub app_secret_json: String,
     /// JSON of the amoCRM token secret.
@@ -174,6 +177,11 @@ pub async fn all(aws: &Aws, r: &LocalResources) -> Result<(), InitError> {
     aws.ses
         .create_email_identity()
         .email_identity(&r.mail_from)
+        .send()
+        .await?;
+    aws.ses
+        .create_configuration_set()
+        .configuration_set_name(&r.configuration_set)
         .send()
         .await?;
     Ok(())

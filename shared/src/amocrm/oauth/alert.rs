@@ -169,6 +169,7 @@ impl Notice {
             subject: self.subject,
             html,
             text,
+            lead_id: None,
         }
     }
 }
