@@ -175,6 +175,10 @@ pub struct AppSecrets {
     pub admin_key: Option<String>,
     #[serde(default)]
     pub webhook_token: Option<String>,
+    /// The webhook token before a rotation, still accepted until `rss-ops setup` has moved
+    /// amoCRM's subscription to the new one (then it is removed from the secret).
+    #[serde(default)]
+    pub webhook_token_previous: Option<String>,
     #[serde(default)]
     pub telegram_bot_token: Option<String>,
     #[serde(default)]

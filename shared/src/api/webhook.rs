@@ -17,6 +17,7 @@ use super::oauth::OAuthFlow;
 use crate::amocrm::webhook::{MAX_BODY_BYTES, dedup_key, parse_webhook};
 use crate::metrics::Metric;
 use crate::ports::InboxStore;
+use crate::secrets::secret_matches;
 
 pub struct WebhookReceiver {
     pub inbox: Arc<dyn InboxStore>,
@@ -53,13 +54,23 @@ impl WebhookReceiver {
 
     pub async fn receive(&self, req: &Request) -> Response<Body> {
         let query = req.query_string_parameters();
+        let token = query.first("token");
         if !self
             .secrets
-            .accepts(|s| s.webhook_token.as_deref(), query.first("token"))
+            .accepts(|s| s.webhook_token.as_deref(), token)
             .await
         {
-            warn!("webhook with a missing or wrong token refused");
-            return error_response(401, "unauthorized", "missing or wrong token");
+            // During a rotation amoCRM still posts with the old token until `setup` moves its
+            // subscription: refusing those would lose the webhooks.
+            let previous = self.secrets.current().await;
+            if !secret_matches(previous.webhook_token_previous.as_deref(), token) {
+                warn!("webhook with a missing or wrong token refused");
+                return error_response(401, "unauthorized", "missing or wrong token");
+            }
+            warn!(
+                "webhook with the previous webhook token accepted: run rss-ops setup to move \
+                 amoCRM's subscription to the new one, then drop webhook_token_previous"
+            );
         }
         let body = body_bytes(req);
         if body.len() > MAX_BODY_BYTES {

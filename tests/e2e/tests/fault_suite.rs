@@ -1000,3 +1000,92 @@ async fn incidents(stack: &LocalStack) -> usize {
         })
         .count()
 }
+
+#[tokio::test]
+async fn creates_that_time_out_while_amocrms_search_lags_make_one_lead_each() {
+    let stack = stack_with(|o| {
+        o.stream_max_retries = 8;
+        // amoCRM's full-text search sees a new lead only 30 s after it was made.
+        o.sandbox.search_lag_ms = 30_000;
+        o.config_overrides
+            .push(("AMOCRM_TIMEOUT_MS".into(), "500".into()));
+    })
+    .await;
+    let worker = fast_worker(&stack);
+    // Every fourth create is made by amoCRM but its answer never arrives in time.
+    let ids = post_batch(&stack, "lag", 0..batch_size()).await;
+    inject(
+        &stack,
+        json!({"kind": "timeout", "count": batch_size() / 4, "delay_ms": 1500,
+               "applied": true, "path": "/api/v4/leads/complex"}),
+    )
+    .await;
+    stack.deliver_pending_with(&worker).await.unwrap();
+    stack.deliver_pending_with(&worker).await.unwrap();
+    let timed_out = stack
+        .sandbox
+        .state
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/v4/leads/complex" && r.status >= 500)
+        .count();
+    eprintln!("[lag] creates that timed out: {timed_out}");
+    assert_nothing_lost_nothing_duplicated(&stack, "lag", &ids).await;
+}
+
+#[tokio::test]
+async fn the_amocrm_token_and_the_app_secret_rotated_while_leads_flow() {
+    let stack = fault_stack().await;
+    let worker = fast_worker(&stack);
+    let ids = post_batch(&stack, "rotated", 0..batch_size()).await;
+    let half = ids.len() / 2;
+    // Half-way, the operator rotates: a new long-lived token goes into the secret and the old
+    // one is revoked at amoCRM; the admin key and webhook token change in the app secret.
+    let rotate = async {
+        while stack.sandbox.state.leads().len() < half {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let fresh = stack
+            .sandbox
+            .state
+            .new_long_lived_token(Utc::now().timestamp() + 365 * 86_400);
+        let secrets = SecretsManagerStore::new(stack.aws.secrets.clone());
+        secrets
+            .write(
+                &stack.resources.token_secret_id,
+                &json!({"kind": "long_lived", "access_token": fresh}).to_string(),
+            )
+            .await
+            .unwrap();
+        secrets
+            .write(
+                &stack.resources.app_secret_id,
+                &json!({
+                    "admin_key": "rotated-admin-key",
+                    "webhook_token": "rotated-webhook-token",
+                    "telegram_bot_token": stack.options.telegram_bot_token,
+                    "amocrm_client_secret": stack.options.sandbox.client_secret,
+                })
+                .to_string(),
+            )
+            .await
+            .unwrap();
+        assert!(stack.sandbox.state.revoke_token(&stack_token(&stack)));
+    };
+    let deliver = async { stack.deliver_pending_with(&worker).await.unwrap() };
+    let ((), _) = tokio::join!(rotate, deliver);
+    stack.deliver_pending_with(&worker).await.unwrap();
+    // The old token met a 401 once; the worker read the secret again and went on: nothing parked.
+    let parked = leads_store(&stack)
+        .list_by_status(LeadStatus::Parked, 1000)
+        .await
+        .unwrap();
+    assert!(parked.is_empty(), "parked: {parked:?}");
+    assert_nothing_lost_nothing_duplicated(&stack, "rotated", &ids).await;
+    // The rotated admin key works at once on the warm function, the old one no more.
+    assert_ne!(get_health(&stack, Some("rotated-admin-key")).await.0, 401);
+    assert_eq!(
+        get_health(&stack, Some(&stack.options.admin_key)).await.0,
+        401
+    );
+}

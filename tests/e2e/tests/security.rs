@@ -457,3 +457,69 @@ async fn rotated_secrets_take_effect_on_warm_functions_without_a_restart() {
         401
     );
 }
+
+#[tokio::test]
+async fn a_webhook_token_rotated_with_its_predecessor_kept_loses_no_webhook_meanwhile() {
+    let stack = stack().await;
+    let hook = "account%5Bsubdomain%5D=new599bd9d13818a&account%5Bid%5D=31234567\
+                &leads%5Bstatus%5D%5B0%5D%5Bid%5D=1&leads%5Bstatus%5D%5B0%5D%5Bstatus_id%5D=80953554\
+                &leads%5Bstatus%5D%5B0%5D%5Bpipeline_id%5D=10226282";
+    let old = stack.options.webhook_token.clone();
+    assert_eq!(
+        post_webhook(&stack, &old, hook, Some("rotation-g1"))
+            .await
+            .0,
+        200
+    );
+    let rotate = |previous: &str| {
+        let mut secret = json!({
+            "admin_key": stack.options.admin_key,
+            "webhook_token": "rotated-webhook-token",
+            "telegram_bot_token": stack.options.telegram_bot_token,
+            "amocrm_client_secret": stack.options.sandbox.client_secret,
+        });
+        secret["webhook_token_previous"] = json!(previous);
+        let secrets = stack.aws.secrets.clone();
+        let id = stack.resources.app_secret_id.clone();
+        async move {
+            secrets
+                .put_secret_value()
+                .secret_id(id)
+                .secret_string(secret.to_string())
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    // Rotated with the old token kept as the previous one: amoCRM, still posting with the
+    // old token until `setup` moves its subscription, is accepted, and so is the new token.
+    rotate(&old).await;
+    assert_eq!(
+        post_webhook(&stack, "rotated-webhook-token", hook, Some("rotation-g2"))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        post_webhook(&stack, &old, hook, Some("rotation-g3"))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        post_webhook(&stack, "guess", hook, Some("rotation-g4"))
+            .await
+            .0,
+        401
+    );
+    let stored = stack
+        .aws
+        .dynamodb
+        .scan()
+        .table_name(&stack.resources.inbox_table)
+        .send()
+        .await
+        .unwrap()
+        .count;
+    assert_eq!(stored, 3, "g1, g2 and g3 stored, g4 not");
+}
