@@ -179,6 +179,22 @@ impl Deliverer<'_> {
         }
     }
 
+    /// An attempt's last save, which releases the hold; if it fails, the stream retries.
+    async fn last_save(
+        &self,
+        lead_id: &str,
+        runner: &str,
+        status: LeadStatus,
+        delivery: &Delivery,
+    ) -> Result<(), Outcome> {
+        self.store
+            .save_delivery(lead_id, status, delivery, Some(self.held(runner, true)))
+            .await
+            .map_err(|e| Outcome::Retry {
+                reason: e.to_string(),
+            })
+    }
+
     fn held<'r>(&self, runner: &'r str, release: bool) -> Held<'r> {
         Held {
             runner,
@@ -220,14 +236,8 @@ impl Deliverer<'_> {
                 // amoCRM has the lead: the sales copy is a step of its own, and a failing SES
                 // never holds this lead, or the ones behind it, back.
                 let status = self.mail(&stored, &mut delivery, amo_lead_id).await;
-                if let Err(e) = self
-                    .store
-                    .save_delivery(lead_id, status, &delivery, Some(self.held(runner, true)))
-                    .await
-                {
-                    return Outcome::Retry {
-                        reason: e.to_string(),
-                    };
+                if let Err(retry) = self.last_save(lead_id, runner, status, &delivery).await {
+                    return retry;
                 }
                 if status == LeadStatus::Parked {
                     return Outcome::Parked {
@@ -267,21 +277,13 @@ impl Deliverer<'_> {
                 delivery.last_error = Some(err.clone());
                 delivery.hint = Some(hint.clone());
                 delivery.blocked = true;
-                if let Err(e) = self
-                    .store
-                    .save_delivery(
-                        lead_id,
-                        LeadStatus::Pending,
-                        &delivery,
-                        Some(self.held(runner, true)),
-                    )
+                match self
+                    .last_save(lead_id, runner, LeadStatus::Pending, &delivery)
                     .await
                 {
-                    return Outcome::Retry {
-                        reason: e.to_string(),
-                    };
+                    Ok(()) => Outcome::Waiting { error: err, hint },
+                    Err(retry) => retry,
                 }
-                Outcome::Waiting { error: err, hint }
             }
             Err(failure @ (StepError::Permanent(..) | StepError::Blocked(..))) => {
                 let (err, hint, blocked) = match failure {
@@ -296,21 +298,13 @@ impl Deliverer<'_> {
                 delivery.last_error = Some(err.clone());
                 delivery.hint = Some(hint.clone());
                 delivery.blocked = blocked;
-                if let Err(e) = self
-                    .store
-                    .save_delivery(
-                        lead_id,
-                        LeadStatus::Parked,
-                        &delivery,
-                        Some(self.held(runner, true)),
-                    )
+                match self
+                    .last_save(lead_id, runner, LeadStatus::Parked, &delivery)
                     .await
                 {
-                    return Outcome::Retry {
-                        reason: e.to_string(),
-                    };
+                    Ok(()) => Outcome::Parked { error: err, hint },
+                    Err(retry) => retry,
                 }
-                Outcome::Parked { error: err, hint }
             }
         }
     }
