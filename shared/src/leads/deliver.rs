@@ -460,8 +460,8 @@ mod tests {
 
     use super::*;
     use crate::amocrm::testkit::{CannedServer, client_for};
-    use crate::leads::{Lead, LeadRequest};
-    use crate::ports::{IdempotencyClaim, MailMessage};
+
+    use crate::ports::MailMessage;
     use crate::store::MemoryLeadStore;
 
     /// SES answering with `error` (or taking the mail when `None`); counts the sends.
@@ -484,27 +484,15 @@ mod tests {
 
     /// A lead already in amoCRM with its note: only the sales copy is left.
     async fn in_amocrm(store: &MemoryLeadStore, mail_attempts: u32) -> String {
-        let lead = Lead {
-            id: "01JMAILMAILMAILMAILMAILMAIL".into(),
-            received_at: Utc::now(),
-            request: LeadRequest::site_service("Иван"),
-        };
-        let claim = IdempotencyClaim {
-            key: "k".into(),
-            expires_at: Utc::now() + chrono::Duration::hours(1),
-        };
-        store.insert(&lead, &claim).await.unwrap();
+        let id = "01JMAILMAILMAILMAILMAILMAIL";
         let d = Delivery {
             amo_lead_id: Some(31_000_001),
             amo_note_id: Some(9_001),
             mail_attempts,
             ..Delivery::default()
         };
-        store
-            .save_delivery(&lead.id, LeadStatus::Mailing, &d, None)
-            .await
-            .unwrap();
-        lead.id
+        store.with_lead(id, LeadStatus::Mailing, &d).await;
+        id.to_string()
     }
 
     async fn deliver_with(ses: &Ses, mail_attempts: u32) -> (Outcome, StoredLead) {
@@ -603,24 +591,12 @@ mod tests {
         .await;
         let crm = client_for(&server, "tok").0;
         let store = MemoryLeadStore::default();
-        let lead = Lead {
-            id: "01JBLOCKBLOCKBLOCKBLOCKBLOC".into(),
-            received_at: Utc::now(),
-            request: LeadRequest::site_service("Иван"),
-        };
-        let claim = IdempotencyClaim {
-            key: "k".into(),
-            expires_at: Utc::now() + chrono::Duration::hours(1),
-        };
-        store.insert(&lead, &claim).await.unwrap();
+        let id = "01JBLOCKBLOCKBLOCKBLOCKBLOC";
         let d = Delivery {
             attempts,
             ..Delivery::default()
         };
-        store
-            .save_delivery(&lead.id, LeadStatus::Pending, &d, None)
-            .await
-            .unwrap();
+        store.with_lead(id, LeadStatus::Pending, &d).await;
         let ses = Ses {
             error: None,
             sent: Mutex::new(0),
@@ -636,9 +612,9 @@ mod tests {
             mail: &mail,
             hold: chrono::Duration::seconds(5),
         }
-        .deliver(&lead.id)
+        .deliver(id)
         .await;
-        (outcome, store.get(&lead.id).await.unwrap().unwrap())
+        (outcome, store.get(id).await.unwrap().unwrap())
     }
 
     #[tokio::test]

@@ -368,28 +368,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_lead_waiting_blocked_is_delivered_after_the_probe_and_never_before() {
-        use crate::leads::{Delivery, Lead, LeadRequest};
-        use crate::ports::{IdempotencyClaim, LeadStore};
+        use crate::leads::Delivery;
+        use crate::ports::LeadStore;
         let store = Arc::new(MemoryLeadStore::default());
-        let lead = Lead {
-            id: "01JWAITWAITWAITWAITWAITWAIT".into(),
-            received_at: Utc::now(),
-            request: LeadRequest::site_service("Иван"),
-        };
-        let claim = IdempotencyClaim {
-            key: "k".into(),
-            expires_at: Utc::now() + chrono::Duration::hours(1),
-        };
-        store.insert(&lead, &claim).await.unwrap();
+        let id = "01JWAITWAITWAITWAITWAITWAIT";
         let waiting = Delivery {
             attempts: 1,
             blocked: true,
             ..Delivery::default()
         };
-        store
-            .save_delivery(&lead.id, LeadStatus::Pending, &waiting, None)
-            .await
-            .unwrap();
+        store.with_lead(id, LeadStatus::Pending, &waiting).await;
         let queues = parked(&[]);
         // amoCRM still refuses: the probe is the only call, the lead stays as it was.
         let refusing = Probe {
@@ -399,7 +387,7 @@ mod tests {
         let stats = run_with(&queues, &refusing, store.clone()).await;
         assert_eq!(stats.still_blocked, 1);
         assert_eq!(*refusing.calls.lock().unwrap(), 1);
-        let after = store.get(&lead.id).await.unwrap().unwrap();
+        let after = store.get(id).await.unwrap().unwrap();
         assert_eq!(
             (after.status, after.delivery.attempts),
             (LeadStatus::Pending, 1)

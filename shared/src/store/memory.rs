@@ -23,6 +23,24 @@ struct Inner {
 }
 
 impl MemoryLeadStore {
+    /// Test fixture: a site lead `id` stored in `status` with `delivery` done so far.
+    #[cfg(test)]
+    pub(crate) async fn with_lead(&self, id: &str, status: LeadStatus, delivery: &Delivery) {
+        let lead = Lead {
+            id: id.into(),
+            received_at: Utc::now(),
+            request: crate::leads::LeadRequest::site_service("Иван"),
+        };
+        let claim = IdempotencyClaim {
+            key: format!("k-{id}"),
+            expires_at: Utc::now() + chrono::Duration::hours(1),
+        };
+        self.insert(&lead, &claim).await.unwrap();
+        self.save_delivery(id, status, delivery, None)
+            .await
+            .unwrap();
+    }
+
     pub fn all(&self) -> Vec<StoredLead> {
         let mut v: Vec<_> = self.inner.lock().unwrap().leads.values().cloned().collect();
         v.sort_by(|a, b| a.lead.id.cmp(&b.lead.id));
