@@ -258,3 +258,60 @@ pub fn reason_codes(body: &Value) -> Vec<String> {
         .filter_map(|r| r["code"].as_str().map(str::to_string))
         .collect()
 }
+
+/// The integration's client id (the sandbox's and the functions' default).
+pub const CLIENT_ID: &str = "2df855f6-d54d-4c3c-bb8a-1d8ea8b3c1cd";
+/// The account a redirect comes from.
+pub const REFERER: &str = "new599bd9d13818a.amocrm.ru";
+
+/// `GET /oauth/start` with the admin key: the state nonce of the consent URL.
+pub async fn start_state(stack: &local_stack::LocalStack) -> String {
+    let resp = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/oauth/start", stack.api_url))
+        .header("x-admin-key", &stack.options.admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 302);
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.contains(&format!("client_id={CLIENT_ID}")),
+        "{location}"
+    );
+    let url = reqwest::Url::parse(&location).unwrap();
+    url.query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.to_string())
+        .expect("state")
+}
+
+/// `GET /webhook/amocrm` (the OAuth redirect URI) with `query`: status and page.
+pub async fn redirect(stack: &local_stack::LocalStack, query: &[(&str, &str)]) -> (u16, String) {
+    let resp = http()
+        .get(format!("{}/webhook/amocrm", stack.api_url))
+        .query(query)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// Authorises through the real redirect route; returns the page.
+pub async fn authorize(stack: &local_stack::LocalStack) -> (u16, String) {
+    let state = start_state(stack).await;
+    let code = stack.sandbox.state.issue_auth_code(None);
+    redirect(
+        stack,
+        &[
+            ("code", &code),
+            ("state", &state),
+            ("referer", REFERER),
+            ("client_id", CLIENT_ID),
+            ("platform", "1"),
+        ],
+    )
+    .await
+}

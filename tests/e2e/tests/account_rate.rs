@@ -8,43 +8,7 @@ use std::time::{Duration, Instant};
 use e2e::*;
 use serde_json::Value;
 
-const CLIENT_ID: &str = "2df855f6-d54d-4c3c-bb8a-1d8ea8b3c1cd";
-const REFERER: &str = "new599bd9d13818a.amocrm.ru";
 const LEADS: usize = 24;
-
-/// One OAuth code exchange through the redirect route (one call to the token endpoint); the
-/// redirect page's status.
-async fn authorize(stack: &local_stack::LocalStack) -> u16 {
-    let resp = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-        .get(format!("{}/oauth/start", stack.api_url))
-        .header("x-admin-key", &stack.options.admin_key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 302);
-    let location = reqwest::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
-    let state = location
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .map(|(_, v)| v.to_string())
-        .unwrap();
-    let code = stack.sandbox.state.issue_auth_code(None);
-    let resp = http()
-        .get(format!("{}/webhook/amocrm", stack.api_url))
-        .query(&[
-            ("code", code.as_str()),
-            ("state", state.as_str()),
-            ("referer", REFERER),
-            ("client_id", CLIENT_ID),
-        ])
-        .send()
-        .await
-        .unwrap();
-    resp.status().as_u16()
-}
 
 async fn test_crm(stack: &local_stack::LocalStack) -> u16 {
     http()
@@ -126,7 +90,7 @@ async fn everything_at_once(overrides: &[(&str, &str)]) -> Load {
         tokio::spawn(async move {
             let mut pages = Vec::new();
             for _ in 0..3 {
-                pages.push(authorize(&stack).await);
+                pages.push(authorize(&stack).await.0);
             }
             pages
         })

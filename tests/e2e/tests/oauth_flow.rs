@@ -11,62 +11,9 @@ use shared::maintenance::{Budget, MaintenanceSync, RunOutcome, Step, StepEnd};
 use shared::ports::SecretStore;
 use shared::secrets::SecretsManagerStore;
 
-const CLIENT_ID: &str = "2df855f6-d54d-4c3c-bb8a-1d8ea8b3c1cd";
-const REFERER: &str = "new599bd9d13818a.amocrm.ru";
-
-async fn start_state(stack: &local_stack::LocalStack) -> String {
-    let resp = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-        .get(format!("{}/oauth/start", stack.api_url))
-        .header("x-admin-key", &stack.options.admin_key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 302);
-    let location = resp.headers()["location"].to_str().unwrap().to_string();
-    assert!(
-        location.contains(&format!("client_id={CLIENT_ID}")),
-        "{location}"
-    );
-    let url = reqwest::Url::parse(&location).unwrap();
-    url.query_pairs()
-        .find(|(k, _)| k == "state")
-        .map(|(_, v)| v.to_string())
-        .expect("state")
-}
-
-async fn redirect(stack: &local_stack::LocalStack, query: &[(&str, &str)]) -> (u16, String) {
-    let resp = http()
-        .get(format!("{}/webhook/amocrm", stack.api_url))
-        .query(query)
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
-}
-
 async fn token_secret(stack: &local_stack::LocalStack) -> Value {
     let store = SecretsManagerStore::new(stack.aws.secrets.clone());
     serde_json::from_str(&store.read(&stack.resources.token_secret_id).await.unwrap()).unwrap()
-}
-
-/// Authorises through the real redirect route; returns the page.
-async fn authorize(stack: &local_stack::LocalStack) -> (u16, String) {
-    let state = start_state(stack).await;
-    let code = stack.sandbox.state.issue_auth_code(None);
-    redirect(
-        stack,
-        &[
-            ("code", &code),
-            ("state", &state),
-            ("referer", REFERER),
-            ("client_id", CLIENT_ID),
-            ("platform", "1"),
-        ],
-    )
-    .await
 }
 
 #[tokio::test]
