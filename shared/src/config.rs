@@ -118,7 +118,10 @@ pub struct Config {
     /// `SES_CONFIGURATION_SET`: every message goes through it, so SES reports bounces and
     /// complaints (unset: none are reported).
     pub ses_configuration_set: Option<String>,
-    pub cors_origins: Vec<String>,
+    /// `SITE_ORIGINS`: the pages that post `POST /leads` from a browser (the site, the cart).
+    pub site_origins: Vec<String>,
+    /// `TMA_ORIGINS`: the Mini App's page, calling `/passport*` from Telegram's web view.
+    pub tma_origins: Vec<String>,
     /// How long the same body from the same source counts as a repeat.
     pub dedup_window_secs: i64,
     /// How long an `Idempotency-Key` is remembered.
@@ -234,11 +237,8 @@ impl Config {
             ses_configuration_set: lookup("SES_CONFIGURATION_SET")
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty()),
-            cors_origins: get("CORS_ORIGINS", "https://td-rss.ru,https://www.td-rss.ru")
-                .split(',')
-                .map(|s| s.trim().trim_end_matches('/').to_string())
-                .filter(|s| !s.is_empty())
-                .collect(),
+            site_origins: origins(&get("SITE_ORIGINS", DEFAULT_SITE_ORIGINS)),
+            tma_origins: origins(&get("TMA_ORIGINS", DEFAULT_TMA_ORIGINS)),
             dedup_window_secs: int("DEDUP_WINDOW_SECS", 600)?,
             idempotency_ttl_secs: int("IDEMPOTENCY_TTL_SECS", 86_400)?,
             delivery_hold_secs: int("DELIVERY_HOLD_SECS", 90)?.clamp(1, 900),
@@ -428,4 +428,17 @@ mod tests {
         let err = Config::from_lookup(lookup(&pairs)).unwrap_err();
         assert_eq!(err.var, "AMOCRM_PIPELINE_ID");
     }
+}
+
+/// The site's origins: td-rss.ru with and without `www`.
+pub const DEFAULT_SITE_ORIGINS: &str = "https://td-rss.ru,https://www.td-rss.ru";
+/// The Mini App's page (the bot's `web_app` URL).
+pub const DEFAULT_TMA_ORIGINS: &str = "https://tma.td-rss.ru";
+
+/// A comma-separated origin list, each without a trailing `/`.
+fn origins(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(|s| s.trim().trim_end_matches('/').to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }

@@ -181,6 +181,10 @@ pub struct AppSecrets {
     pub webhook_token_previous: Option<String>,
     #[serde(default)]
     pub telegram_bot_token: Option<String>,
+    /// The bot's server sends it (`X-Bot-Key`) with `POST /leads` to vouch for the lead's
+    /// `telegram_id`, which it has from Telegram itself.
+    #[serde(default)]
+    pub bot_api_key: Option<String>,
     #[serde(default)]
     pub amocrm_client_secret: Option<String>,
 }
@@ -261,6 +265,8 @@ pub struct CrmDeal {
     pub main_contact_id: Option<i64>,
     /// Custom field id → its values as text (select values: the enum id in `enum_id`).
     pub fields: Vec<CrmFieldValue>,
+    /// The names of its tags (`_embedded.tags`).
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

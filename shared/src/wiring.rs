@@ -10,7 +10,7 @@ use crate::amocrm::maintenance::AmoMaintenance;
 use crate::amocrm::oauth::{ClientSecretSource, RefreshDeps, TokenEndpoint, TokenProvider};
 use crate::amocrm::{AccountPacer, AmoClient, RequestPacing};
 use crate::api::LeadIngestApi;
-use crate::api::http::Cors;
+use crate::api::cors::Cors;
 use crate::api::oauth::OAuthFlow;
 use crate::api::passport::PassportApi;
 use crate::api::webhook::WebhookReceiver;
@@ -190,12 +190,6 @@ fn repeat_policy(config: &Config) -> RepeatPolicy {
     }
 }
 
-fn cors(config: &Config) -> Cors {
-    Cors {
-        allowed_origins: config.cors_origins.clone(),
-    }
-}
-
 /// The app secret, read now (a missing or malformed one fails the cold start) and again on
 /// its TTL or a credential that does not match (rotation).
 async fn app_secrets(config: &Config, aws: &Aws) -> Result<Arc<AppSecretsSource>, InitError> {
@@ -216,7 +210,7 @@ pub async fn lead_ingest(config: &Config, aws: &Aws) -> Result<LeadIngestApi, In
         )),
         probe: logged_amo(config, tokens.clone(), aws)?,
         secrets,
-        cors: cors(config),
+        cors: Cors::new(&config.site_origins),
         repeat: repeat_policy(config),
         health: Some(Arc::new(HealthService {
             tokens,
@@ -389,7 +383,7 @@ pub async fn passport_api(config: &Config, aws: &Aws) -> Result<PassportApi, Ini
         )),
         secrets,
         repeat: repeat_policy(config),
-        cors: cors(config),
+        cors: Cors::new(&config.tma_origins),
     })
 }
 

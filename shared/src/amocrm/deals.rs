@@ -57,6 +57,12 @@ pub fn deal_from_json(lead: &Value) -> Option<CrmDeal> {
         updated_at: int("updated_at").unwrap_or_default(),
         main_contact_id,
         fields,
+        tags: lead["_embedded"]["tags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["name"].as_str().map(str::to_string))
+            .collect(),
     })
 }
 

@@ -12,7 +12,7 @@ use super::client::AmoClient;
 use super::error::CrmError;
 use crate::config::AmoConfig;
 use crate::leads::Lead;
-use crate::leads::render::lead_title;
+use crate::leads::render::{UNVERIFIED_TELEGRAM_TAG, lead_title};
 use crate::ports::{ContactLink, Crm, CrmLeadRef};
 
 const CONTACTS: &str = "/api/v4/contacts";
@@ -332,6 +332,13 @@ pub(crate) fn complex_lead_body(lead: &Lead, contact: ContactLink, cfg: &AmoConf
         }
     };
 
+    let mut tags = vec![
+        json!({ "name": r.source.as_str() }),
+        json!({ "name": r.intent.as_str() }),
+    ];
+    if r.telegram_unverified && r.telegram_id.is_some() {
+        tags.push(json!({ "name": UNVERIFIED_TELEGRAM_TAG }));
+    }
     let mut item = json!({
         "name": lead_title(lead),
         "price": r.total_roubles(),
@@ -339,7 +346,7 @@ pub(crate) fn complex_lead_body(lead: &Lead, contact: ContactLink, cfg: &AmoConf
         "status_id": cfg.status_id,
         "responsible_user_id": cfg.responsible_user_id,
         "_embedded": {
-            "tags": [{ "name": r.source.as_str() }, { "name": r.intent.as_str() }],
+            "tags": tags,
             "contacts": [contact],
         },
         "request_id": lead.id,
@@ -407,6 +414,7 @@ mod tests {
                 phone: Some("+79123456789".into()),
                 email: Some("ivan@example.ru".into()),
                 telegram_id: Some(123456789),
+                telegram_unverified: false,
                 message: Some("Станок не включается".into()),
                 equipment: Some(Equipment {
                     model: Some("16К20".into()),

@@ -4,55 +4,63 @@
 
 use chrono::Utc;
 use lambda_http::{Body, Request, Response};
-use serde_json::json;
+use serde_json::{Value, json};
 use tracing::{error, warn};
 
-use super::http::{error_response, header, json_response};
+use super::http::{ApiError, json_response};
 use crate::ops::health::HealthService;
 use crate::secrets::AppSecretsSource;
+
+/// A monitor polling an unhealthy integration needs no answer more often than this.
+const UNHEALTHY_RETRY_AFTER_SECS: u64 = 60;
 
 pub async fn health(
     service: Option<&HealthService>,
     secrets: &AppSecretsSource,
     req: &Request,
 ) -> Response<Body> {
-    if secrets.current().await.admin_key.is_none() {
-        error!("GET /health called but no admin_key is set in the app secret");
-    }
-    if !secrets
-        .accepts(|s| s.admin_key.as_deref(), header(req, "x-admin-key"))
-        .await
-    {
-        return error_response(
-            401,
-            "unauthorized",
-            "a valid X-Admin-Key header is required",
-        );
+    if let Some(refused) = super::ingest::admin_refused(secrets, req, "health").await {
+        return refused;
     }
     let Some(service) = service else {
-        return json_response(
-            503,
-            &json!({
-                "status": "unhealthy",
-                "reasons": [{
-                    "code": "not_configured",
-                    "message": "this function was started without the health sources",
-                    "hint": "Report it: the function's wiring lacks the health service.",
-                }],
-            }),
-        );
+        return unhealthy(json!({
+            "status": "unhealthy",
+            "reasons": [{
+                "code": "not_configured",
+                "message": "this function was started without the health sources",
+                "hint": "Report it: the function's wiring lacks the health service.",
+            }],
+        }));
     };
     let report = service.report(Utc::now()).await;
-    let status = if report.healthy() { 200 } else { 503 };
-    if status == 503 {
-        let codes: Vec<&str> = report.reasons.iter().map(|r| r.code).collect();
-        warn!(reasons = ?codes, "health: unhealthy");
-    }
-    match serde_json::to_value(&report) {
-        Ok(body) => json_response(status, &body),
+    let body = match serde_json::to_value(&report) {
+        Ok(body) => body,
         Err(e) => {
             error!(error = %e, "health report not serialisable");
-            error_response(500, "internal", "the health report could not be rendered")
+            return ApiError::new(500, "internal", "Отчёт о состоянии не удалось собрать.")
+                .response();
+        }
+    };
+    if report.healthy() {
+        return json_response(200, &body);
+    }
+    let codes: Vec<&str> = report.reasons.iter().map(|r| r.code).collect();
+    warn!(reasons = ?codes, "health: unhealthy");
+    unhealthy(body)
+}
+
+/// 503 in the error body every route uses, with the report's `status` and `reasons` in it.
+fn unhealthy(report: Value) -> Response<Body> {
+    let mut error = ApiError::new(
+        503,
+        "unhealthy",
+        "Интеграции нужна помощь инженера: причины в поле reasons.",
+    )
+    .retry_after(UNHEALTHY_RETRY_AFTER_SECS);
+    if let Value::Object(members) = report {
+        for (key, value) in members {
+            error = error.member(&key, value);
         }
     }
+    error.response()
 }

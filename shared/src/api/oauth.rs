@@ -13,7 +13,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use tracing::{error, info, warn};
 use ulid::Ulid;
 
-use super::http::{error_response, header};
+use super::http::{ApiError, header};
 use crate::amocrm::CrmError;
 use crate::amocrm::oauth::{
     ClientSecretSource, Refusal, TokenEndpoint, TokenError, account_host, account_subdomain,
@@ -84,13 +84,18 @@ impl OAuthFlow {
             .await
         {
             warn!("OAuth start with a missing or wrong admin key refused");
-            return error_response(401, "unauthorized", "missing or wrong X-Admin-Key");
+            return ApiError::new(
+                401,
+                "unauthorized",
+                "Нужен действующий ключ администратора в заголовке X-Admin-Key.",
+            )
+            .response();
         }
         let state = Ulid::generate().to_string();
         let expires_at = Utc::now() + Duration::minutes(STATE_LIFETIME_MINUTES);
         if let Err(e) = self.state.put_oauth_state(&state, expires_at).await {
             error!(error = %e, "OAuth state could not be stored");
-            return error_response(503, "temporarily_unavailable", "retry later");
+            return ApiError::unavailable().response();
         }
         let cfg = self.endpoint.config();
         let location = authorize_url(&self.authorize_url, &cfg.client_id, &state);

@@ -8,13 +8,17 @@ use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::http::{Cors, body_bytes, error_response, header, json_response, route};
+use super::cors::Cors;
+use super::http::{ApiError, body_bytes, json_response, route};
+use super::ingest::{idempotency_key, telegram_refused, validation_failed};
+use super::routes::unrouted;
+use super::telegram_auth::{init_data, mini_app_user};
 use crate::leads::accept::{RepeatPolicy, accept_lead};
 use crate::leads::intake::{self, Intake, IntakeError};
 use crate::maintenance::local::service_requested;
 use crate::passport::{Equipment, EquipmentState};
 use crate::ports::{LeadStore, PassportStore, StoreError};
-use crate::telegram::{DEFAULT_MAX_AGE_SECS, TelegramUser, verify_init_data};
+use crate::telegram::TelegramUser;
 
 const MAX_REQUEST_BYTES: usize = 16 * 1024;
 
@@ -51,54 +55,32 @@ impl PassportApi {
     }
 
     async fn route(&self, req: Request) -> Response<Body> {
-        let resp = match route(&req) {
+        match route(&req) {
             ("OPTIONS", "/passport") => return self.cors.preflight(&req, "GET, OPTIONS"),
             ("OPTIONS", "/passport/service-requests") => {
                 return self.cors.preflight(&req, "POST, OPTIONS");
             }
+            _ => {}
+        }
+        if let Some(refused) = self.cors.refuse(&req) {
+            return refused;
+        }
+        let resp = match route(&req) {
             (method, path) => match (self.user(&req).await, method, path) {
-                (None, ..) => error_response(
-                    401,
-                    "unauthorized",
-                    "send Authorization: tma <initData> from the Mini App",
-                ),
+                (None, ..) => telegram_refused(),
                 (Some(user), "GET", "/passport") => self.passport(&user).await,
                 (Some(user), "POST", "/passport/service-requests") => {
                     self.service_request(&req, &user).await
                 }
-                _ => error_response(404, "not_found", "no such route"),
+                _ => unrouted(&req),
             },
         };
         self.cors.apply(&req, resp)
     }
 
-    /// The verified Telegram user; `None` (logged with the reason) means 401. initData that
-    /// fails the check is checked once more against a fresh read of the bot token (rotation).
+    /// The verified Telegram user; `None` (logged with the reason) means 401.
     async fn user(&self, req: &Request) -> Option<TelegramUser> {
-        let init_data = header(req, "authorization")?.strip_prefix("tma ")?.trim();
-        let verify = |secrets: &crate::ports::AppSecrets| {
-            let Some(bot_token) = secrets.telegram_bot_token.as_deref() else {
-                tracing::error!("telegram_bot_token is not set in the app secret");
-                return None;
-            };
-            Some(verify_init_data(
-                init_data,
-                bot_token,
-                Utc::now().timestamp(),
-                DEFAULT_MAX_AGE_SECS,
-            ))
-        };
-        let first = verify(self.secrets.current().await.as_ref())?;
-        let checked = match first {
-            Err(_) => match self.secrets.after_miss().await {
-                Some(fresh) => verify(fresh.as_ref()).unwrap_or(first),
-                None => first,
-            },
-            ok => ok,
-        };
-        checked
-            .map_err(|e| warn!(reason = %e, "initData refused"))
-            .ok()
+        mini_app_user(&self.secrets, init_data(req)?).await
     }
 
     async fn active_equipment(&self, user: &TelegramUser) -> Result<Vec<Equipment>, StoreError> {
@@ -125,34 +107,40 @@ impl PassportApi {
     async fn service_request(&self, req: &Request, user: &TelegramUser) -> Response<Body> {
         let body = body_bytes(req);
         if body.len() > MAX_REQUEST_BYTES {
-            return json_response(
-                413,
-                &json!({"error": "payload_too_large", "limit_bytes": MAX_REQUEST_BYTES}),
-            );
+            return ApiError::too_large(MAX_REQUEST_BYTES).response();
         }
-        let Ok(asked) = serde_json::from_slice::<Value>(body) else {
-            return error_response(
-                400,
-                "malformed_body",
-                "send a JSON object {\"serial\", \"message\"}",
-            );
+        let key = match idempotency_key(req) {
+            Ok(key) => key,
+            Err(refused) => return refused,
+        };
+        let asked = match serde_json::from_slice::<Value>(body) {
+            Ok(asked @ Value::Object(_)) => asked,
+            _ => {
+                return ApiError::malformed("send a JSON object {\"serial\", \"message\"}")
+                    .response();
+            }
         };
         let Some(serial) = asked["serial"]
             .as_str()
             .map(str::trim)
             .filter(|s| !s.is_empty())
         else {
-            return json_response(
-                400,
-                &json!({"error": "validation_failed", "fields": [{"field": "serial", "message": "Укажите серийный номер оборудования"}]}),
-            );
+            return ApiError::validation(vec![
+                json!({"field": "serial", "message": "Укажите серийный номер оборудования"}),
+            ])
+            .response();
         };
         let equipment = match self.active_equipment(user).await {
             Ok(all) => all.into_iter().find(|e| e.serial == serial),
             Err(e) => return unavailable(e),
         };
         let Some(equipment) = equipment else {
-            return error_response(404, "unknown_serial", "no such equipment in your passport");
+            return ApiError::new(
+                404,
+                "unknown_serial",
+                "Оборудования с таким серийным номером нет в вашем паспорте.",
+            )
+            .response();
         };
         let name = [Some(user.first_name.as_str()), user.last_name.as_deref()]
             .into_iter()
@@ -172,19 +160,9 @@ impl PassportApi {
         let request = match intake::parse_json(lead_body.to_string().as_bytes()) {
             Ok(Intake::Lead(r)) => r,
             Ok(Intake::Spam) => unreachable!("no honeypot field is set here"),
-            Err(IntakeError::Invalid(fields)) => {
-                return json_response(
-                    400,
-                    &json!({"error": "validation_failed", "fields": fields}),
-                );
-            }
-            Err(IntakeError::Malformed(reason)) => {
-                return error_response(400, "malformed_body", &reason);
-            }
+            Err(IntakeError::Invalid(fields)) => return validation_failed(&fields),
+            Err(IntakeError::Malformed(reason)) => return ApiError::malformed(reason).response(),
         };
-        let key = header(req, "idempotency-key")
-            .map(str::trim)
-            .filter(|k| !k.is_empty() && k.len() <= 200);
         match accept_lead(self.leads.as_ref(), request, key, Utc::now(), self.repeat).await {
             Ok(accepted) => {
                 info!(lead_id = %accepted.lead_id, repeat = accepted.repeat, "service request accepted");
@@ -209,11 +187,7 @@ impl PassportApi {
             }
             Err(e) => {
                 tracing::error!(error = %e, "service request could not be stored");
-                error_response(
-                    503,
-                    "temporarily_unavailable",
-                    "the request was not saved; please retry",
-                )
+                ApiError::unavailable().response()
             }
         }
     }
@@ -221,5 +195,10 @@ impl PassportApi {
 
 fn unavailable(e: StoreError) -> Response<Body> {
     tracing::error!(error = %e, "passport read failed");
-    error_response(503, "temporarily_unavailable", "retry later")
+    ApiError::new(
+        503,
+        "temporarily_unavailable",
+        "Паспорт сейчас недоступен. Повторите через несколько секунд.",
+    )
+    .response()
 }

@@ -12,7 +12,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::http::{body_bytes, error_response, header, json_response, route};
+use super::http::{ApiError, body_bytes, header, json_response, route};
 use super::oauth::OAuthFlow;
 use crate::amocrm::webhook::{MAX_BODY_BYTES, dedup_key, parse_webhook};
 use crate::metrics::Metric;
@@ -48,7 +48,7 @@ impl WebhookReceiver {
                 Some(flow) => flow.start(&req).await,
                 None => oauth_not_configured(),
             },
-            _ => error_response(404, "not_found", "no such route"),
+            _ => super::routes::unrouted(&req),
         }
     }
 
@@ -65,7 +65,12 @@ impl WebhookReceiver {
             let previous = self.secrets.current().await;
             if !secret_matches(previous.webhook_token_previous.as_deref(), token) {
                 warn!("webhook with a missing or wrong token refused");
-                return error_response(401, "unauthorized", "missing or wrong token");
+                return ApiError::new(
+                    401,
+                    "unauthorized",
+                    "Неверный или отсутствующий токен вебхука (?token=).",
+                )
+                .response();
             }
             warn!(
                 "webhook with the previous webhook token accepted: run rss-ops setup to move \
@@ -74,14 +79,15 @@ impl WebhookReceiver {
         }
         let body = body_bytes(req);
         if body.len() > MAX_BODY_BYTES {
-            return json_response(
-                413,
-                &json!({"error": "payload_too_large", "limit_bytes": MAX_BODY_BYTES}),
-            );
+            return ApiError::too_large(MAX_BODY_BYTES).response();
         }
         let webhook = match parse_webhook(body) {
             Ok(w) => w,
-            Err(e) => return error_response(400, "not_a_webhook", &e.to_string()),
+            Err(e) => {
+                return ApiError::new(400, "not_a_webhook", "Тело запроса — не вебхук amoCRM.")
+                    .member("detail", e.to_string().into())
+                    .response();
+            }
         };
         if let Some(account) = &webhook.account {
             let wrong_subdomain = account
@@ -92,11 +98,12 @@ impl WebhookReceiver {
                 matches!((account.id, self.account_id), (Some(got), Some(want)) if got != want);
             if wrong_subdomain || wrong_id {
                 warn!(subdomain = ?account.subdomain, id = ?account.id, "webhook from another account refused");
-                return error_response(
+                return ApiError::new(
                     401,
                     "wrong_account",
-                    "webhook is not from the configured amoCRM account",
-                );
+                    "Вебхук пришёл не из того аккаунта amoCRM, к которому подключена интеграция.",
+                )
+                .response();
             }
         }
         let key = dedup_key(header(req, "x-amocrm-requestid"), body);
@@ -114,16 +121,21 @@ impl WebhookReceiver {
             Err(e) => {
                 // A non-2xx makes amoCRM retry later, which is what we want when we could not store.
                 tracing::error!(error = %e, "webhook could not be stored");
-                error_response(503, "temporarily_unavailable", "retry later")
+                ApiError::unavailable().response()
             }
         }
     }
 }
 
 fn oauth_not_configured() -> Response<Body> {
-    error_response(
+    ApiError::new(
         503,
         "oauth_not_configured",
-        "the OAuth flow needs STATE_TABLE for this function",
+        "Подключение amoCRM по OAuth не настроено для этой функции.",
     )
+    .member(
+        "hint",
+        "the OAuth flow needs STATE_TABLE for this function".into(),
+    )
+    .response()
 }

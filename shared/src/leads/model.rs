@@ -103,6 +103,11 @@ pub struct LeadRequest {
     pub email: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub telegram_id: Option<i64>,
+    /// The Telegram ID came from the public body and nobody vouched for it (neither Telegram's
+    /// signed initData nor the bot's key): the managers check it before the deal is won,
+    /// since a won deal registers its machine in that ID's passport.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub telegram_unverified: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -126,6 +131,7 @@ impl LeadRequest {
             phone: Some("+79123456789".into()),
             email: None,
             telegram_id: None,
+            telegram_unverified: false,
             message: None,
             equipment: None,
             items: vec![],

@@ -11,6 +11,14 @@ use super::phone::display_phone;
 use super::{CartItem, Lead};
 use crate::ports::MailMessage;
 
+/// The tag of a deal whose Telegram ID nobody vouched for.
+pub const UNVERIFIED_TELEGRAM_TAG: &str = "Telegram ID не подтверждён";
+
+/// What the managers read beside such an ID, in the note and the mail.
+const UNVERIFIED_TELEGRAM_WARNING: &str = "НЕ ПОДТВЕРЖДЁН: указан в форме, а не передан \
+     Telegram. Проверьте его у клиента, прежде чем закрывать сделку как успешную: оборудование \
+     будет записано в Цифровой паспорт этого ID.";
+
 /// Longest customer name shown in a title or subject (the full name is in the body).
 const NAME_IN_TITLE: usize = 80;
 
@@ -118,7 +126,12 @@ fn contact_rows(lead: &Lead) -> Vec<(&'static str, String)> {
         rows.push(("E-mail", email.clone()));
     }
     if let Some(id) = r.telegram_id {
-        rows.push(("Telegram ID", id.to_string()));
+        let value = if r.telegram_unverified {
+            format!("{id} — {UNVERIFIED_TELEGRAM_WARNING}")
+        } else {
+            id.to_string()
+        };
+        rows.push(("Telegram ID", value));
     }
     rows
 }

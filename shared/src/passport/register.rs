@@ -7,6 +7,7 @@ use super::{
     Equipment, EquipmentState, Maintenance, MaintenancePolicy, MaintenanceStatus, SyncMarks,
 };
 use crate::amocrm::CrmError;
+use crate::leads::render::UNVERIFIED_TELEGRAM_TAG;
 use crate::ports::{CrmDeal, CrmDeals, PassportStore, RegisterOutcome, StoreError};
 
 /// amoCRM's system status «Успешно реализовано» (the same id in every pipeline).
@@ -144,6 +145,14 @@ impl Registrar<'_> {
             warn!(amo_lead_id = deal.id, ?missing, "won deal waits for data");
             return Ok(DealOutcome::Waiting { missing });
         };
+        if deal.tags.iter().any(|t| t == UNVERIFIED_TELEGRAM_TAG) {
+            // The ID came from a public form; the manager was asked to check it before winning.
+            warn!(
+                amo_lead_id = deal.id,
+                owner_unverified = true,
+                "machine registered to a Telegram ID that came from an unverified lead"
+            );
+        }
         let purchased_at = deal
             .closed_at
             .and_then(|t| DateTime::from_timestamp(t, 0))

@@ -54,8 +54,15 @@ async fn leads_from_every_source_arrive_in_amocrm_with_contact_fields_note_and_m
                "phone": "+7 903 111-22-33", "equipment": {"model": "1К62", "serial": "SN-77"}}),
     ];
     let mut ids = Vec::new();
+    let tma = format!("tma {}", init_data(&stack, 777000222, 0));
     for body in &bodies {
-        let (status, resp) = post_lead(&stack, body).await;
+        // Telegram vouches for the two Telegram IDs: the Mini App's initData, the bot's key.
+        let headers: Vec<(&str, &str)> = match body["source"].as_str() {
+            Some("tma") => vec![("authorization", tma.as_str())],
+            Some("bot") => vec![("x-bot-key", stack.options.bot_api_key.as_str())],
+            _ => vec![],
+        };
+        let (status, resp) = post_lead_with(&stack, body, &headers).await;
         assert_eq!(status, 202, "{resp}");
         assert_eq!(resp["status"], "accepted");
         let id = resp["lead_id"].as_str().unwrap().to_string();
@@ -685,4 +692,68 @@ async fn a_create_that_timed_out_is_found_by_amocrms_filters_while_its_search_la
         .collect();
     assert_eq!(ours.len(), 1, "one amoCRM lead, not two: {ours:?}");
     assert_eq!(s.delivery.amo_lead_id, ours[0]["id"].as_i64());
+}
+
+/// A Telegram ID is trusted only when Telegram vouches for it: the Mini App's initData (whose
+/// user replaces the body's id), or the bot's key. Any other is kept, and the deal tells the
+/// managers to check it; a Mini App lead without initData is refused and nothing is stored.
+#[tokio::test]
+async fn a_telegram_id_nobody_vouched_for_is_marked_for_the_managers() {
+    let stack = stack().await;
+    let unverified = json!({"source": "site", "intent": "service", "name": "Кто-то",
+                            "phone": "+79031112233", "telegram_id": 424242});
+    let (status, resp) = post_lead(&stack, &unverified).await;
+    assert_eq!(status, 202, "{resp}");
+    let unverified_id = resp["lead_id"].as_str().unwrap().to_string();
+
+    // The Mini App: initData's user (4711), not the body's 999, owns the lead.
+    let tma_body = json!({"source": "tma", "intent": "service", "name": "Сергей",
+                          "telegram_id": 999, "message": "ТО"});
+    let tma = format!("tma {}", init_data(&stack, 4711, 0));
+    let (status, resp) = post_lead_with(&stack, &tma_body, &[("authorization", &tma)]).await;
+    assert_eq!(status, 202, "{resp}");
+    let tma_id = resp["lead_id"].as_str().unwrap().to_string();
+
+    let before = table_items(&stack).await;
+    let (status, resp) = post_lead(&stack, &tma_body).await;
+    assert_eq!(
+        (status, resp["error"].as_str()),
+        (401, Some("telegram_auth_required"))
+    );
+    let stale = format!("tma {}", init_data(&stack, 4711, 3 * 86_400));
+    let (status, _) = post_lead_with(&stack, &tma_body, &[("authorization", &stale)]).await;
+    assert_eq!(status, 401, "a stale initData");
+    let bot = json!({"source": "bot", "intent": "parts", "name": "Пётр", "telegram_id": 555});
+    let (status, _) = post_lead_with(&stack, &bot, &[("x-bot-key", "a guess")]).await;
+    assert_eq!(status, 401, "a wrong bot key");
+    assert_eq!(
+        table_items(&stack).await,
+        before,
+        "refused leads store nothing"
+    );
+
+    stack.deliver_pending().await.unwrap();
+    let leads = sandbox_list(&stack, "leads").await;
+    let marked = amo_lead_named(&leads, &unverified_id);
+    assert!(
+        tag_names(marked).contains(&"Telegram ID не подтверждён".to_string()),
+        "{marked}"
+    );
+    assert_eq!(
+        field_value(marked, TELEGRAM).as_deref(),
+        Some("424242"),
+        "the id is kept"
+    );
+    let notes = sandbox_list(&stack, "notes").await;
+    let note = notes
+        .iter()
+        .find(|n| n["entity_id"] == marked["id"])
+        .expect("the unverified lead's note");
+    assert!(
+        note.to_string().contains("424242 — НЕ ПОДТВЕРЖДЁН"),
+        "{note}"
+    );
+    let vouched = amo_lead_named(&leads, &tma_id);
+    assert_eq!(field_value(vouched, TELEGRAM).as_deref(), Some("4711"));
+    assert!(!tag_names(vouched).contains(&"Telegram ID не подтверждён".to_string()));
 }

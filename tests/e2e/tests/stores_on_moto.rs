@@ -26,6 +26,7 @@ fn lead(id: &str) -> Lead {
             phone: Some("+79123456789".into()),
             email: None,
             telegram_id: None,
+            telegram_unverified: false,
             message: None,
             equipment: None,
             items: vec![],

@@ -17,6 +17,8 @@ use base64::Engine;
 use lambda_http::{Body, Request};
 use serde_json::json;
 
+use crate::contract::{Answer, ContractLog};
+
 type BoxFuture = Pin<Box<dyn Future<Output = lambda_http::Response<Body>> + Send>>;
 
 /// One Lambda behind the front.
@@ -35,6 +37,11 @@ where
 #[derive(Clone, Default)]
 pub struct Routes {
     routes: Vec<(String, String, HttpFunction)>,
+    /// Every answer checked against api/openapi.yaml (tests).
+    contract: Option<Arc<ContractLog>>,
+    /// How many of the next `POST /leads` get lead-ingest's 503 (the store unreachable) with
+    /// `Retry-After: 1`, without reaching the function: a browser's retry, tested.
+    pub unavailable_leads: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl Routes {
@@ -43,11 +50,30 @@ impl Routes {
         self
     }
 
-    fn find(&self, method: &str, path: &str) -> Option<&HttpFunction> {
-        self.routes
+    pub fn checked_by(mut self, log: Arc<ContractLog>) -> Self {
+        self.contract = Some(log);
+        self
+    }
+
+    /// API Gateway's `$default` route: whatever no other route matches.
+    pub fn default_route(self, f: HttpFunction) -> Self {
+        self.add("ANY", "$default", f)
+    }
+
+    /// The route's function and its route key (`POST /leads`, or `$default`).
+    fn find(&self, method: &str, path: &str) -> Option<(&HttpFunction, String)> {
+        let exact = self
+            .routes
             .iter()
-            .find(|(m, p, _)| m == method && p == path)
-            .map(|(_, _, f)| f)
+            .find(|(m, p, _)| m == method && p == path);
+        match exact {
+            Some((m, p, f)) => Some((f, format!("{m} {p}"))),
+            None => self
+                .routes
+                .iter()
+                .find(|(m, p, _)| m == "ANY" && p == "$default")
+                .map(|(_, _, f)| (f, "$default".to_string())),
+        }
     }
 }
 
@@ -57,6 +83,7 @@ pub fn gateway_event(
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
+    route_key: &str,
 ) -> serde_json::Value {
     let mut header_map: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in headers {
@@ -80,7 +107,6 @@ pub fn gateway_event(
             .or_insert(v);
     }
     let now = chrono::Utc::now();
-    let route_key = format!("{} {}", method, uri.path());
     json!({
         "version": "2.0",
         "routeKey": route_key,
@@ -122,7 +148,7 @@ async fn dispatch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(function) = routes.find(method.as_str(), uri.path()) else {
+    let Some((function, route_key)) = routes.find(method.as_str(), uri.path()) else {
         // What API Gateway answers for a route it does not have.
         return (
             StatusCode::NOT_FOUND,
@@ -130,7 +156,40 @@ async fn dispatch(
         )
             .into_response();
     };
-    let event = gateway_event(&method, &uri, &headers, &body);
+    let unavailable = method == Method::POST
+        && uri.path() == "/leads"
+        && routes
+            .unavailable_leads
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok();
+    if unavailable {
+        let answer = shared::api::http::ApiError::unavailable().retry_after(1);
+        let request = lambda_http::Request::default();
+        let resp = shared::api::http::traced(request, |_| async { answer.response() }).await;
+        let origin = headers.get("origin").cloned();
+        let (mut parts, body) = resp.into_parts();
+        if let Some(origin) = origin {
+            // As lead-ingest would for a listed origin (the tests' page is one).
+            parts.headers.insert("access-control-allow-origin", origin);
+            parts.headers.insert(
+                "access-control-expose-headers",
+                "Retry-After, X-Correlation-Id".parse().expect("static"),
+            );
+        }
+        let text = match body {
+            Body::Text(t) => t,
+            _ => String::new(),
+        };
+        let mut out = Response::new(AxumBody::from(text));
+        *out.status_mut() = parts.status;
+        *out.headers_mut() = parts.headers;
+        return out;
+    }
+    let event = gateway_event(&method, &uri, &headers, &body, &route_key);
     let request = match lambda_http::request::from_str(&event.to_string()) {
         Ok(r) => r,
         Err(e) => {
@@ -149,6 +208,15 @@ async fn dispatch(
         Body::Binary(b) => b,
         _ => Vec::new(),
     };
+    if let Some(log) = &routes.contract {
+        log.record(Answer {
+            method: method.as_str(),
+            path: uri.path(),
+            status: parts.status.as_u16(),
+            headers: &parts.headers,
+            body: &bytes,
+        });
+    }
     let mut out = Response::new(AxumBody::from(bytes));
     *out.status_mut() = parts.status;
     *out.headers_mut() = parts.headers;

@@ -2,8 +2,10 @@
 //! amoCRM sandbox, the HTTP routes of template.yaml and the stream-driven worker, wired by the
 //! same code as the Lambda binaries. `make run` uses it, and so do the end-to-end tests.
 
+pub mod contract;
 pub mod front;
 pub mod moto;
+pub mod page;
 pub mod provision;
 pub mod pump;
 
@@ -35,7 +37,11 @@ pub struct StackOptions {
     pub api_port: Option<u16>,
     pub sandbox_port: Option<u16>,
     pub moto_port: Option<u16>,
+    /// The reference page (`make run`: PAGE_PORT, 8080).
+    pub page_port: Option<u16>,
     pub admin_key: String,
+    /// What the bot's server sends as `X-Bot-Key` to vouch for a Telegram ID.
+    pub bot_api_key: String,
     pub webhook_token: String,
     pub telegram_bot_token: String,
     pub sandbox: SandboxConfig,
@@ -48,6 +54,9 @@ pub struct StackOptions {
     pub provision_fields: bool,
     /// An account with a past (won deals, contacts, the old webhook), seeded at start.
     pub history: Option<History>,
+    /// Check every answer of the front against api/openapi.yaml; a violation fails the test
+    /// when the stack is dropped (and is logged at once).
+    pub check_contract: bool,
 }
 
 impl StackOptions {
@@ -59,6 +68,7 @@ impl StackOptions {
             api_port: port("API_PORT", 3000),
             sandbox_port: port("SANDBOX_PORT", 3001),
             moto_port: port("MOTO_PORT", 5000),
+            page_port: port("PAGE_PORT", 8080),
             ..Self::for_tests()
         }
     }
@@ -69,7 +79,9 @@ impl StackOptions {
             api_port: None,
             sandbox_port: None,
             moto_port: None,
+            page_port: None,
             admin_key: var("LOCAL_ADMIN_KEY", "local-admin-key"),
+            bot_api_key: var("LOCAL_BOT_API_KEY", "local-bot-api-key"),
             webhook_token: var("LOCAL_WEBHOOK_TOKEN", "local-webhook-token"),
             telegram_bot_token: var(
                 "LOCAL_TELEGRAM_BOT_TOKEN",
@@ -80,6 +92,7 @@ impl StackOptions {
             config_overrides: Vec::new(),
             provision_fields: true,
             history: None,
+            check_contract: true,
         }
     }
 
@@ -114,12 +127,35 @@ pub struct LocalStack {
     pub function_env: Vec<(String, String)>,
     /// What `StackOptions::history` seeded.
     pub history: Option<Made>,
+    /// `POST /leads` answers 503 (Retry-After: 1) this many more times.
+    pub unavailable_leads: Arc<std::sync::atomic::AtomicU32>,
+    /// The reference page (another origin than the API's).
+    pub page_url: String,
+    page_task: tokio::task::JoinHandle<()>,
+    /// The contract check of the front's answers (`StackOptions::check_contract`).
+    pub contract: Option<Arc<contract::ContractLog>>,
     front: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for LocalStack {
     fn drop(&mut self) {
         self.front.abort();
+        self.page_task.abort();
+        if let Some(log) = &self.contract {
+            log.tally();
+            let violations = log
+                .violations
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone();
+            if !violations.is_empty() && !std::thread::panicking() {
+                panic!(
+                    "{} answer(s) break api/openapi.yaml:\n{}",
+                    violations.len(),
+                    violations.join("\n")
+                );
+            }
+        }
     }
 }
 
@@ -185,6 +221,8 @@ macro_rules! lambda {
 impl LocalStack {
     pub async fn start(mut options: StackOptions) -> Result<Self, InitError> {
         let moto = Moto::start(options.moto_port).await?;
+        let page = page::PageListener::bind(options.page_port).await?;
+        let page_origin = page.origin.clone();
         let token = long_lived_token(
             options.sandbox.account_id,
             Duration::from_secs(5 * 365 * 86_400),
@@ -208,6 +246,7 @@ impl LocalStack {
             configuration_set: "local-mail".into(),
             app_secret_json: json!({
                 "admin_key": options.admin_key,
+                "bot_api_key": options.bot_api_key,
                 "webhook_token": options.webhook_token,
                 "telegram_bot_token": options.telegram_bot_token,
                 "amocrm_client_secret": options.sandbox.client_secret,
@@ -234,9 +273,14 @@ impl LocalStack {
             ("DELIVERY_HOLD_SECS", "2".into()),
             // After a 403 the functions hold their calls for a second, not ten minutes.
             ("AMOCRM_BREAKER_SECS", "1".into()),
+            // Production's origins (the sample events carry them) and the reference page's.
             (
-                "CORS_ORIGINS",
-                "http://localhost:8080,http://127.0.0.1:8080,https://td-rss.ru".into(),
+                "SITE_ORIGINS",
+                format!("{page_origin},https://td-rss.ru,https://www.td-rss.ru"),
+            ),
+            (
+                "TMA_ORIGINS",
+                format!("{page_origin},https://tma.td-rss.ru"),
             ),
         ];
         // The environment with the options' overrides in place, and the config read from it.
@@ -300,9 +344,19 @@ impl LocalStack {
             .add("GET", "/passport", lambda!(passport))
             .add("OPTIONS", "/passport", lambda!(passport))
             .add("OPTIONS", "/passport/service-requests", lambda!(passport))
-            .add("POST", "/passport/service-requests", lambda!(passport));
+            .add("POST", "/passport/service-requests", lambda!(passport))
+            .default_route(lambda!(ingest));
+        let contract = options
+            .check_contract
+            .then(|| Arc::new(contract::ContractLog::default()));
+        let unavailable_leads = routes.unavailable_leads.clone();
+        let routes = match &contract {
+            Some(log) => routes.checked_by(log.clone()),
+            None => routes,
+        };
         let api_addr = SocketAddr::from(([127, 0, 0, 1], options.api_port.unwrap_or(0)));
         let (bound, front) = front::serve(api_addr, routes).await?;
+        let page_task = page.serve(&format!("http://{bound}"), &options.telegram_bot_token);
         let pumps = vec![
             Arc::new(
                 StreamPump::new(
@@ -336,6 +390,10 @@ impl LocalStack {
             pumps,
             function_env,
             history,
+            contract,
+            page_url: page_origin.clone(),
+            unavailable_leads,
+            page_task,
             front,
         })
     }

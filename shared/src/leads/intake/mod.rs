@@ -61,16 +61,37 @@ fn field_list(errors: &[FieldError]) -> String {
 
 /// Reads an `application/json` body.
 pub fn parse_json(body: &[u8]) -> Result<Intake, IntakeError> {
+    parse_json_from(body, None)
+}
+
+/// [`parse_json`] for a caller Telegram vouched for: `telegram_user` replaces any
+/// `telegram_id` of the body.
+pub fn parse_json_from(body: &[u8], telegram_user: Option<i64>) -> Result<Intake, IntakeError> {
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| IntakeError::Malformed(format!("not JSON: {e}")))?;
     match value {
-        serde_json::Value::Object(fields) => validate::validate(&fields),
+        serde_json::Value::Object(mut fields) => {
+            vouched(&mut fields, telegram_user);
+            validate::validate(&fields)
+        }
         _ => Err(IntakeError::Malformed("JSON body is not an object".into())),
+    }
+}
+
+fn vouched(fields: &mut serde_json::Map<String, serde_json::Value>, telegram_user: Option<i64>) {
+    if let Some(id) = telegram_user {
+        fields.insert("telegram_id".into(), id.into());
     }
 }
 
 /// Reads an `application/x-www-form-urlencoded` body.
 pub fn parse_form(body: &[u8]) -> Result<Intake, IntakeError> {
-    let fields = form::parse(body).map_err(|e| IntakeError::Malformed(e.to_string()))?;
+    parse_form_from(body, None)
+}
+
+/// [`parse_form`] for a caller Telegram vouched for (see [`parse_json_from`]).
+pub fn parse_form_from(body: &[u8], telegram_user: Option<i64>) -> Result<Intake, IntakeError> {
+    let mut fields = form::parse(body).map_err(|e| IntakeError::Malformed(e.to_string()))?;
+    vouched(&mut fields, telegram_user);
     validate::validate(&fields)
 }

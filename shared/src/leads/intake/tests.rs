@@ -57,6 +57,7 @@ fn full_request() -> LeadRequest {
         phone: Some("+79123456789".into()),
         email: Some("Ivan@example.ru".into()),
         telegram_id: Some(123456789),
+        telegram_unverified: false,
         message: Some("Нужны запчасти.\nСрочно.".into()),
         equipment: Some(Equipment {
             model: Some("16К20".into()),

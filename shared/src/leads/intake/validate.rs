@@ -70,6 +70,7 @@ pub(super) fn validate(body: &Map<String, Value>) -> Result<Intake, IntakeError>
         phone: phone.0,
         email: email.0,
         telegram_id: telegram_id.0,
+        telegram_unverified: false,
         message,
         equipment,
         items,

@@ -21,6 +21,7 @@ fn cart_lead() -> Lead {
             phone: Some("+79123456789".into()),
             email: Some("ivan@example.ru".into()),
             telegram_id: Some(123456789),
+            telegram_unverified: false,
             message: Some("Нужны запчасти.\nСрочно.".into()),
             equipment: Some(Equipment {
                 model: Some("16К20".into()),
@@ -58,6 +59,7 @@ fn minimal_lead() -> Lead {
         phone: None,
         email: None,
         telegram_id: Some(42),
+        telegram_unverified: false,
         message: None,
         equipment: None,
         items: Vec::new(),
