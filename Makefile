@@ -39,7 +39,7 @@ TOKEN_WRITERS := LeadIngestFunction=AmoTokenSecret,CrmWorkerFunction=AmoTokenSec
 
 step = @printf '\n==> %s\n' "$(1)"
 
-.PHONY: help deps run ops test fmt fmt-check lint clippy template-check cargo-test bench fuzz clean clean-all
+.PHONY: help deps browser-deps run ops test fmt fmt-check lint clippy template-check cargo-test bench fuzz clean clean-all
 
 help: ## List the targets
 	@echo "make targets (variables: API_PORT=$(API_PORT) SANDBOX_PORT=$(SANDBOX_PORT) MOTO_PORT=$(MOTO_PORT)):"
@@ -65,7 +65,11 @@ ops: ## Operators' CLI against the running `make run` stack: make ops ARGS='doct
 	@set -a; . $(OPS_ENV); set +a; cargo run -q -p rss-ops -- $(ARGS)
 
 # Cheap checks first, cargo test last (its summary closes the output).
-test: deps fmt-check template-check clippy cargo-test ## Everything CI checks (.ci/run calls this)
+test: deps browser-deps fmt-check template-check clippy cargo-test ## Everything CI checks (.ci/run calls this)
+
+browser-deps: ## Install Debian's chromium and chromium-driver for the browser test (when missing)
+	$(call step,browser-deps: tools/scripts/browser-deps.sh)
+	bash tools/scripts/browser-deps.sh
 
 fmt: ## Format the Rust code
 	$(call step,fmt: cargo fmt --all)

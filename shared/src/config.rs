@@ -316,6 +316,21 @@ fn sync_config(
     })
 }
 
+/// Who may post leads from a browser: the site, td-rss.ru with and without `www`, and the
+/// Mini App's page, whose own lead form posts `source=tma` leads to `POST /leads`.
+pub const DEFAULT_SITE_ORIGINS: &str =
+    "https://td-rss.ru,https://www.td-rss.ru,https://tma.td-rss.ru";
+/// The Mini App's page (the bot's `web_app` URL).
+pub const DEFAULT_TMA_ORIGINS: &str = "https://tma.td-rss.ru";
+
+/// A comma-separated origin list, each without a trailing `/`.
+fn origins(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(|s| s.trim().trim_end_matches('/').to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -428,17 +443,4 @@ mod tests {
         let err = Config::from_lookup(lookup(&pairs)).unwrap_err();
         assert_eq!(err.var, "AMOCRM_PIPELINE_ID");
     }
-}
-
-/// The site's origins: td-rss.ru with and without `www`.
-pub const DEFAULT_SITE_ORIGINS: &str = "https://td-rss.ru,https://www.td-rss.ru";
-/// The Mini App's page (the bot's `web_app` URL).
-pub const DEFAULT_TMA_ORIGINS: &str = "https://tma.td-rss.ru";
-
-/// A comma-separated origin list, each without a trailing `/`.
-fn origins(list: &str) -> Vec<String> {
-    list.split(',')
-        .map(|s| s.trim().trim_end_matches('/').to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
 }

@@ -65,15 +65,14 @@ impl PassportApi {
         if let Some(refused) = self.cors.refuse(&req) {
             return refused;
         }
-        let resp = match route(&req) {
-            (method, path) => match (self.user(&req).await, method, path) {
-                (None, ..) => telegram_refused(),
-                (Some(user), "GET", "/passport") => self.passport(&user).await,
-                (Some(user), "POST", "/passport/service-requests") => {
-                    self.service_request(&req, &user).await
-                }
-                _ => unrouted(&req),
-            },
+        let (method, path) = route(&req);
+        let resp = match (self.user(&req).await, method, path) {
+            (None, ..) => telegram_refused(),
+            (Some(user), "GET", "/passport") => self.passport(&user).await,
+            (Some(user), "POST", "/passport/service-requests") => {
+                self.service_request(&req, &user).await
+            }
+            _ => unrouted(&req),
         };
         self.cors.apply(&req, resp)
     }

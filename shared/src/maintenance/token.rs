@@ -72,6 +72,12 @@ impl TokenCare {
             info!(expires_at = ?state.expires_at, "amoCRM token refreshed ahead of expiry");
         }
         if state.kind == TokenKind::LongLived {
+            if let Some(expires_at) = state.expires_at {
+                crate::metrics::gauge(
+                    crate::metrics::Metric::TokenDaysLeft,
+                    days_left(now, expires_at) as f64,
+                );
+            }
             match state.expires_at {
                 Some(expires_at) => self.notify_expiry(now, expires_at, stats).await?,
                 None => warn!(

@@ -315,3 +315,11 @@ pub async fn authorize(stack: &local_stack::LocalStack) -> (u16, String) {
     )
     .await
 }
+
+/// A file of the repository (template.yaml, api/openapi.yaml, events/…) as text.
+pub fn repo_file(name: &str) -> String {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

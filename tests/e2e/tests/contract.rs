@@ -4,18 +4,10 @@
 //! no other test reaches). CORS: each route group admits its own origins and nothing else.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 
 use e2e::*;
 use local_stack::contract::{Answer, CONTRACT};
 use serde_json::{Value, json};
-
-fn repo_file(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 /// `(METHOD, path)` of every HttpApi event in template.yaml; `$default` for one without both.
 fn template_routes() -> BTreeSet<(String, String)> {
@@ -233,7 +225,7 @@ async fn every_route_answers_its_errors_in_the_one_documented_body() {
         case("GET", "/passport", 403, Some("origin_not_allowed"))
             .header("authorization", tma.clone())
             .header("origin", "https://td-rss.ru.evil.example"),
-        case("OPTIONS", "/passport", 204, None).header("origin", "https://td-rss.ru"),
+        case("OPTIONS", "/passport", 204, None).header("origin", "https://tma.td-rss.ru"),
         case(
             "OPTIONS",
             "/passport/service-requests",

@@ -42,6 +42,8 @@ pub struct Routes {
     /// How many of the next `POST /leads` get lead-ingest's 503 (the store unreachable) with
     /// `Retry-After: 1`, without reaching the function: a browser's retry, tested.
     pub unavailable_leads: Arc<std::sync::atomic::AtomicU32>,
+    /// lead-ingest's CORS rules, applied to those 503s as the function applies them.
+    leads_cors: Option<Arc<shared::api::cors::Cors>>,
 }
 
 impl Routes {
@@ -52,6 +54,12 @@ impl Routes {
 
     pub fn checked_by(mut self, log: Arc<ContractLog>) -> Self {
         self.contract = Some(log);
+        self
+    }
+
+    /// The CORS rules of `POST /leads`, for the 503s answered on lead-ingest's behalf.
+    pub fn leads_cors(mut self, cors: shared::api::cors::Cors) -> Self {
+        self.leads_cors = Some(Arc::new(cors));
         self
     }
 
@@ -170,16 +178,15 @@ async fn dispatch(
         let answer = shared::api::http::ApiError::unavailable().retry_after(1);
         let request = lambda_http::Request::default();
         let resp = shared::api::http::traced(request, |_| async { answer.response() }).await;
-        let origin = headers.get("origin").cloned();
-        let (mut parts, body) = resp.into_parts();
-        if let Some(origin) = origin {
-            // As lead-ingest would for a listed origin (the tests' page is one).
-            parts.headers.insert("access-control-allow-origin", origin);
-            parts.headers.insert(
-                "access-control-expose-headers",
-                "Retry-After, X-Correlation-Id".parse().expect("static"),
-            );
+        let mut caller = lambda_http::Request::default();
+        if let Some(origin) = headers.get("origin") {
+            caller.headers_mut().insert("origin", origin.clone());
         }
+        let resp = match &routes.leads_cors {
+            Some(cors) => cors.apply(&caller, resp),
+            None => resp,
+        };
+        let (parts, body) = resp.into_parts();
         let text = match body {
             Body::Text(t) => t,
             _ => String::new(),

@@ -276,11 +276,11 @@ impl LocalStack {
             // Production's origins (the sample events carry them) and the reference page's.
             (
                 "SITE_ORIGINS",
-                format!("{page_origin},https://td-rss.ru,https://www.td-rss.ru"),
+                format!("{page_origin},{}", shared::config::DEFAULT_SITE_ORIGINS),
             ),
             (
                 "TMA_ORIGINS",
-                format!("{page_origin},https://tma.td-rss.ru"),
+                format!("{page_origin},{}", shared::config::DEFAULT_TMA_ORIGINS),
             ),
         ];
         // The environment with the options' overrides in place, and the config read from it.
@@ -345,7 +345,8 @@ impl LocalStack {
             .add("OPTIONS", "/passport", lambda!(passport))
             .add("OPTIONS", "/passport/service-requests", lambda!(passport))
             .add("POST", "/passport/service-requests", lambda!(passport))
-            .default_route(lambda!(ingest));
+            .default_route(lambda!(ingest))
+            .leads_cors(shared::api::cors::Cors::new(&config.site_origins));
         let contract = options
             .check_contract
             .then(|| Arc::new(contract::ContractLog::default()));

@@ -23,13 +23,15 @@ async fn main() -> Result<(), shared::wiring::InitError> {
     let o = &stack.options;
     println!(
         "\nРусСтанкоСбыт ↔ amoCRM, running locally\n\
-         \n  API (API Gateway routes)  {api}\n  amoCRM sandbox            {sandbox}   (state: {sandbox}/_sandbox/state)\n  moto (AWS)                {moto}   (sent mail: {moto}/moto-api/data.json)\n  maintenance sync          every 30 s (hourly in AWS)\n\
+         \n  API (API Gateway routes)  {api}\n  amoCRM sandbox            {sandbox}   (state: {sandbox}/_sandbox/state)\n  moto (AWS)                {moto}   (sent mail: {moto}/moto-api/data.json)\n  maintenance sync          every 30 s (hourly in AWS)\n  reference page            {page}/   (the site's lead form and the Mini App preview; bot key {bot_key})\n\
          \nOperators' commands against this stack: make ops ARGS=doctor (setup, backfill --dry-run, parked list)\n\nTry:\n  curl -s {api}/leads -H 'content-type: application/json' \\\n    -d '{{\"source\":\"site\",\"intent\":\"service\",\"name\":\"Иван Петров\",\"phone\":\"8 (912) 345-67-89\",\"message\":\"Нужна диагностика станка\"}}'\n  curl -s {api}/ingest/test-crm -H 'X-Admin-Key: {admin}'\n  curl -s {api}/health -H 'X-Admin-Key: {admin}'\n\
          \nCtrl-C stops everything.\n",
         api = stack.api_url,
         sandbox = stack.sandbox.url,
         moto = stack.moto.url,
         admin = o.admin_key,
+        page = stack.page_url,
+        bot_key = o.bot_api_key,
     );
     // Ctrl-C or a plain `kill`: return normally so moto (a child) is stopped on drop.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
