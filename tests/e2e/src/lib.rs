@@ -101,17 +101,25 @@ pub async fn sandbox_requests(stack: &LocalStack) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-/// Every item of the leads table (leads and idempotency claims).
-pub async fn table_items(stack: &LocalStack) -> usize {
-    let out = stack
+/// The items of the leads table (leads and idempotency claims), one scan page.
+pub async fn leads_table_scan(
+    stack: &LocalStack,
+) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    stack
         .aws
         .dynamodb
         .scan()
         .table_name(&stack.resources.leads_table)
         .send()
         .await
-        .expect("scan");
-    out.count() as usize
+        .expect("scan")
+        .items
+        .unwrap_or_default()
+}
+
+/// How many items the leads table holds (leads and idempotency claims).
+pub async fn table_items(stack: &LocalStack) -> usize {
+    leads_table_scan(stack).await.len()
 }
 
 /// The custom field value of an amoCRM lead as rendered by the API.

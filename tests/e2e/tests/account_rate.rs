@@ -114,16 +114,8 @@ async fn everything_at_once(overrides: &[(&str, &str)]) -> Load {
     let deadline = Instant::now() + Duration::from_secs(120);
     while sandbox_list(&stack, "notes").await.len() < LEADS {
         if Instant::now() >= deadline {
-            let items = stack
-                .aws
-                .dynamodb
-                .scan()
-                .table_name(&stack.resources.leads_table)
-                .send()
+            let statuses: Vec<String> = leads_table_scan(&stack)
                 .await
-                .unwrap();
-            let statuses: Vec<String> = items
-                .items()
                 .iter()
                 .map(|i| format!("{:?}/{:?}", i.get("status"), i.get("attempts")))
                 .collect();
