@@ -331,3 +331,11 @@ pub fn repo_file(name: &str) -> String {
         .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// The amoCRM lead whose name carries our lead id (the worker names deals so).
+pub fn amo_lead_named<'a>(leads: &'a [Value], our_id: &str) -> &'a Value {
+    leads
+        .iter()
+        .find(|l| l["name"].as_str().is_some_and(|n| n.contains(our_id)))
+        .unwrap_or_else(|| panic!("no amoCRM lead carries {our_id}: {leads:?}"))
+}

@@ -236,12 +236,10 @@ async fn the_mini_app_preview_lists_a_machine_won_in_amocrm_and_sends_a_service_
     assert_eq!(status, 202, "{resp}");
     let our_id = resp["lead_id"].as_str().unwrap().to_string();
     stack.deliver_pending().await.unwrap();
-    let amo_id = sandbox_list(&stack, "leads")
-        .await
-        .iter()
-        .find(|l| l["name"].as_str().is_some_and(|n| n.contains(&our_id)))
-        .and_then(|l| l["id"].as_i64())
-        .expect("deal in the sandbox");
+    let leads = sandbox_list(&stack, "leads").await;
+    let amo_id = amo_lead_named(&leads, &our_id)["id"]
+        .as_i64()
+        .expect("the deal's id");
 
     let driver = Driver::start().await;
     let browser = driver.browser().await;
@@ -290,10 +288,7 @@ async fn the_mini_app_preview_lists_a_machine_won_in_amocrm_and_sends_a_service_
 
     stack.deliver_pending().await.unwrap();
     let leads = sandbox_list(&stack, "leads").await;
-    let request = leads
-        .iter()
-        .find(|l| l["name"].as_str().is_some_and(|n| n.contains(&request_id)))
-        .unwrap_or_else(|| panic!("the service request {request_id} is no deal: {leads:?}"));
+    let request = amo_lead_named(&leads, &request_id);
     assert_eq!(field_value(request, 712629).as_deref(), Some("SN-TMA-77"));
     assert_eq!(field_value(request, 712633).as_deref(), Some("4711"));
     assert!(

@@ -31,13 +31,6 @@ async fn stored(stack: &local_stack::LocalStack, lead_id: &str) -> StoredLead {
         .expect("lead stored")
 }
 
-fn amo_lead_named<'a>(leads: &'a [Value], our_id: &str) -> &'a Value {
-    leads
-        .iter()
-        .find(|l| l["name"].as_str().is_some_and(|n| n.contains(our_id)))
-        .unwrap_or_else(|| panic!("no amoCRM lead carries {our_id}: {leads:?}"))
-}
-
 #[tokio::test]
 async fn leads_from_every_source_arrive_in_amocrm_with_contact_fields_note_and_mail() {
     let stack = stack().await;
