@@ -106,7 +106,8 @@ pub fn sign_init_data(fields: &[(&str, &str)], bot_token: &str) -> String {
     query.finish()
 }
 
-/// Percent-decoded `key=value` pairs; a repeated key is refused (which one was signed?).
+/// Percent-decoded `key=value` pairs; a repeated key is refused (which one was signed?), and so
+/// is a field the data-check-string could not tell apart from its neighbour.
 fn decode_fields(init_data: &str) -> Result<Vec<(String, String)>, InitDataError> {
     let mut fields: Vec<(String, String)> = Vec::new();
     for (key, value) in form_urlencoded::parse(init_data.trim().as_bytes()) {
@@ -114,6 +115,16 @@ fn decode_fields(init_data: &str) -> Result<Vec<(String, String)>, InitDataError
             return Err(InitDataError::Malformed {
                 field: key.chars().take(40).collect(),
                 reason: "appears more than once",
+            });
+        }
+        // The data-check-string joins `key=value` lines with `\n`, so a line break in a field or
+        // an `=` in a key would let two different field sets share one signature (a value
+        // swallowing the next line). Telegram never sends either; refusing them keeps the
+        // signature bound to exactly one reading.
+        if key.contains(['\n', '=']) || value.contains('\n') {
+            return Err(InitDataError::Malformed {
+                field: key.chars().filter(|c| *c != '\n').take(40).collect(),
+                reason: "has a line break, or an `=` in its name",
             });
         }
         fields.push((key.into_owned(), value.into_owned()));
@@ -249,6 +260,40 @@ mod tests {
             KNOWN_ANSWER.replace("&signature=6fbdaab833d39f54518bd5c3eb3f511d035e68cb", "");
         assert_ne!(without_signature, KNOWN_ANSWER);
         assert_eq!(verify(&without_signature), Err(InitDataError::BadHash));
+    }
+
+    /// Two field sets with one data-check-string: `a=x` + `b=y` and `a="x\nb=y"` both give
+    /// "a=x\nb=y\n…". Found by the property test: turning the `&` before `b` into a line
+    /// break kept the hash valid. Both readings are refused, so one signature means one set.
+    #[test]
+    fn fields_that_could_be_read_as_other_fields_are_refused() {
+        let user = r#"{"id":7,"first_name":"Иван"}"#;
+        let date = AUTH_DATE.to_string();
+        let split = sign_init_data(
+            &[
+                ("a", "x"),
+                ("b", "\n"),
+                ("auth_date", &date),
+                ("user", user),
+            ],
+            BOT_TOKEN,
+        );
+        let merged = split.replacen("&b=", "%0Ab=", 1);
+        assert_ne!(merged, split);
+        for init_data in [&split, &merged] {
+            assert!(
+                matches!(verify(init_data), Err(InitDataError::Malformed { .. })),
+                "{init_data:?} must be refused, not read as another field set"
+            );
+        }
+        let equals_in_key = sign_init_data(
+            &[("a=b", "c"), ("auth_date", &date), ("user", user)],
+            BOT_TOKEN,
+        );
+        assert!(matches!(
+            verify(&equals_in_key),
+            Err(InitDataError::Malformed { .. })
+        ));
     }
 
     #[test]
