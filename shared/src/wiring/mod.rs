@@ -33,6 +33,10 @@ use crate::store::{
 };
 use crate::worker::CrmWorker;
 
+mod serve;
+
+pub use serve::{EventFunction, HttpFunction, ScheduledSync, serve_events, serve_http};
+
 pub type InitError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The AWS SDK configuration from the environment (endpoint overrides such as
@@ -339,6 +343,15 @@ pub fn maintenance_sync(config: &Config, aws: &Aws) -> Result<MaintenanceSync, I
             default_responsible_user_id: config.amo.responsible_user_id,
             policy: maintenance_policy(config)?,
         },
+    })
+}
+
+/// The maintenance-sync function: the sync, stopping in time before each invocation's deadline.
+pub async fn scheduled_sync(config: &Config, aws: &Aws) -> Result<ScheduledSync, InitError> {
+    Ok(ScheduledSync {
+        sync: maintenance_sync(config, aws)?,
+        per_request: std::time::Duration::from_millis(config.amo.timeout_ms)
+            + std::time::Duration::from_secs(5),
     })
 }
 
