@@ -20,7 +20,8 @@ use super::client::AmoClient;
 use super::error::{CrmError, CrmErrorKind};
 use crate::leads::Lead;
 use crate::ports::{
-    ContactLink, Crm, CrmDeal, CrmDeals, CrmLeadRef, CrmProbe, CrmReachability, StoreError,
+    ContactLink, Crm, CrmDeal, CrmDeals, CrmFailure, CrmLeadRef, CrmProbe, CrmReachability,
+    StoreError,
 };
 
 /// Without a failure in between, a success is recorded at most this often per instance.
@@ -340,7 +341,7 @@ impl LoggedAmo {
 
 #[async_trait]
 impl Crm for LoggedAmo {
-    async fn find_contact(&self, query: &str) -> Result<Option<i64>, CrmError> {
+    async fn find_contact(&self, query: &str) -> Result<Option<i64>, CrmFailure> {
         self.inner.find_contact(query).await
     }
 
@@ -348,45 +349,49 @@ impl Crm for LoggedAmo {
         &self,
         lead: &Lead,
         create_started_at: DateTime<Utc>,
-    ) -> Result<Option<CrmLeadRef>, CrmError> {
+    ) -> Result<Option<CrmLeadRef>, CrmFailure> {
         self.inner.find_lead_for(lead, create_started_at).await
     }
 
-    async fn create_lead(&self, lead: &Lead, contact: ContactLink) -> Result<CrmLeadRef, CrmError> {
+    async fn create_lead(
+        &self,
+        lead: &Lead,
+        contact: ContactLink,
+    ) -> Result<CrmLeadRef, CrmFailure> {
         self.inner.create_lead(lead, contact).await
     }
 
-    async fn find_note(&self, amo_lead_id: i64, marker: &str) -> Result<Option<i64>, CrmError> {
+    async fn find_note(&self, amo_lead_id: i64, marker: &str) -> Result<Option<i64>, CrmFailure> {
         self.inner.find_note(amo_lead_id, marker).await
     }
 
-    async fn add_note(&self, amo_lead_id: i64, text: &str) -> Result<i64, CrmError> {
+    async fn add_note(&self, amo_lead_id: i64, text: &str) -> Result<i64, CrmFailure> {
         self.inner.add_note(amo_lead_id, text).await
     }
 }
 
 #[async_trait]
 impl CrmDeals for LoggedAmo {
-    async fn deals(&self, ids: &[i64]) -> Result<Vec<CrmDeal>, CrmError> {
+    async fn deals(&self, ids: &[i64]) -> Result<Vec<CrmDeal>, CrmFailure> {
         self.inner.deals(ids).await
     }
 
-    async fn note_on_deal(&self, deal_id: i64, text: &str) -> Result<i64, CrmError> {
+    async fn note_on_deal(&self, deal_id: i64, text: &str) -> Result<i64, CrmFailure> {
         self.inner.note_on_deal(deal_id, text).await
     }
 }
 
 #[async_trait]
 impl CrmProbe for LoggedAmo {
-    async fn create_test_lead(&self) -> Result<i64, CrmError> {
-        self.inner.create_test_lead().await
+    async fn create_test_lead(&self) -> Result<i64, CrmFailure> {
+        crate::ports::CrmProbe::create_test_lead(&self.inner).await
     }
 }
 
 #[async_trait]
 impl CrmReachability for LoggedAmo {
-    async fn reachable(&self) -> Result<(), CrmError> {
-        self.inner.account().await.map(|_| ())
+    async fn reachable(&self) -> Result<(), CrmFailure> {
+        Ok(self.inner.account().await.map(|_| ())?)
     }
 }
 
@@ -464,7 +469,11 @@ mod tests {
         assert!(log.calls().await.unwrap().unresolved().is_none());
 
         let err = amo.create_test_lead().await.unwrap_err();
-        assert_eq!(err.status, Some(403));
+        assert_eq!(
+            err.kind,
+            crate::ports::CrmErrorKind::Blocked,
+            "the 403: {err}"
+        );
         amo.create_test_lead().await.unwrap_err();
         assert_eq!(
             log.writes(),

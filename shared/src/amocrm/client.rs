@@ -16,8 +16,8 @@ use tokio::time::{Instant, sleep};
 use super::account_pacing::RequestPacing;
 use super::error::{CrmError, CrmErrorKind, FailedResponse, NetworkFailure, ResponseContext};
 use super::pacing::Pacer;
+use super::token::TokenSource;
 use crate::config::AmoConfig;
-use crate::ports::TokenSource;
 
 /// How failed attempts are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,10 +5,8 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::client::AmoClient;
-use super::error::CrmError;
-use crate::passport::backfill::{WonDeals, WonPage};
 use crate::passport::register::WON_STATUS_ID;
-use crate::ports::{Crm, CrmDeal, CrmDeals, CrmFieldValue};
+use crate::ports::{Crm, CrmDeal, CrmDeals, CrmFailure, CrmFieldValue, WonDeals, WonPage};
 
 /// amoCRM's page cap: at most this many ids per list request.
 pub const MAX_IDS_PER_REQUEST: usize = 250;
@@ -68,7 +66,7 @@ pub fn deal_from_json(lead: &Value) -> Option<CrmDeal> {
 
 #[async_trait]
 impl CrmDeals for AmoClient {
-    async fn deals(&self, ids: &[i64]) -> Result<Vec<CrmDeal>, CrmError> {
+    async fn deals(&self, ids: &[i64]) -> Result<Vec<CrmDeal>, CrmFailure> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(MAX_IDS_PER_REQUEST) {
             let mut query: Vec<(&str, String)> = chunk
@@ -94,7 +92,7 @@ impl CrmDeals for AmoClient {
         Ok(out)
     }
 
-    async fn note_on_deal(&self, deal_id: i64, text: &str) -> Result<i64, CrmError> {
+    async fn note_on_deal(&self, deal_id: i64, text: &str) -> Result<i64, CrmFailure> {
         self.add_note(deal_id, text).await
     }
 }
@@ -107,7 +105,7 @@ impl WonDeals for AmoClient {
         pipelines: &[i64],
         closed_since: Option<i64>,
         page: u32,
-    ) -> Result<Option<WonPage>, CrmError> {
+    ) -> Result<Option<WonPage>, CrmFailure> {
         let mut query: Vec<(String, String)> = Vec::new();
         for (i, p) in pipelines.iter().enumerate() {
             query.push((format!("filter[statuses][{i}][pipeline_id]"), p.to_string()));

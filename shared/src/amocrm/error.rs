@@ -7,29 +7,13 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::AmoConfig;
+use crate::ports::CrmFailure;
 
-/// How a failure should be handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CrmErrorKind {
-    /// Network error, timeout, 5xx: retry with back-off.
-    Transient,
-    /// 429: wait (`retry_after` when amoCRM said how long) and retry.
-    RateLimited,
-    /// 401 after a token refresh was tried: someone must re-authorize or replace the token.
-    Unauthorized,
-    /// 4xx that a retry cannot fix: validation, 402 unpaid, 404, bad config.
-    Permanent,
-    /// 403: amoCRM refuses our address (the account's API IP whitelist, code 113) or has
-    /// banned us. Not a token problem: the token is not spent and nobody should re-authorize.
-    /// A retry cannot help until someone acts (whitelist the address, or amoCRM lifts the
-    /// ban); work waits and is re-driven once amoCRM answers again.
-    Blocked,
-}
+pub use crate::ports::CrmErrorKind;
 
 /// One entry of amoCRM's `validation-errors`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -54,6 +38,28 @@ pub struct CrmError {
     pub validation: Vec<ValidationError>,
     #[serde(skip)]
     pub retry_after: Option<Duration>,
+}
+
+/// What the domain sees of an amoCRM failure: the HTTP status and validation paths stay here.
+impl From<CrmError> for CrmFailure {
+    fn from(e: CrmError) -> Self {
+        CrmFailure {
+            kind: e.kind,
+            message: e.message,
+            hint: e.hint,
+            retry_after: e.retry_after,
+        }
+    }
+}
+
+/// A failure from behind a port (the token source) on its way back out of the client.
+impl From<CrmFailure> for CrmError {
+    fn from(f: CrmFailure) -> Self {
+        CrmError {
+            retry_after: f.retry_after,
+            ..CrmError::new(f.kind, f.message, f.hint)
+        }
+    }
 }
 
 impl CrmError {

@@ -13,7 +13,7 @@ use super::error::CrmError;
 use crate::config::AmoConfig;
 use crate::leads::Lead;
 use crate::leads::render::{UNVERIFIED_TELEGRAM_TAG, lead_title};
-use crate::ports::{ContactLink, Crm, CrmLeadRef};
+use crate::ports::{ContactLink, Crm, CrmFailure, CrmLeadRef};
 
 const CONTACTS: &str = "/api/v4/contacts";
 const LEADS: &str = "/api/v4/leads";
@@ -62,7 +62,7 @@ impl AmoClient {
 
 #[async_trait]
 impl Crm for AmoClient {
-    async fn find_contact(&self, query: &str) -> Result<Option<i64>, CrmError> {
+    async fn find_contact(&self, query: &str) -> Result<Option<i64>, CrmFailure> {
         let Some(wanted) = ContactKey::parse(query) else {
             return Ok(None);
         };
@@ -90,7 +90,7 @@ impl Crm for AmoClient {
         &self,
         lead: &Lead,
         create_started_at: DateTime<Utc>,
-    ) -> Result<Option<CrmLeadRef>, CrmError> {
+    ) -> Result<Option<CrmLeadRef>, CrmFailure> {
         // Nothing says when amoCRM's full-text search sees a new lead; its filters read the
         // database at once. So first the leads of our pipeline and manager created around the
         // attempt, matched by our id in the name; `query` only as the fallback (a lead moved
@@ -141,7 +141,11 @@ impl Crm for AmoClient {
         }))
     }
 
-    async fn create_lead(&self, lead: &Lead, contact: ContactLink) -> Result<CrmLeadRef, CrmError> {
+    async fn create_lead(
+        &self,
+        lead: &Lead,
+        contact: ContactLink,
+    ) -> Result<CrmLeadRef, CrmFailure> {
         let body = complex_lead_body(lead, contact, self.config());
         let endpoint = format!("POST {LEADS_COMPLEX}");
         let resp = self
@@ -164,7 +168,7 @@ impl Crm for AmoClient {
         })
     }
 
-    async fn find_note(&self, amo_lead_id: i64, marker: &str) -> Result<Option<i64>, CrmError> {
+    async fn find_note(&self, amo_lead_id: i64, marker: &str) -> Result<Option<i64>, CrmFailure> {
         let path = format!("{LEADS}/{amo_lead_id}/notes");
         let query = [("limit", NOTES_PAGE.to_string())];
         let resp = self.request(Method::GET, &path, &query, None).await?;
@@ -181,7 +185,7 @@ impl Crm for AmoClient {
             .and_then(|n| n.get("id")?.as_i64()))
     }
 
-    async fn add_note(&self, amo_lead_id: i64, text: &str) -> Result<i64, CrmError> {
+    async fn add_note(&self, amo_lead_id: i64, text: &str) -> Result<i64, CrmFailure> {
         let body = json!([{
             "entity_id": amo_lead_id,
             "note_type": "common",
@@ -195,7 +199,9 @@ impl Crm for AmoClient {
             .and_then(|v| embedded(v, "notes").or_else(|| v.as_array()))
             .and_then(|notes| notes.first())
             .and_then(|n| n.get("id")?.as_i64())
-            .ok_or_else(|| CrmError::unexpected_response(&endpoint, "no note id in the answer"))
+            .ok_or_else(|| {
+                CrmError::unexpected_response(&endpoint, "no note id in the answer").into()
+            })
     }
 }
 
@@ -384,8 +390,8 @@ fn parse_complex_response(resp: &Value, request_id: &str) -> Option<ComplexCreat
 
 #[async_trait::async_trait]
 impl crate::ports::CrmProbe for AmoClient {
-    async fn create_test_lead(&self) -> Result<i64, CrmError> {
-        AmoClient::create_test_lead(self).await
+    async fn create_test_lead(&self) -> Result<i64, CrmFailure> {
+        Ok(AmoClient::create_test_lead(self).await?)
     }
 }
 

@@ -8,10 +8,11 @@ use serde_json::{Value, json};
 
 use super::client::{AmoClient, CallOptions};
 use super::deals::deal_from_json;
-use super::error::CrmError;
+use super::error::{CrmError, CrmErrorKind};
 use crate::maintenance::fields::{AccountZone, MaintenanceFieldIds};
 use crate::ports::{
-    ChangedLeads, ChangedLeadsQuery, CrmTask, MaintenanceCrm, MaintenanceWrite, NewTask,
+    ChangedLeads, ChangedLeadsQuery, CrmFailure, CrmTask, MaintenanceCrm, MaintenanceWrite,
+    NewTask, WriteOutcome,
 };
 
 const LEADS: &str = "/api/v4/leads";
@@ -65,9 +66,38 @@ impl AmoMaintenance {
     }
 }
 
+/// 504, or the request went out and no answer came in time.
+fn too_heavy(e: &CrmError) -> bool {
+    e.status == Some(504) || (e.kind == CrmErrorKind::Transient && e.status.is_none())
+}
+
+/// The batch's deals amoCRM no longer knows: items its validation answer names (`request_id`
+/// = index in the batch) with errors on `id` only. Other refusals (a field or option id amoCRM
+/// does not know) are configuration errors that would hit every deal: the step stops on them.
+fn deals_gone(e: &CrmError, len: usize) -> Vec<usize> {
+    let mut items: Vec<usize> = e
+        .validation
+        .iter()
+        .filter_map(|v| v.request_id.as_deref()?.parse().ok())
+        .filter(|i| *i < len)
+        .collect();
+    items.sort_unstable();
+    items.dedup();
+    items.retain(|i| {
+        e.validation
+            .iter()
+            .filter(|v| v.request_id.as_deref() == Some(&i.to_string()))
+            .all(|v| v.path == "id")
+    });
+    items
+}
+
 #[async_trait]
 impl MaintenanceCrm for AmoMaintenance {
-    async fn changed_leads(&self, q: &ChangedLeadsQuery) -> Result<Option<ChangedLeads>, CrmError> {
+    async fn changed_leads(
+        &self,
+        q: &ChangedLeadsQuery,
+    ) -> Result<Option<ChangedLeads>, CrmFailure> {
         let mut query: Vec<(&str, String)> = vec![
             ("filter[updated_at][from]", q.updated_from.to_string()),
             (
@@ -104,17 +134,17 @@ impl MaintenanceCrm for AmoMaintenance {
         Ok(Some(ChangedLeads { leads, has_more }))
     }
 
-    async fn find_maintenance_fields(&self) -> Result<Option<MaintenanceFieldIds>, CrmError> {
-        super::fields::find_maintenance_fields(&self.client).await
+    async fn find_maintenance_fields(&self) -> Result<Option<MaintenanceFieldIds>, CrmFailure> {
+        Ok(super::fields::find_maintenance_fields(&self.client).await?)
     }
 
     async fn write_maintenance(
         &self,
         fields: &MaintenanceFieldIds,
         writes: &[MaintenanceWrite],
-    ) -> Result<Vec<(i64, Option<i64>)>, CrmError> {
+    ) -> Result<WriteOutcome, CrmFailure> {
         if writes.is_empty() {
-            return Ok(Vec::new());
+            return Ok(WriteOutcome::Written(Vec::new()));
         }
         let body = Value::Array(
             writes
@@ -126,10 +156,23 @@ impl MaintenanceCrm for AmoMaintenance {
         let once = CallOptions {
             no_transient_retries: true,
         };
-        let answer = self
+        let answer = match self
             .client
             .request_with(Method::PATCH, LEADS, &[], Some(&body), once)
-            .await?;
+            .await
+        {
+            Ok(answer) => answer,
+            Err(e) if too_heavy(&e) => return Ok(WriteOutcome::TooHeavy(e.into())),
+            Err(e) if e.kind == CrmErrorKind::Permanent && e.status == Some(400) => {
+                let items = deals_gone(&e, writes.len());
+                if items.is_empty() {
+                    return Err(e.into());
+                }
+                let failure = e.into();
+                return Ok(WriteOutcome::DealsGone { items, failure });
+            }
+            Err(e) => return Err(e.into()),
+        };
         // `_embedded.leads[{id, updated_at}]`; without it every deal counts as written.
         let reported: Vec<(i64, Option<i64>)> = answer
             .as_ref()
@@ -139,19 +182,21 @@ impl MaintenanceCrm for AmoMaintenance {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(writes
-            .iter()
-            .map(|w| {
-                let at = reported
-                    .iter()
-                    .find(|(id, _)| *id == w.lead_id)
-                    .and_then(|(_, t)| *t);
-                (w.lead_id, at)
-            })
-            .collect())
+        Ok(WriteOutcome::Written(
+            writes
+                .iter()
+                .map(|w| {
+                    let at = reported
+                        .iter()
+                        .find(|(id, _)| *id == w.lead_id)
+                        .and_then(|(_, t)| *t);
+                    (w.lead_id, at)
+                })
+                .collect(),
+        ))
     }
 
-    async fn create_tasks(&self, tasks: &[NewTask]) -> Result<Vec<i64>, CrmError> {
+    async fn create_tasks(&self, tasks: &[NewTask]) -> Result<Vec<i64>, CrmFailure> {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
@@ -183,7 +228,7 @@ impl MaintenanceCrm for AmoMaintenance {
             .collect())
     }
 
-    async fn tasks_on(&self, lead_ids: &[i64]) -> Result<Vec<CrmTask>, CrmError> {
+    async fn tasks_on(&self, lead_ids: &[i64]) -> Result<Vec<CrmTask>, CrmFailure> {
         let mut found = Vec::new();
         for chunk in lead_ids.chunks(TASK_IDS_PER_REQUEST) {
             let mut page = 1;

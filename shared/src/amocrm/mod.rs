@@ -24,4 +24,4 @@ pub use client::{AmoClient, CallOptions, RetryPolicy};
 pub use error::{CrmError, CrmErrorKind, ValidationError, oauth_error};
 pub use oauth::{TokenHealth, TokenProvider};
 pub use pacing::Pacer;
-pub use token::{LongLivedToken, TokenInfo, TokenKind, jwt_expiry};
+pub use token::{LongLivedToken, TokenInfo, TokenKind, TokenSource, jwt_expiry};

@@ -19,7 +19,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::error::CrmError;
-use crate::ports::{SecretError, SecretStore, TokenSource};
+use crate::ports::{SecretError, SecretStore};
 
 /// How long a read token is trusted before the secret is read again, so an operator's
 /// replacement is picked up without a redeploy.
@@ -27,13 +27,15 @@ pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(5 * 60);
 
 const EXPECTED_SHAPE: &str = r#"{"kind":"long_lived","access_token":"<token>"}"#;
 
-/// Which kind of token a secret holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenKind {
-    LongLived,
-    /// Access + refresh pair from the OAuth code flow, refreshed by `oauth::TokenProvider`.
-    Oauth,
+pub use crate::ports::TokenKind;
+
+/// Where the amoCRM bearer token comes from (long-lived now, OAuth refresh later).
+#[async_trait]
+pub trait TokenSource: Send + Sync {
+    /// A token to use now.
+    async fn bearer(&self) -> Result<String, CrmError>;
+    /// amoCRM answered 401 to `rejected`: return a fresh token to retry once, or the error to report.
+    async fn after_unauthorized(&self, rejected: &str) -> Result<String, CrmError>;
 }
 
 /// The token secret's JSON. `kind` defaults to `long_lived` (a bare `{"access_token"}`).

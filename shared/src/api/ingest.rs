@@ -168,7 +168,7 @@ impl LeadIngestApi {
         match self.probe.create_test_lead().await {
             Ok(id) => json_response(200, &json!({"status": "success", "amo_lead_id": id})),
             Err(e) => {
-                error!(error = %e.message, hint = %e.hint, status = ?e.status, "test-crm failed");
+                error!(error = %e.message, hint = %e.hint, kind = ?e.kind, "test-crm failed");
                 ApiError::new(
                     502,
                     "amocrm_failed",

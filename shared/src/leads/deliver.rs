@@ -11,9 +11,11 @@ use tracing::{error, info, warn};
 
 use super::render;
 use super::{Delivery, LeadStatus, StoredLead};
-use crate::amocrm::{CrmError, CrmErrorKind};
 use crate::metrics::{self, Metric};
-use crate::ports::{Claim, ContactLink, Crm, Held, LeadStore, Notifier, NotifyError, StoreError};
+use crate::ports::{
+    Claim, ContactLink, Crm, CrmErrorKind, CrmFailure, Held, LeadStore, Notifier, NotifyError,
+    StoreError,
+};
 
 /// A runner finding the lead held waits for the hold to lapse when it ends within this (a
 /// holder that died); a longer hold belongs to a runner at work.
@@ -71,23 +73,34 @@ pub const MAX_BLOCKED_ATTEMPTS: u32 = 5;
 
 /// Why a step failed, as the delivery loop needs to know it.
 enum StepError {
-    Transient(String, String),
-    Permanent(String, String),
+    Transient {
+        error: String,
+        hint: String,
+    },
+    Permanent {
+        error: String,
+        hint: String,
+    },
     /// amoCRM refuses our address: the lead waits, and the sync delivers it once amoCRM
     /// answers again.
-    Blocked(String, String),
+    Blocked {
+        error: String,
+        hint: String,
+    },
     /// Our hold lapsed and another runner took the lead: it carries on, we stop.
     Lost,
 }
 
-impl From<CrmError> for StepError {
-    fn from(e: CrmError) -> Self {
-        if e.is_retryable() {
-            StepError::Transient(e.message, e.hint)
+impl From<CrmFailure> for StepError {
+    fn from(e: CrmFailure) -> Self {
+        let retryable = e.is_retryable();
+        let (error, hint) = (e.message, e.hint);
+        if retryable {
+            StepError::Transient { error, hint }
         } else if e.kind == CrmErrorKind::Blocked {
-            StepError::Blocked(e.message, e.hint)
+            StepError::Blocked { error, hint }
         } else {
-            StepError::Permanent(e.message, e.hint)
+            StepError::Permanent { error, hint }
         }
     }
 }
@@ -98,21 +111,27 @@ impl From<StoreError> for StepError {
             return StepError::Lost;
         }
         let hint = "DynamoDB failed; the stream retries the record".to_string();
-        StepError::Transient(e.to_string(), hint)
+        StepError::Transient {
+            error: e.to_string(),
+            hint,
+        }
     }
 }
 
 impl From<NotifyError> for StepError {
     fn from(e: NotifyError) -> Self {
         if e.is_transient() {
-            StepError::Transient(e.to_string(), "SES is unavailable; retried".into())
+            StepError::Transient {
+                error: e.to_string(),
+                hint: "SES is unavailable; retried".into(),
+            }
         } else {
-            StepError::Permanent(
-                e.to_string(),
-                "SES rejected the mail: check that MAIL_FROM is a verified SES identity and, \
-                 in the SES sandbox, that SALES_MAILBOX is verified too"
+            StepError::Permanent {
+                error: e.to_string(),
+                hint: "SES rejected the mail: check that MAIL_FROM is a verified SES identity \
+                       and, in the SES sandbox, that SALES_MAILBOX is verified too"
                     .into(),
-            )
+            }
         }
     }
 }
@@ -254,7 +273,7 @@ impl Deliverer<'_> {
                 metrics::count(Metric::LeadsDelivered);
                 Outcome::Delivered { amo_lead_id }
             }
-            Err(StepError::Transient(err, hint)) => {
+            Err(StepError::Transient { error: err, hint }) => {
                 warn!(lead_id, error = %err, hint = %hint, "delivery failed, will retry");
                 metrics::count(Metric::LeadsRetried);
                 delivery.last_error = Some(err.clone());
@@ -271,7 +290,9 @@ impl Deliverer<'_> {
                     .await;
                 Outcome::Retry { reason: err }
             }
-            Err(StepError::Blocked(err, hint)) if delivery.attempts <= MAX_BLOCKED_ATTEMPTS => {
+            Err(StepError::Blocked { error: err, hint })
+                if delivery.attempts <= MAX_BLOCKED_ATTEMPTS =>
+            {
                 // One incident, one alert (the call recorder's); the lead just waits.
                 warn!(lead_id, error = %err, "amoCRM refuses our address; the lead waits pending");
                 delivery.last_error = Some(err.clone());
@@ -285,11 +306,11 @@ impl Deliverer<'_> {
                     Err(retry) => retry,
                 }
             }
-            Err(failure @ (StepError::Permanent(..) | StepError::Blocked(..))) => {
+            Err(failure @ (StepError::Permanent { .. } | StepError::Blocked { .. })) => {
                 let (err, hint, blocked) = match failure {
-                    StepError::Blocked(err, hint) => (err, hint, true),
-                    StepError::Permanent(err, hint) | StepError::Transient(err, hint) => {
-                        (err, hint, false)
+                    StepError::Blocked { error, hint } => (error, hint, true),
+                    StepError::Permanent { error, hint } | StepError::Transient { error, hint } => {
+                        (error, hint, false)
                     }
                     StepError::Lost => unreachable!("matched above"),
                 };
@@ -369,10 +390,10 @@ impl Deliverer<'_> {
                 let permanent = !e.is_transient();
                 let keeps_failing = d.mail_attempts >= MAX_MAIL_ATTEMPTS;
                 let (err, hint) = match StepError::from(e) {
-                    StepError::Transient(err, hint) | StepError::Permanent(err, hint) => {
-                        (err, hint)
+                    StepError::Transient { error, hint } | StepError::Permanent { error, hint } => {
+                        (error, hint)
                     }
-                    StepError::Blocked(err, hint) => (err, hint),
+                    StepError::Blocked { error, hint } => (error, hint),
                     StepError::Lost => unreachable!("a mail error is not a lost hold"),
                 };
                 d.last_error = Some(format!("the sales copy was not sent: {err}"));

@@ -277,9 +277,9 @@ mod tests {
     use chrono::{DateTime, NaiveDate, Utc};
 
     use super::*;
-    use crate::amocrm::CrmError;
     use crate::maintenance::fields::{AccountZone, MaintenanceFieldIds, StatusEnums};
     use crate::passport::{Equipment, EquipmentState};
+    use crate::ports::CrmFailure;
     use crate::ports::{
         ChangedLeads, CrmDeal, CrmTask, MaintenanceWrite, NewTask, Page, PassportStore,
         RegisterOutcome, StoreError,
@@ -302,7 +302,7 @@ mod tests {
         async fn changed_leads(
             &self,
             q: &ChangedLeadsQuery,
-        ) -> Result<Option<ChangedLeads>, CrmError> {
+        ) -> Result<Option<ChangedLeads>, CrmFailure> {
             let n = {
                 let mut r = self.requests.lock().unwrap();
                 *r += 1;
@@ -358,13 +358,13 @@ mod tests {
             &self,
             _: &crate::maintenance::fields::MaintenanceFieldIds,
             _: &[MaintenanceWrite],
-        ) -> Result<Vec<(i64, Option<i64>)>, CrmError> {
+        ) -> Result<crate::ports::WriteOutcome, CrmFailure> {
             unreachable!("the pull never writes")
         }
-        async fn create_tasks(&self, _: &[NewTask]) -> Result<Vec<i64>, CrmError> {
+        async fn create_tasks(&self, _: &[NewTask]) -> Result<Vec<i64>, CrmFailure> {
             unreachable!()
         }
-        async fn tasks_on(&self, _: &[i64]) -> Result<Vec<CrmTask>, CrmError> {
+        async fn tasks_on(&self, _: &[i64]) -> Result<Vec<CrmTask>, CrmFailure> {
             unreachable!()
         }
     }

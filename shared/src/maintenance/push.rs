@@ -19,9 +19,10 @@ use super::batch::{BatchSizer, MAX_BATCH};
 use super::fields::MaintenanceFieldIds;
 use super::modify;
 use super::run::{Budget, StepEnd, SyncError};
-use crate::amocrm::{CrmError, CrmErrorKind};
 use crate::passport::{AmoValues, Equipment, Maintenance};
-use crate::ports::{MaintenanceCrm, MaintenanceWrite, PassportStore, StoreError};
+use crate::ports::{
+    CrmErrorKind, MaintenanceCrm, MaintenanceWrite, PassportStore, StoreError, WriteOutcome,
+};
 
 /// Machines read from the index per query.
 const INDEX_PAGE: usize = 2000;
@@ -48,32 +49,6 @@ pub struct Pusher<'a> {
     pub crm: &'a dyn MaintenanceCrm,
     pub store: Arc<dyn PassportStore>,
     pub fields: &'a MaintenanceFieldIds,
-}
-
-/// 504, or the request went out and no answer came in time.
-fn too_heavy(e: &CrmError) -> bool {
-    e.status == Some(504) || (e.kind == CrmErrorKind::Transient && e.status.is_none())
-}
-
-/// The batch's deals amoCRM no longer knows: items its validation answer names (`request_id`
-/// = index in the batch) with errors on `id` only. Other refusals (a field or option id amoCRM
-/// does not know) are configuration errors that would hit every deal: the step stops on them.
-fn deals_gone(e: &CrmError, len: usize) -> Vec<usize> {
-    let mut items: Vec<usize> = e
-        .validation
-        .iter()
-        .filter_map(|v| v.request_id.as_deref()?.parse().ok())
-        .filter(|i| *i < len)
-        .collect();
-    items.sort_unstable();
-    items.dedup();
-    items.retain(|i| {
-        e.validation
-            .iter()
-            .filter(|v| v.request_id.as_deref() == Some(&i.to_string()))
-            .all(|v| v.path == "id")
-    });
-    items
 }
 
 /// Records that amoCRM holds `written` (as of `updated_at`) for a machine.
@@ -250,7 +225,7 @@ impl Pusher<'_> {
             stats.requests += 1;
             let sent = batch.len();
             match self.crm.write_maintenance(self.fields, &writes).await {
-                Ok(updated) => {
+                Ok(WriteOutcome::Written(updated)) => {
                     sizer.accepted(sent);
                     server_errors = 0;
                     stats.written += sent as u64;
@@ -267,9 +242,9 @@ impl Pusher<'_> {
                         });
                     }
                 }
-                Err(e) if too_heavy(&e) => {
+                Ok(WriteOutcome::TooHeavy(e)) => {
                     stats.too_heavy += 1;
-                    warn!(batch = sent, status = ?e.status, error = %e, "amoCRM found the batch too heavy; shrinking it");
+                    warn!(batch = sent, error = %e, "amoCRM found the batch too heavy; shrinking it");
                     if sent == 1 {
                         server_errors += 1;
                         if server_errors >= MAX_SERVER_ERRORS {
@@ -280,12 +255,10 @@ impl Pusher<'_> {
                     sizer.too_heavy(sent);
                     queue.put_back(batch);
                 }
-                Err(e) if e.kind == CrmErrorKind::Permanent && e.status == Some(400) => {
-                    let gone = deals_gone(&e, sent);
-                    if gone.is_empty() {
-                        queue.put_back(batch);
-                        return Err(e.into());
-                    }
+                Ok(WriteOutcome::DealsGone {
+                    items: gone,
+                    failure: e,
+                }) => {
                     let mut rest = Vec::new();
                     for (i, machine) in batch.into_iter().enumerate() {
                         if gone.contains(&i) {

@@ -11,12 +11,11 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::run::{Budget, StepEnd, SyncError};
-use crate::amocrm::CrmErrorKind;
 use crate::leads::LeadStatus;
 use crate::leads::deliver::Outcome;
 use crate::ops::parked::{RedriveOutcome, WorkKind, WorkQueues};
 use crate::passport::events::EventOutcome;
-use crate::ports::CrmReachability;
+use crate::ports::{CrmErrorKind, CrmReachability};
 use crate::worker::CrmWorker;
 
 /// At most this many of each kind per run (the rest wait for the next run).
@@ -220,11 +219,11 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
-    use crate::amocrm::CrmError;
     use crate::amocrm::testkit::{CannedServer, client_for};
     use crate::leads::deliver::MailSettings;
     use crate::ops::parked::ParkedItem;
-    use crate::ports::{MailMessage, Notifier, NotifyError, StoreError};
+    use crate::ports::CrmFailure;
+    use crate::ports::{CrmErrorKind, MailMessage, Notifier, NotifyError, StoreError};
     use crate::store::MemoryLeadStore;
 
     /// Parked items by id: (blocked, attempts); records what was re-driven.
@@ -288,10 +287,10 @@ mod tests {
 
     #[async_trait]
     impl CrmReachability for Probe {
-        async fn reachable(&self) -> Result<(), CrmError> {
+        async fn reachable(&self) -> Result<(), CrmFailure> {
             *self.calls.lock().unwrap() += 1;
             if self.refuses {
-                Err(CrmError::new(CrmErrorKind::Blocked, "403", "whitelist").with_status(403))
+                Err(CrmFailure::new(CrmErrorKind::Blocked, "403", "whitelist"))
             } else {
                 Ok(())
             }

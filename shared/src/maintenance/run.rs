@@ -23,12 +23,11 @@ use super::push::{PushStats, Pusher};
 use super::redrive::{RedriveStats, Redriver};
 use super::reminders::{ReminderStats, Reminders};
 use super::token::{TokenCare, TokenStats};
-use crate::amocrm::CrmError;
 use crate::maintenance::fields::AccountZone;
 use crate::ops::parked::WorkQueues;
 use crate::passport::MaintenancePolicy;
 use crate::ports::{
-    CrmDeals, CrmReachability, MaintenanceCrm, NotifyError, PassportStore, StoreError,
+    CrmDeals, CrmFailure, CrmReachability, MaintenanceCrm, NotifyError, PassportStore, StoreError,
     SyncStateStore,
 };
 use crate::worker::CrmWorker;
@@ -41,7 +40,7 @@ const MAX_LEASE: Duration = Duration::from_secs(15 * 60);
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     #[error(transparent)]
-    Crm(#[from] CrmError),
+    Crm(#[from] CrmFailure),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("operator notice not mailed: {0}")]
@@ -419,7 +418,7 @@ impl MaintenanceSync {
         let s = &self.settings;
         let fields = || {
             fields.ok_or_else(|| {
-                SyncError::Crm(CrmError::permanent(
+                SyncError::Crm(CrmFailure::permanent(
                     "the maintenance fields are missing in amoCRM",
                     "Run `rss-ops setup`: it creates «Дата следующего ТО» and «Статус ТО» and \
                      remembers their ids; the next run uses them without a redeploy.",

@@ -154,7 +154,7 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
-    use crate::amocrm::CrmError;
+    use crate::ports::CrmFailure;
     use crate::ports::{MailMessage, NotifyError, TokenState};
     use crate::store::MemoryStateStore;
 
@@ -162,7 +162,7 @@ mod tests {
 
     #[async_trait]
     impl TokenUpkeep for LongLived {
-        async fn refresh_expiring(&self, _by: DateTime<Utc>) -> Result<TokenState, CrmError> {
+        async fn refresh_expiring(&self, _by: DateTime<Utc>) -> Result<TokenState, CrmFailure> {
             Ok(TokenState {
                 kind: TokenKind::LongLived,
                 expires_at: Some(self.0),

@@ -11,26 +11,7 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::register::{DealOutcome, PassportError, Registrar, WON_STATUS_ID, telegram_id};
-use crate::amocrm::CrmError;
-use crate::ports::{CrmDeal, PassportStore, RegisterOutcome, StoreError};
-
-/// One page of won deals, oldest id first.
-#[derive(Debug, Clone, Default)]
-pub struct WonPage {
-    pub deals: Vec<CrmDeal>,
-    pub has_more: bool,
-}
-
-/// amoCRM's won deals, page by page (`page` from 1; `None` when amoCRM has none: 204).
-#[async_trait]
-pub trait WonDeals: Send + Sync {
-    async fn won_deals(
-        &self,
-        pipelines: &[i64],
-        closed_since: Option<i64>,
-        page: u32,
-    ) -> Result<Option<WonPage>, CrmError>;
-}
+use crate::ports::{CrmDeal, CrmFailure, PassportStore, RegisterOutcome, StoreError, WonDeals};
 
 /// Where an interrupted backfill resumes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,7 +69,7 @@ pub enum BackfillError {
     #[error(transparent)]
     Passport(#[from] PassportError),
     #[error(transparent)]
-    Crm(#[from] CrmError),
+    Crm(#[from] CrmFailure),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

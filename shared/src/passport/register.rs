@@ -6,9 +6,10 @@ use tracing::{info, warn};
 use super::{
     Equipment, EquipmentState, Maintenance, MaintenancePolicy, MaintenanceStatus, SyncMarks,
 };
-use crate::amocrm::CrmError;
 use crate::leads::render::UNVERIFIED_TELEGRAM_TAG;
-use crate::ports::{CrmDeal, CrmDeals, PassportStore, RegisterOutcome, StoreError};
+use crate::ports::{
+    CrmDeal, CrmDeals, CrmErrorKind, CrmFailure, PassportStore, RegisterOutcome, StoreError,
+};
 
 /// amoCRM's system status «Успешно реализовано» (the same id in every pipeline).
 pub const WON_STATUS_ID: i64 = 142;
@@ -24,7 +25,7 @@ pub struct PassportFields {
 #[derive(Debug, thiserror::Error)]
 pub enum PassportError {
     #[error(transparent)]
-    Crm(#[from] CrmError),
+    Crm(#[from] CrmFailure),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -39,7 +40,7 @@ impl PassportError {
 
     /// amoCRM refuses our address (whitelist or ban): parked, re-driven by the sync.
     pub fn is_blocked(&self) -> bool {
-        matches!(self, PassportError::Crm(e) if e.kind == crate::amocrm::CrmErrorKind::Blocked)
+        matches!(self, PassportError::Crm(e) if e.kind == CrmErrorKind::Blocked)
     }
 
     pub fn hint(&self) -> String {

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use amocrm_sandbox::History;
 use async_trait::async_trait;
 use e2e::stack_with;
-use shared::amocrm::CrmError;
-use shared::passport::backfill::{Backfill, BackfillOptions, WonDeals, WonPage};
+use shared::passport::backfill::{Backfill, BackfillOptions};
 use shared::passport::register::Registrar;
 use shared::ports::PassportStore;
+use shared::ports::{CrmFailure, WonDeals, WonPage};
 use shared::wiring::{OperatorTools, operator_tools};
 
 /// amoCRM's won-deals list that fails once on `page` (a network cut mid-run).
@@ -27,9 +27,9 @@ impl WonDeals for CutOnce<'_> {
         pipelines: &[i64],
         since: Option<i64>,
         page: u32,
-    ) -> Result<Option<WonPage>, CrmError> {
+    ) -> Result<Option<WonPage>, CrmFailure> {
         if page == self.page && !self.cut.swap(true, Ordering::SeqCst) {
-            return Err(CrmError::transient("connection reset", "retry"));
+            return Err(CrmFailure::transient("connection reset", "retry"));
         }
         self.inner.won_deals(pipelines, since, page).await
     }

@@ -22,10 +22,11 @@ use ulid::Ulid;
 
 use super::{ClientSecretSource, TokenEndpoint, TokenError, TokenPair, fingerprint};
 use crate::amocrm::error::{CrmError, CrmErrorKind};
+use crate::amocrm::token::TokenSource;
 use crate::amocrm::token::{
     DEFAULT_CACHE_TTL, TokenKind, TokenSecret, long_lived_rejected, secret_error,
 };
-use crate::ports::{Notifier, SecretStore, StoreError, TokenSource, TokenState, TokenUpkeep};
+use crate::ports::{CrmFailure, Notifier, SecretStore, StoreError, TokenState, TokenUpkeep};
 use crate::store::{StateStore, TokenHealthRecord};
 
 /// The state table lease that admits one refresher at a time.
@@ -543,7 +544,7 @@ impl TokenSource for TokenProvider {
 
 #[async_trait]
 impl TokenUpkeep for TokenProvider {
-    async fn refresh_expiring(&self, by: DateTime<Utc>) -> Result<TokenState, CrmError> {
+    async fn refresh_expiring(&self, by: DateTime<Utc>) -> Result<TokenState, CrmFailure> {
         let mut inner = self.inner.lock().await;
         self.check_blocked(&mut inner).await?;
         // Read fresh: another instance may have refreshed since this one cached the secret.
@@ -572,7 +573,7 @@ impl TokenUpkeep for TokenProvider {
                 );
                 state.postponed = Some(e.message);
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
         Ok(state)
     }

@@ -13,9 +13,9 @@ use super::*;
 use crate::amocrm::testkit::{
     Canned, CannedServer, MemorySecrets, Recorded, fake_jwt, test_config,
 };
-use crate::amocrm::{AmoClient, CrmErrorKind, RetryPolicy, TokenKind};
+use crate::amocrm::{AmoClient, CrmErrorKind, RetryPolicy, TokenKind, TokenSource};
 use crate::config::OAuthConfig;
-use crate::ports::{MailMessage, Notifier, NotifyError, SecretError, TokenSource};
+use crate::ports::{MailMessage, Notifier, NotifyError, SecretError};
 use crate::store::{MemoryStateStore, StateStore, TokenHealthRecord};
 
 const TOKEN_SECRET: &str = "amocrm-token";

@@ -1,0 +1,195 @@
+//! What every domain talks through: storage errors, the CRM's failure, mail, secrets, the
+//! token's upkeep and paging. The amoCRM and AWS adapters map their own errors into these.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Errors of the storage adapters. `Unavailable` is worth a retry, the rest are bugs or config.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored item is corrupt: {0}")]
+    Corrupt(String),
+    #[error("store misconfigured: {0}")]
+    Config(String),
+    /// A conditional write lost: another runner holds the item now.
+    #[error("held by another runner: {0}")]
+    Held(String),
+}
+
+/// How a CRM call failed, as the domain decides on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CrmErrorKind {
+    /// Network error, timeout, 5xx: retry with back-off.
+    Transient,
+    /// Too many requests: wait (`retry_after` when the CRM said how long) and retry.
+    RateLimited,
+    /// The token was refused after a refresh was tried: someone must re-authorize or replace it.
+    Unauthorized,
+    /// A refusal a retry cannot fix: validation, unpaid account, not found, bad config.
+    Permanent,
+    /// The CRM refuses our address (its API IP whitelist) or has banned us. Not a token
+    /// problem: nobody should re-authorize. A retry cannot help until someone acts; work waits
+    /// and is re-driven once the CRM answers again.
+    Blocked,
+}
+
+/// A failed CRM call, in the domain's terms: what kind, what happened and what an operator
+/// should do (both safe to store and show: never a token).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CrmFailure {
+    pub kind: CrmErrorKind,
+    pub message: String,
+    pub hint: String,
+    /// How long the CRM asked us to wait, when it said.
+    pub retry_after: Option<Duration>,
+}
+
+impl CrmFailure {
+    pub fn new(kind: CrmErrorKind, message: impl Into<String>, hint: impl Into<String>) -> Self {
+        CrmFailure {
+            kind,
+            message: message.into(),
+            hint: hint.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn transient(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self::new(CrmErrorKind::Transient, message, hint)
+    }
+
+    pub fn permanent(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self::new(CrmErrorKind::Permanent, message, hint)
+    }
+
+    /// Worth another try by itself (a pause, a back-off), without anyone acting.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            CrmErrorKind::Transient | CrmErrorKind::RateLimited
+        )
+    }
+}
+
+/// Which kind of token a secret holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    LongLived,
+    /// Access + refresh pair from the OAuth code flow, refreshed ahead of expiry.
+    Oauth,
+}
+
+/// A rendered e-mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailMessage {
+    pub to: Vec<String>,
+    pub reply_to: Option<String>,
+    pub subject: String,
+    pub html: String,
+    pub text: String,
+    /// The lead a sales copy belongs to: tagged on the message, so that a bounce or complaint
+    /// comes back to it.
+    pub lead_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("mail service unavailable: {0}")]
+    Unavailable(String),
+    #[error("mail rejected: {0}")]
+    Rejected(String),
+}
+
+impl NotifyError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, NotifyError::Unavailable(_))
+    }
+}
+
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    async fn send(&self, mail: &MailMessage) -> Result<(), NotifyError>;
+}
+
+/// Secrets the functions read (never logged, never echoed).
+#[derive(Clone, Default, serde::Deserialize)]
+pub struct AppSecrets {
+    #[serde(default)]
+    pub admin_key: Option<String>,
+    #[serde(default)]
+    pub webhook_token: Option<String>,
+    /// The webhook token before a rotation, still accepted until `rss-ops setup` has moved
+    /// amoCRM's subscription to the new one (then it is removed from the secret).
+    #[serde(default)]
+    pub webhook_token_previous: Option<String>,
+    #[serde(default)]
+    pub telegram_bot_token: Option<String>,
+    /// The bot's server sends it (`X-Bot-Key`) with `POST /leads` to vouch for the lead's
+    /// `telegram_id`, which it has from Telegram itself.
+    #[serde(default)]
+    pub bot_api_key: Option<String>,
+    #[serde(default)]
+    pub amocrm_client_secret: Option<String>,
+}
+
+impl std::fmt::Debug for AppSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AppSecrets(<redacted>)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("secret {id} unavailable: {reason}")]
+    Unavailable { id: String, reason: String },
+    #[error("secret {id} is missing or malformed: {reason}")]
+    Invalid { id: String, reason: String },
+}
+
+/// Reads and writes JSON secrets.
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    async fn read(&self, secret_id: &str) -> Result<String, SecretError>;
+    async fn write(&self, secret_id: &str, value: &str) -> Result<(), SecretError>;
+}
+
+/// The token as an upkeep look left it (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenState {
+    pub kind: TokenKind,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// An OAuth pair was refreshed by this look.
+    pub refreshed: bool,
+    /// A due refresh failed for a reason that may pass; the current token still works.
+    pub postponed: Option<String>,
+}
+
+/// Keeping the token alive ahead of use (the scheduled sync does it).
+#[async_trait]
+pub trait TokenUpkeep: Send + Sync {
+    /// Refreshes an OAuth pair that expires before `by`; a long-lived token is only looked at.
+    async fn refresh_expiring(&self, by: DateTime<Utc>) -> Result<TokenState, CrmFailure>;
+    /// The secret the token lives in (named in operator notices).
+    fn secret_id(&self) -> &str;
+}
+
+/// The connectivity check behind `GET /ingest/test-crm`: creates a clearly marked test lead.
+#[async_trait]
+pub trait CrmProbe: Send + Sync {
+    async fn create_test_lead(&self) -> Result<i64, CrmFailure>;
+}
+
+/// One page of a listing and where the next one starts (opaque to callers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
