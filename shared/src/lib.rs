@@ -13,6 +13,7 @@
 pub mod amocrm;
 pub mod api;
 pub mod config;
+pub mod crm_events;
 mod form;
 pub mod leads;
 pub mod mail;

@@ -30,9 +30,12 @@ pub fn deal_from_json(lead: &Value) -> Option<CrmDeal> {
         .filter_map(|f| {
             let field_id = f["field_id"].as_i64()?;
             let first = f["values"].as_array().and_then(|v| v.first());
+            let value = first.and_then(|v| text_of(&v["value"]));
             Some(CrmFieldValue {
                 field_id,
-                value: first.and_then(|v| text_of(&v["value"])),
+                // The API sends dates as unix seconds.
+                unix: value.as_deref().and_then(|v| v.trim().parse().ok()),
+                value,
                 enum_id: first.and_then(|v| v["enum_id"].as_i64()),
             })
         })

@@ -5,7 +5,6 @@
 use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone, Utc};
 use tracing::warn;
 
-use crate::amocrm::webhook::LeadPayload;
 use crate::passport::MaintenanceStatus;
 use crate::ports::CrmDeal;
 
@@ -208,12 +207,11 @@ impl MaintenanceFields {
         Some((telegram, serial.to_string()))
     }
 
-    /// A deal from `GET /api/v4/leads`.
+    /// A deal from `GET /api/v4/leads`, or as a webhook reported it.
     pub fn read_deal(&self, deal: &CrmDeal) -> AmoReading {
         let field = |id: i64| deal.fields.iter().find(|f| f.field_id == id);
         let date = field(self.ids.next_maintenance)
-            .and_then(|f| f.value.as_deref())
-            .and_then(|v| v.trim().parse::<i64>().ok())
+            .and_then(|f| f.unix)
             .and_then(|ts| self.zone.date_of(ts));
         AmoReading {
             lead_id: deal.id,
@@ -224,23 +222,6 @@ impl MaintenanceFields {
             owner_hint: Self::owner_hint(
                 deal.field_text(self.telegram_id_field),
                 deal.field_text(self.serial_field),
-            ),
-        }
-    }
-
-    /// A lead of a webhook (dates arrive as unix seconds without `[value]`).
-    pub fn read_hook(&self, lead: &LeadPayload) -> AmoReading {
-        AmoReading {
-            lead_id: lead.id,
-            pipeline_id: lead.pipeline_id,
-            status: self.status_of(lead.id, lead.field_enum(self.ids.status)),
-            next_due: lead
-                .field_date(self.ids.next_maintenance)
-                .and_then(|ts| self.zone.date_of(ts)),
-            updated_at: lead.updated_at.or(lead.last_modified).unwrap_or(0),
-            owner_hint: Self::owner_hint(
-                lead.field_text(self.telegram_id_field),
-                lead.field_text(self.serial_field),
             ),
         }
     }

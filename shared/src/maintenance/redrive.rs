@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::run::{Budget, StepEnd, SyncError};
+use crate::crm_events::EventOutcome;
 use crate::leads::LeadStatus;
 use crate::leads::deliver::Outcome;
 use crate::ops::parked::{RedriveOutcome, WorkKind, WorkQueues};
-use crate::passport::events::EventOutcome;
 use crate::ports::{CrmErrorKind, CrmReachability};
 use crate::worker::CrmWorker;
 

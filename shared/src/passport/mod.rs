@@ -2,7 +2,6 @@
 //! amoCRM, with its maintenance («ТО») status and next due date, shown in the TMA.
 
 pub mod backfill;
-pub mod events;
 pub mod maintenance;
 pub mod model;
 pub mod register;

@@ -28,6 +28,8 @@ pub struct CrmFieldValue {
     pub field_id: i64,
     pub value: Option<String>,
     pub enum_id: Option<i64>,
+    /// The value read as unix seconds (a date field), as the CRM spells dates where it came from.
+    pub unix: Option<i64>,
 }
 
 impl CrmDeal {
@@ -207,4 +209,36 @@ pub trait WonDeals: Send + Sync {
         closed_since: Option<i64>,
         page: u32,
     ) -> Result<Option<WonPage>, CrmFailure>;
+}
+
+/// How a webhook says a deal changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DealChangeKind {
+    Added,
+    Updated,
+    StatusChanged,
+    Restored,
+    /// Deleted, reassigned, a note: nothing the passport or the maintenance sync reads.
+    Other,
+}
+
+impl DealChangeKind {
+    /// The change may carry a new status or new field values.
+    pub fn carries_state(self) -> bool {
+        !matches!(self, DealChangeKind::Other)
+    }
+}
+
+/// One deal change a CRM webhook reported, read into the domain's deal. `deal.status_id` is 0
+/// when the webhook did not say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DealChange {
+    pub kind: DealChangeKind,
+    pub deal: CrmDeal,
+    pub old_status_id: Option<i64>,
+}
+
+/// Reads a stored webhook body (the inbox keeps it verbatim) into its deal changes.
+pub trait WebhookReader: Send + Sync {
+    fn deal_changes(&self, body: &str) -> Result<Vec<DealChange>, String>;
 }

@@ -8,6 +8,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use crate::amocrm::call_log::{CallLog, LoggedAmo};
 use crate::amocrm::maintenance::AmoMaintenance;
 use crate::amocrm::oauth::{ClientSecretSource, RefreshDeps, TokenEndpoint, TokenProvider};
+use crate::amocrm::webhook::AmoWebhookReader;
 use crate::amocrm::{AccountPacer, AmoClient, RequestPacing};
 use crate::api::LeadIngestApi;
 use crate::api::cors::Cors;
@@ -15,6 +16,7 @@ use crate::api::oauth::OAuthFlow;
 use crate::api::passport::PassportApi;
 use crate::api::webhook::WebhookReceiver;
 use crate::config::Config;
+use crate::crm_events::{EventProcessor, MaintenanceHook};
 use crate::leads::accept::RepeatPolicy;
 use crate::leads::deliver::MailSettings;
 use crate::mail::SesNotifier;
@@ -23,7 +25,6 @@ use crate::maintenance::fields::{MaintenanceFieldIds, MaintenanceFields};
 use crate::maintenance::{MaintenanceSync, SyncSettings, TokenCare};
 use crate::ops::health::HealthService;
 use crate::passport::MaintenancePolicy;
-use crate::passport::events::{EventProcessor, MaintenanceHook};
 use crate::passport::register::PassportFields;
 use crate::ports::{AppSecrets, SecretError, SecretStore};
 use crate::secrets::{AppSecretsSource, SecretsManagerStore, load_app_secrets};
@@ -269,6 +270,7 @@ fn crm_worker_with(
     let events = match (&config.inbox_table, &config.passport_table) {
         (Some(inbox), Some(passport)) => Some(Arc::new(EventProcessor {
             inbox: Arc::new(DynamoInboxStore::new(aws.dynamodb.clone(), inbox)),
+            webhooks: Arc::new(AmoWebhookReader),
             crm: amo.clone(),
             passport: Arc::new(DynamoPassportStore::new(aws.dynamodb.clone(), passport)),
             policy: maintenance_policy(config)?,

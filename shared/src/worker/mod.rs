@@ -7,8 +7,8 @@ use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use tracing::{Instrument, info_span, warn};
 
+use crate::crm_events::{EventOutcome, EventProcessor};
 use crate::leads::deliver::{Deliverer, MailSettings, Outcome};
-use crate::passport::events::{EventOutcome, EventProcessor};
 use crate::ports::{Crm, LeadStore, Notifier};
 
 #[derive(Clone)]

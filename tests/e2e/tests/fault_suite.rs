@@ -18,10 +18,10 @@ use e2e::*;
 use local_stack::LocalStack;
 use serde_json::{Value, json};
 use shared::amocrm::{AmoClient, RetryPolicy};
+use shared::crm_events::EventProcessor;
 use shared::leads::{Delivery, Lead, LeadStatus, StoredLead};
 use shared::maintenance::Budget;
 use shared::ops::parked;
-use shared::passport::events::EventProcessor;
 use shared::ports::{
     Claim, Held, IdempotencyClaim, InsertOutcome, LeadStore, SecretStore, StoreError,
 };
@@ -67,6 +67,7 @@ fn fast_worker(stack: &LocalStack) -> CrmWorker {
     worker.events = stack.worker.events.as_ref().map(|e| {
         Arc::new(EventProcessor {
             inbox: e.inbox.clone(),
+            webhooks: e.webhooks.clone(),
             crm: amo.clone(),
             passport: e.passport.clone(),
             policy: e.policy.clone(),

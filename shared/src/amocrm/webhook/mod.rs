@@ -8,6 +8,7 @@ mod events;
 mod fields;
 mod form;
 mod model;
+mod reader;
 
 #[cfg(test)]
 mod tests;
@@ -20,6 +21,7 @@ pub use model::{
     Account, ContactAction, ContactKind, ContactPayload, Event, LeadAction, LeadPayload,
     NotePayload, SkippedEvent, Tag, Webhook,
 };
+pub use reader::AmoWebhookReader;
 
 use form::{FormError, Node, shorten};
 

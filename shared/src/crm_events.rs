@@ -1,38 +1,32 @@
-//! What crm-worker does with a stored amoCRM webhook: won deals → passport, reopened deals →
-//! revoked equipment. One list request per webhook for all the deals it names.
+//! The webhook use case, above the passport and the maintenance sync: what crm-worker does with
+//! a stored CRM webhook. Won deals → passport, reopened deals → revoked equipment, maintenance
+//! values → the passport through the sync's own merge. One list request per webhook for all
+//! the deals it names.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use tracing::{error, info, warn};
 
-use super::MaintenancePolicy;
-use super::register::{DealOutcome, PassportError, PassportFields, Registrar, WON_STATUS_ID};
-use crate::amocrm::webhook::{Event, LeadAction, Webhook, parse_webhook};
 use crate::maintenance::apply::Applier;
 use crate::maintenance::fields::MaintenanceFields;
 use crate::metrics::{self, Metric};
-use crate::passport::EquipmentState;
-use crate::ports::{CrmDeals, InboxStatus, InboxStore, PassportStore};
+use crate::passport::register::{
+    DealOutcome, PassportError, PassportFields, Registrar, WON_STATUS_ID,
+};
+use crate::passport::{EquipmentState, MaintenancePolicy};
+use crate::ports::{CrmDeals, DealChange, InboxStatus, InboxStore, PassportStore, WebhookReader};
 
 /// Deals a webhook reports as won, and deals it reports as moved out of «won».
-pub fn won_and_reopened(webhook: &Webhook) -> (Vec<i64>, Vec<i64>) {
+pub fn won_and_reopened(changes: &[DealChange]) -> (Vec<i64>, Vec<i64>) {
     let mut won = BTreeSet::new();
     let mut reopened = BTreeSet::new();
-    for event in &webhook.events {
-        let Event::Lead { action, lead } = event else {
-            continue;
-        };
-        if !matches!(
-            action,
-            LeadAction::Status | LeadAction::Update | LeadAction::Add | LeadAction::Restore
-        ) {
-            continue;
-        }
-        if lead.status_id == Some(WON_STATUS_ID) {
-            won.insert(lead.id);
-        } else if lead.old_status_id == Some(WON_STATUS_ID) && lead.status_id.is_some() {
-            reopened.insert(lead.id);
+    for change in changes.iter().filter(|c| c.kind.carries_state()) {
+        let deal = &change.deal;
+        if deal.status_id == WON_STATUS_ID {
+            won.insert(deal.id);
+        } else if change.old_status_id == Some(WON_STATUS_ID) && deal.status_id != 0 {
+            reopened.insert(deal.id);
         }
     }
     (won.into_iter().collect(), reopened.into_iter().collect())
@@ -61,6 +55,8 @@ pub struct MaintenanceHook {
 
 pub struct EventProcessor {
     pub inbox: Arc<dyn InboxStore>,
+    /// Reads the stored bodies (the CRM's webhook format).
+    pub webhooks: Arc<dyn WebhookReader>,
     pub crm: Arc<dyn CrmDeals>,
     pub passport: Arc<dyn PassportStore>,
     pub policy: MaintenancePolicy,
@@ -84,8 +80,8 @@ impl EventProcessor {
             return EventOutcome::Skipped;
         }
         let attempts = event.attempts + 1;
-        let webhook = match parse_webhook(event.body.as_bytes()) {
-            Ok(w) => w,
+        let changes = match self.webhooks.deal_changes(&event.body) {
+            Ok(changes) => changes,
             Err(e) => {
                 // The webhook function validated it before storing; this is a bug or drift.
                 let reason = format!("stored webhook no longer parses: {e}");
@@ -104,7 +100,7 @@ impl EventProcessor {
                 return EventOutcome::Parked { reason };
             }
         };
-        let outcome = self.apply(&webhook).await;
+        let outcome = self.apply(&changes).await;
         let (status, error, hint) = match &outcome {
             Ok(None) => (InboxStatus::Done, None, None),
             Ok(Some(reason)) => (InboxStatus::Parked, Some(reason.clone()), None),
@@ -154,8 +150,8 @@ impl EventProcessor {
     }
 
     /// Applies the webhook; `Ok(Some(reason))` when part of it must wait.
-    async fn apply(&self, webhook: &Webhook) -> Result<Option<String>, PassportError> {
-        let (won, reopened) = won_and_reopened(webhook);
+    async fn apply(&self, changes: &[DealChange]) -> Result<Option<String>, PassportError> {
+        let (won, reopened) = won_and_reopened(changes);
         let registrar = Registrar {
             crm: self.crm.as_ref(),
             store: self.passport.as_ref(),
@@ -194,9 +190,9 @@ impl EventProcessor {
                 }
             }
         }
-        self.apply_maintenance(webhook).await?;
+        self.apply_maintenance(changes).await?;
         if waiting.is_empty() {
-            info!(events = webhook.events.len(), "webhook applied");
+            info!(deal_changes = changes.len(), "webhook applied");
             Ok(None)
         } else {
             Ok(Some(waiting.join("; ")))
@@ -204,19 +200,13 @@ impl EventProcessor {
     }
 
     /// Maintenance values of changed deals → passport, through the sync's own code.
-    async fn apply_maintenance(&self, webhook: &Webhook) -> Result<(), PassportError> {
+    async fn apply_maintenance(&self, changes: &[DealChange]) -> Result<(), PassportError> {
         let Some(hook) = &self.maintenance else {
             return Ok(());
         };
-        let readings: Vec<_> = webhook
-            .lead_events()
-            .filter(|(action, _)| {
-                matches!(
-                    action,
-                    LeadAction::Update | LeadAction::Status | LeadAction::Add | LeadAction::Restore
-                )
-            })
-            .map(|(_, lead)| hook.fields.read_hook(lead))
+        let readings: Vec<_> = (changes.iter())
+            .filter(|c| c.kind.carries_state())
+            .map(|c| hook.fields.read_deal(&c.deal))
             .filter(|r| r.carries_values())
             .collect();
         if readings.is_empty() {
