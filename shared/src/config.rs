@@ -3,7 +3,7 @@
 
 use std::env;
 
-use crate::maintenance::fields::{AccountZone, MaintenanceFieldIds, StatusEnums};
+use crate::maintenance::model::{AccountZone, MaintenanceFieldIds, StatusEnums};
 
 /// amoCRM account facts (defaults are the production ids from the brief).
 #[derive(Debug, Clone)]

@@ -19,6 +19,7 @@ pub mod leads;
 pub mod mail;
 pub mod maintenance;
 pub mod metrics;
+pub mod notice;
 pub mod observability;
 pub mod ops;
 pub mod passport;

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::client::AmoClient;
 use super::error::CrmError;
-use crate::maintenance::fields::{ALL_STATUSES, MaintenanceFieldIds, StatusEnums};
+use crate::maintenance::model::{ALL_STATUSES, MaintenanceFieldIds, StatusEnums};
 
 pub const NEXT_MAINTENANCE_FIELD_NAME: &str = "Дата следующего ТО";
 pub const MAINTENANCE_STATUS_FIELD_NAME: &str = "Статус ТО";

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::client::{AmoClient, CallOptions};
 use super::deals::deal_from_json;
 use super::error::{CrmError, CrmErrorKind};
-use crate::maintenance::fields::{AccountZone, MaintenanceFieldIds};
+use crate::maintenance::model::{AccountZone, MaintenanceFieldIds};
 use crate::ports::{
     ChangedLeads, ChangedLeadsQuery, CrmFailure, CrmTask, MaintenanceCrm, MaintenanceWrite,
     NewTask, WriteOutcome,

@@ -22,7 +22,7 @@ use super::token::TokenSecret;
 use crate::config::{AmoConfig, OAuthConfig};
 use crate::ports::{SecretError, SecretStore};
 
-pub use alert::{expiry_notice_mail, reauthorization_mail};
+pub use alert::reauthorization_mail;
 pub use provider::{REFRESH_LEASE, RefreshDeps, RefreshTiming, TokenHealth, TokenProvider};
 
 /// The account domains amoCRM redirects from (`referer`): amoCRM Russia and Kommo.

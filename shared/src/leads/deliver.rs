@@ -6,6 +6,8 @@
 //! every save is conditional on still holding it. A runner that finds the lead held waits for a
 //! short hold to lapse (its holder may have died) or leaves it to the holder.
 
+use std::sync::Arc;
+
 use chrono::Utc;
 use tracing::{error, info, warn};
 
@@ -38,6 +40,29 @@ pub struct Deliverer<'a> {
     pub mail: &'a MailSettings,
     /// How long a runner's hold lasts past its last save (longer than any one step).
     pub hold: chrono::Duration,
+}
+
+/// What a delivery needs, owned: held by those that deliver over and over (crm-worker, the
+/// sync's re-drive), each lending a `Deliverer` per run.
+#[derive(Clone)]
+pub struct LeadDelivery {
+    pub store: Arc<dyn LeadStore>,
+    pub crm: Arc<dyn Crm>,
+    pub notifier: Arc<dyn Notifier>,
+    pub mail: MailSettings,
+    pub hold: chrono::Duration,
+}
+
+impl LeadDelivery {
+    pub fn deliverer(&self) -> Deliverer<'_> {
+        Deliverer {
+            store: self.store.as_ref(),
+            crm: self.crm.as_ref(),
+            notifier: self.notifier.as_ref(),
+            mail: &self.mail,
+            hold: self.hold,
+        }
+    }
 }
 
 /// What became of one delivery attempt.

@@ -3,43 +3,16 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::conflict::{Conflict, Merge, Side, merge};
-use super::fields::AmoReading;
+use super::model::AmoReading;
+use super::report::ApplyStats;
 use crate::passport::Equipment;
 use crate::ports::{PassportStore, StoreError};
 
 /// How often a machine is re-read and merged again when another writer came first.
 const WRITE_ATTEMPTS: usize = 5;
-
-/// What applying readings did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApplyStats {
-    /// Machines whose values or base changed.
-    pub applied: u64,
-    /// Readings equal to what we knew (our own writes coming back among them).
-    pub unchanged: u64,
-    /// Readings older than what we already confirmed, or for revoked machines.
-    pub ignored: u64,
-    /// Deals in the window that carry maintenance values but have no equipment.
-    pub unmatched: u64,
-    /// Deals of pipelines the sync does not cover, or without maintenance values.
-    pub skipped: u64,
-    pub conflicts: u64,
-}
-
-impl ApplyStats {
-    pub fn add(&mut self, o: &ApplyStats) {
-        self.applied += o.applied;
-        self.unchanged += o.unchanged;
-        self.ignored += o.ignored;
-        self.unmatched += o.unmatched;
-        self.skipped += o.skipped;
-        self.conflicts += o.conflicts;
-    }
-}
 
 pub struct Applier<'a> {
     pub store: &'a dyn PassportStore,

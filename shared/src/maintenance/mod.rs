@@ -16,17 +16,21 @@ pub mod batch;
 pub mod conflict;
 pub mod fields;
 pub mod local;
+pub mod model;
 pub mod pull;
 pub mod push;
 pub mod redrive;
 pub mod reminders;
+pub mod report;
 pub mod run;
+pub mod step;
 pub mod token;
+pub mod token_notice;
 
-pub use run::{
-    Budget, MaintenanceSync, RunOutcome, RunReport, Step, StepEnd, SyncError, SyncSettings,
-};
-pub use token::{TokenCare, TokenStats};
+pub use report::{RunOutcome, RunReport, Step, TokenStats};
+pub use run::{MaintenanceSync, SyncSettings};
+pub use step::{Budget, StepEnd, SyncError};
+pub use token::TokenCare;
 
 use crate::passport::Equipment;
 use crate::ports::{PassportStore, StoreError};

@@ -15,28 +15,13 @@
 
 use std::collections::HashSet;
 
-use serde::{Deserialize, Serialize};
-
-use super::apply::{Applier, ApplyStats};
+use super::apply::Applier;
 use super::conflict::Conflict;
-use super::fields::{AmoReading, MaintenanceFields};
-use super::run::{Budget, StepEnd, SyncError};
+use super::fields::MaintenanceFields;
+use super::model::AmoReading;
+use super::report::PullStats;
+use super::step::{Budget, StepEnd, SyncError};
 use crate::ports::{ChangedLeadsQuery, MaintenanceCrm, SyncStateStore};
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PullStats {
-    pub requests: u64,
-    pub deals: u64,
-    #[serde(flatten)]
-    pub applied: ApplyStats,
-    pub cursor: Option<i64>,
-    /// Crowded seconds read a second time because a deal read there changed meanwhile.
-    pub seconds_reread: u64,
-    /// Seconds holding a full page of deals: each read through in id order from its first
-    /// page, so that page's deals count twice in `deals`.
-    #[serde(default)]
-    pub crowded_seconds: u64,
-}
 
 pub struct Puller<'a> {
     pub crm: &'a dyn MaintenanceCrm,
@@ -277,7 +262,7 @@ mod tests {
     use chrono::{DateTime, NaiveDate, Utc};
 
     use super::*;
-    use crate::maintenance::fields::{AccountZone, MaintenanceFieldIds, StatusEnums};
+    use crate::maintenance::model::{AccountZone, MaintenanceFieldIds, StatusEnums};
     use crate::passport::{Equipment, EquipmentState};
     use crate::ports::CrmFailure;
     use crate::ports::{
@@ -356,7 +341,7 @@ mod tests {
         }
         async fn write_maintenance(
             &self,
-            _: &crate::maintenance::fields::MaintenanceFieldIds,
+            _: &crate::maintenance::model::MaintenanceFieldIds,
             _: &[MaintenanceWrite],
         ) -> Result<crate::ports::WriteOutcome, CrmFailure> {
             unreachable!("the pull never writes")

@@ -10,15 +10,15 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use super::batch::{BatchSizer, MAX_BATCH};
-use super::fields::MaintenanceFieldIds;
+use super::model::MaintenanceFieldIds;
 use super::modify;
-use super::run::{Budget, StepEnd, SyncError};
+use super::report::PushStats;
+use super::step::{Budget, StepEnd, SyncError};
 use crate::passport::{AmoValues, Equipment, Maintenance};
 use crate::ports::{
     CrmErrorKind, MaintenanceCrm, MaintenanceWrite, PassportStore, StoreError, WriteOutcome,
@@ -30,20 +30,6 @@ const INDEX_PAGE: usize = 2000;
 const PARALLEL_RECORDS: usize = 16;
 /// Other 5xx answers in a row before the step gives up until the next run.
 const MAX_SERVER_ERRORS: u32 = 3;
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PushStats {
-    /// Machines whose values amoCRM accepted.
-    pub written: u64,
-    /// `PATCH /api/v4/leads` requests, accepted or not.
-    pub requests: u64,
-    /// Answers that made the batch shrink: 504 or no answer in time.
-    pub too_heavy: u64,
-    /// Machines whose values amoCRM refused (not retried until they change).
-    pub refused: u64,
-    /// The batch size the run ended with.
-    pub batch_size: usize,
-}
 
 pub struct Pusher<'a> {
     pub crm: &'a dyn MaintenanceCrm,

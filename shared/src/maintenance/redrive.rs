@@ -7,16 +7,14 @@
 //! met such a refusal wait pending (marked blocked) and are delivered here after that call.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use super::run::{Budget, StepEnd, SyncError};
-use crate::crm_events::EventOutcome;
+use super::report::RedriveStats;
+use super::step::{Budget, StepEnd, SyncError};
+use crate::crm_events::{EventOutcome, EventProcessor};
 use crate::leads::LeadStatus;
-use crate::leads::deliver::Outcome;
-use crate::ops::parked::{RedriveOutcome, WorkKind, WorkQueues};
-use crate::ports::{CrmErrorKind, CrmReachability};
-use crate::worker::CrmWorker;
+use crate::leads::deliver::{Deliverer, Outcome};
+use crate::ports::{CrmErrorKind, CrmReachability, RedriveOutcome, WorkKind, WorkQueues};
 
 /// At most this many of each kind per run (the rest wait for the next run).
 const PER_RUN: usize = 100;
@@ -25,29 +23,11 @@ const SCAN_PARKED: usize = 1_000;
 /// Blocked work is re-driven by itself up to this many delivery attempts.
 pub const MAX_AUTOMATIC_ATTEMPTS: u32 = crate::leads::deliver::MAX_BLOCKED_ATTEMPTS;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RedriveStats {
-    pub leads: u64,
-    pub leads_delivered: u64,
-    pub leads_parked: u64,
-    pub events: u64,
-    pub events_done: u64,
-    pub events_parked: u64,
-    /// Parked because amoCRM refused our address, and set back to pending this run.
-    #[serde(default)]
-    pub unblocked: u64,
-    /// Still parked that way: amoCRM refused our address again.
-    #[serde(default)]
-    pub still_blocked: u64,
-    /// Leads in amoCRM whose sales copy SES had not taken: tried again, and sent.
-    #[serde(default)]
-    pub mails: u64,
-    #[serde(default)]
-    pub mails_sent: u64,
-}
-
 pub struct Redriver<'a> {
-    pub worker: &'a CrmWorker,
+    /// The lead delivery crm-worker runs.
+    pub delivery: Deliverer<'a>,
+    /// The webhook use case crm-worker runs; `None` where no inbox is configured.
+    pub events: Option<&'a EventProcessor>,
     pub after: chrono::Duration,
     pub queues: &'a dyn WorkQueues,
     pub reach: &'a dyn CrmReachability,
@@ -69,9 +49,9 @@ impl Redriver<'_> {
 
     /// Sales copies SES did not take: each run tries them again (the lead is in amoCRM).
     async fn mails(&self, budget: &Budget, stats: &mut RedriveStats) -> Result<StepEnd, SyncError> {
-        let deliverer = self.worker.deliverer();
+        let deliverer = &self.delivery;
         for lead in self
-            .worker
+            .delivery
             .store
             .list_by_status(LeadStatus::Mailing, PER_RUN)
             .await?
@@ -81,7 +61,7 @@ impl Redriver<'_> {
             }
             stats.mails += 1;
             if let Outcome::Delivered { .. } = deliverer.deliver(&lead.lead.id).await
-                && let Ok(Some(after)) = self.worker.store.get(&lead.lead.id).await
+                && let Ok(Some(after)) = self.delivery.store.get(&lead.lead.id).await
                 && after.status == LeadStatus::Delivered
             {
                 stats.mails_sent += 1;
@@ -118,7 +98,7 @@ impl Redriver<'_> {
         // Leads that met the refusal wait pending, marked blocked: delivered here, not by
         // the stale re-drive, so that nothing calls amoCRM for them before the probe passes.
         let waiting: Vec<String> = self
-            .worker
+            .delivery
             .store
             .list_by_status(LeadStatus::Pending, PER_RUN)
             .await?
@@ -145,7 +125,7 @@ impl Redriver<'_> {
                 stats.unblocked += 1;
             }
         }
-        let deliverer = self.worker.deliverer();
+        let deliverer = &self.delivery;
         for id in waiting {
             if !budget.allows_request() {
                 break;
@@ -166,9 +146,9 @@ impl Redriver<'_> {
         stats: &mut RedriveStats,
     ) -> Result<StepEnd, SyncError> {
         let cutoff = now - self.after;
-        let deliverer = self.worker.deliverer();
+        let deliverer = &self.delivery;
         let stale = self
-            .worker
+            .delivery
             .store
             .list_by_status(LeadStatus::Pending, PER_RUN)
             .await?;
@@ -191,7 +171,7 @@ impl Redriver<'_> {
                 | Outcome::Waiting { .. } => {}
             }
         }
-        let Some(events) = &self.worker.events else {
+        let Some(events) = self.events else {
             return Ok(StepEnd::Done);
         };
         for id in events.inbox.pending_before(cutoff, PER_RUN).await? {
@@ -220,9 +200,9 @@ mod tests {
 
     use super::*;
     use crate::amocrm::testkit::{CannedServer, client_for};
-    use crate::leads::deliver::MailSettings;
-    use crate::ops::parked::ParkedItem;
+    use crate::leads::deliver::{LeadDelivery, MailSettings};
     use crate::ports::CrmFailure;
+    use crate::ports::ParkedItem;
     use crate::ports::{CrmErrorKind, MailMessage, Notifier, NotifyError, StoreError};
     use crate::store::MemoryLeadStore;
 
@@ -312,7 +292,7 @@ mod tests {
 
     async fn run_with(parked: &Parked, probe: &Probe, store: Arc<MemoryLeadStore>) -> RedriveStats {
         let server = CannedServer::start(Vec::new()).await;
-        let worker = CrmWorker {
+        let delivery = LeadDelivery {
             store,
             crm: Arc::new(client_for(&server, "tok").0),
             notifier: Arc::new(NoMail),
@@ -321,11 +301,11 @@ mod tests {
                 amo_base_url: server.base_url.clone(),
             },
             hold: chrono::Duration::seconds(2),
-            events: None,
         };
         let mut stats = RedriveStats::default();
         let end = Redriver {
-            worker: &worker,
+            delivery: delivery.deliverer(),
+            events: None,
             after: chrono::Duration::minutes(15),
             queues: parked,
             reach: probe,

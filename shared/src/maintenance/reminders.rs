@@ -9,12 +9,12 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
-use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::fields::AccountZone;
+use super::model::AccountZone;
 use super::modify;
-use super::run::{Budget, StepEnd, SyncError};
+use super::report::ReminderStats;
+use super::step::{Budget, StepEnd, SyncError};
 use crate::passport::{Equipment, EquipmentState, Maintenance, MaintenanceStatus};
 use crate::ports::{CrmDeals, MaintenanceCrm, NewTask, PassportStore};
 
@@ -23,19 +23,6 @@ const TASKS_PER_REQUEST: usize = 50;
 /// amoCRM's page cap for reading deals by id.
 const DEALS_PER_REQUEST: usize = 250;
 const INDEX_PAGE: usize = 500;
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReminderStats {
-    /// Machines read from the due-date index.
-    pub checked: u64,
-    pub marked_due: u64,
-    pub marked_overdue: u64,
-    pub tasks_created: u64,
-    /// Tasks an interrupted run had created, found and recorded.
-    pub tasks_found: u64,
-    /// Machines whose deal amoCRM no longer has (no task possible).
-    pub deals_missing: u64,
-}
 
 /// The status the due date calls for, if it changes: past the date → overdue, within the
 /// window → due (an overdue machine given a new date in the window too). Arranged maintenance

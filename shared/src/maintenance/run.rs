@@ -11,193 +11,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use super::apply::Applier;
-use super::conflict::Conflict;
-use super::fields::{MaintenanceFieldIds, MaintenanceFields};
-use super::pull::{PullStats, Puller};
-use super::push::{PushStats, Pusher};
-use super::redrive::{RedriveStats, Redriver};
-use super::reminders::{ReminderStats, Reminders};
-use super::token::{TokenCare, TokenStats};
-use crate::maintenance::fields::AccountZone;
-use crate::ops::parked::WorkQueues;
+use super::fields::MaintenanceFields;
+use super::model::MaintenanceFieldIds;
+use super::pull::Puller;
+use super::push::Pusher;
+use super::redrive::Redriver;
+use super::reminders::Reminders;
+use super::report::{RunOutcome, RunReport, Step};
+use super::step::{Budget, StepEnd, SyncError};
+use super::token::TokenCare;
+use crate::crm_events::EventProcessor;
+use crate::leads::deliver::LeadDelivery;
+use crate::maintenance::model::AccountZone;
 use crate::passport::MaintenancePolicy;
 use crate::ports::{
-    CrmDeals, CrmFailure, CrmReachability, MaintenanceCrm, NotifyError, PassportStore, StoreError,
-    SyncStateStore,
+    CrmDeals, CrmFailure, CrmReachability, MaintenanceCrm, PassportStore, SyncStateStore,
+    WorkQueues,
 };
-use crate::worker::CrmWorker;
 
 /// Conflicts kept in the report (all are logged and counted).
 const REPORTED_CONFLICTS: usize = 50;
 /// The longest a lease is held (Lambda's own limit is 15 minutes).
 const MAX_LEASE: Duration = Duration::from_secs(15 * 60);
-
-#[derive(Debug, thiserror::Error)]
-pub enum SyncError {
-    #[error(transparent)]
-    Crm(#[from] CrmFailure),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("operator notice not mailed: {0}")]
-    Notify(#[from] NotifyError),
-}
-
-impl SyncError {
-    pub fn hint(&self) -> String {
-        match self {
-            SyncError::Crm(e) => e.hint.clone(),
-            SyncError::Store(_) => {
-                "DynamoDB failed; the next run resumes where this one stopped".into()
-            }
-            SyncError::Notify(_) => "SES did not take the mail; the next run sends it again. \
-                 Check that MAIL_FROM is verified in SES and ALERT_MAILBOX is a valid address."
-                .into(),
-        }
-    }
-}
-
-/// How a step ended when it did not fail.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StepEnd {
-    Done,
-    /// Stopped before the next request: not enough time left.
-    OutOfTime,
-    /// Stopped early for a reason the next run may not have (e.g. amoCRM's rate limit).
-    Deferred(String),
-}
-
-/// How much time the run has left.
-#[derive(Clone)]
-pub struct Budget {
-    remaining: Arc<dyn Fn() -> Duration + Send + Sync>,
-    /// What one more request needs: its own timeout plus the time to write the report.
-    per_request: Duration,
-}
-
-impl std::fmt::Debug for Budget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Budget")
-            .field("remaining", &self.remaining())
-            .field("per_request", &self.per_request)
-            .finish()
-    }
-}
-
-impl Budget {
-    /// Until `deadline`; a request starts only if `per_request` still fits.
-    pub fn until(deadline: Instant, per_request: Duration) -> Self {
-        Self {
-            remaining: Arc::new(move || deadline.saturating_duration_since(Instant::now())),
-            per_request,
-        }
-    }
-
-    /// Until a Lambda invocation's deadline (unix milliseconds, as the runtime gives it).
-    pub fn until_unix_ms(deadline_ms: u64, per_request: Duration) -> Self {
-        let now_ms = Utc::now().timestamp_millis().max(0) as u64;
-        let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
-        Self::until(Instant::now() + left, per_request)
-    }
-
-    /// Any measure of time left (tests stop a run at a chosen point with it).
-    pub fn from_fn(remaining: impl Fn() -> Duration + Send + Sync + 'static) -> Self {
-        Self {
-            remaining: Arc::new(remaining),
-            per_request: Duration::ZERO,
-        }
-    }
-
-    pub fn remaining(&self) -> Duration {
-        (self.remaining)()
-    }
-
-    pub fn allows_request(&self) -> bool {
-        self.remaining() > self.per_request
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunOutcome {
-    /// Every step finished.
-    Complete,
-    /// Time ran out (or amoCRM asked us to slow down): the next run resumes.
-    Incomplete,
-    /// A step failed; the others ran. `error` and `hint` say what to do.
-    Failed,
-    /// Another run held the lease.
-    Skipped,
-}
-
-impl RunOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunOutcome::Complete => "complete",
-            RunOutcome::Incomplete => "incomplete",
-            RunOutcome::Failed => "failed",
-            RunOutcome::Skipped => "skipped",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Step {
-    Token,
-    Pull,
-    Push,
-    Reminders,
-    Redrive,
-}
-
-/// What a run did (kept as `SYNC#last_run`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunReport {
-    pub started_at: DateTime<Utc>,
-    pub finished_at: DateTime<Utc>,
-    pub outcome: RunOutcome,
-    /// Where the run stopped when it did not finish.
-    pub stopped_in: Option<Step>,
-    /// Reports written before the token step have none.
-    #[serde(default)]
-    pub token: TokenStats,
-    pub pull: PullStats,
-    pub push: PushStats,
-    pub reminders: ReminderStats,
-    pub redrive: RedriveStats,
-    /// The first conflicts of the run (all are logged and counted in `pull`).
-    pub conflicts: Vec<Conflict>,
-    /// Neither configured nor found in the account: pull, push and reminders did not run.
-    #[serde(default)]
-    pub fields_missing: bool,
-    pub error: Option<String>,
-    pub hint: Option<String>,
-}
-
-impl RunReport {
-    fn new(started_at: DateTime<Utc>) -> Self {
-        Self {
-            started_at,
-            finished_at: started_at,
-            outcome: RunOutcome::Complete,
-            stopped_in: None,
-            token: TokenStats::default(),
-            pull: PullStats::default(),
-            push: PushStats::default(),
-            reminders: ReminderStats::default(),
-            redrive: RedriveStats::default(),
-            conflicts: Vec::new(),
-            fields_missing: false,
-            error: None,
-            hint: None,
-        }
-    }
-}
 
 /// What a run needs to know besides its ports.
 #[derive(Debug, Clone)]
@@ -222,7 +60,9 @@ pub struct MaintenanceSync {
     pub passport: Arc<dyn PassportStore>,
     pub state: Arc<dyn SyncStateStore>,
     /// The re-drive feeds leads and events to the worker's own code.
-    pub worker: CrmWorker,
+    /// The lead delivery and webhook use case crm-worker runs, for the re-drive.
+    pub delivery: LeadDelivery,
+    pub events: Option<Arc<EventProcessor>>,
     /// Keeps the amoCRM token alive ahead of use (step `Token`).
     pub token: TokenCare,
     /// Parked work, for re-driving what waited while amoCRM refused our address.
@@ -468,7 +308,8 @@ impl MaintenanceSync {
             }
             Step::Redrive => {
                 Redriver {
-                    worker: &self.worker,
+                    delivery: self.delivery.deliverer(),
+                    events: self.events.as_deref(),
                     after: chrono::Duration::seconds(s.redrive_after_secs),
                     queues: self.queues.as_ref(),
                     reach: self.reach.as_ref(),

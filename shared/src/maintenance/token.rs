@@ -8,33 +8,17 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
-use super::run::{Budget, StepEnd, SyncError};
-use crate::amocrm::TokenKind;
-use crate::amocrm::oauth::expiry_notice_mail;
-use crate::ports::{Notifier, TokenUpkeep};
-use crate::store::StateStore;
+use super::report::TokenStats;
+use super::step::{Budget, StepEnd, SyncError};
+use super::token_notice::expiry_notice_mail;
+use crate::ports::{Notifier, StateStore, TokenKind, TokenUpkeep};
 
 /// Days before a long-lived token's expiry when a notice is mailed.
 pub const NOTICE_DAYS: [i64; 3] = [30, 7, 1];
 /// How long a notice marker is kept after the expiry it announced.
 const NOTICE_KEPT_AFTER_EXPIRY: i64 = 90;
-
-/// What the upkeep found and did (part of the run report; never the token itself).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenStats {
-    pub kind: Option<TokenKind>,
-    pub expires_at: Option<DateTime<Utc>>,
-    /// The OAuth pair in use is a fresh one (refreshed by this run, or by another instance
-    /// while it waited).
-    pub refreshed: bool,
-    /// A due refresh failed for a reason that may pass; the current token still works.
-    pub postponed: Option<String>,
-    /// The expiry notice this run mailed: days ahead, 0 when the token has expired.
-    pub notice_days: Option<i64>,
-}
 
 #[derive(Clone)]
 pub struct TokenCare {

@@ -5,95 +5,12 @@
 //! shows a record that *became* pending, which the worker (and the event source mapping's
 //! filter) take as new work. Re-driving something that is not parked changes nothing.
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::finding::Finding;
 use crate::ports::StoreError;
-
-/// Which table an item lives in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WorkKind {
-    Lead,
-    Event,
-}
-
-impl WorkKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WorkKind::Lead => "lead",
-            WorkKind::Event => "event",
-        }
-    }
-
-    /// What an id names: webhook event ids carry their scheme (`rid:…`, `sha256:…`); lead ids
-    /// are ULIDs.
-    pub fn of_id(id: &str) -> WorkKind {
-        if id.contains(':') {
-            WorkKind::Event
-        } else {
-            WorkKind::Lead
-        }
-    }
-}
-
-/// A parked lead or event as operators see it (no customer data: the id finds the rest).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ParkedItem {
-    pub kind: WorkKind,
-    pub id: String,
-    pub received_at: Option<DateTime<Utc>>,
-    /// When it was parked (its last update).
-    pub parked_at: Option<DateTime<Utc>>,
-    pub attempts: u32,
-    /// Where a lead came from (`site`, `bot`, …).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-    pub last_error: Option<String>,
-    pub hint: Option<String>,
-    /// Parked because amoCRM refused our address; the sync re-drives it once amoCRM answers.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub blocked: bool,
-}
-
-/// What re-driving one item did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum RedriveOutcome {
-    /// Parked → pending: crm-worker takes it again.
-    Redriven,
-    /// It was not parked (already re-driven, delivered, done): nothing changed.
-    NotParked {
-        status: String,
-    },
-    NotFound,
-}
-
-/// Lists, counts and re-drives work by status (the tables' `status-index`).
-#[async_trait]
-pub trait WorkQueues: Send + Sync {
-    /// Whether webhook events are configured (INBOX_TABLE).
-    fn has_events(&self) -> bool;
-    /// Parked items of `kind`, oldest first, at most `limit` (pages through the index).
-    async fn parked(&self, kind: WorkKind, limit: usize) -> Result<Vec<ParkedItem>, StoreError>;
-    /// How many items of `kind` are in `status` (`pending`, `parked`), counting only those last
-    /// updated before `updated_before` when given.
-    async fn count(
-        &self,
-        kind: WorkKind,
-        status: &str,
-        updated_before: Option<DateTime<Utc>>,
-    ) -> Result<u64, StoreError>;
-    /// Parked → pending for one item.
-    async fn redrive(
-        &self,
-        kind: WorkKind,
-        id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<RedriveOutcome, StoreError>;
-}
+pub use crate::ports::{ParkedItem, RedriveOutcome, WorkKind, WorkQueues};
 
 /// Every parked lead, then every parked event, at most `limit` of each.
 pub async fn list(queues: &dyn WorkQueues, limit: usize) -> Result<Vec<ParkedItem>, StoreError> {
@@ -214,6 +131,8 @@ pub fn findings(items: &[ParkedItem]) -> Vec<Finding> {
 mod tests {
     use std::collections::HashMap;
     use std::sync::Mutex;
+
+    use async_trait::async_trait;
 
     use super::*;
 

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 use super::{CrmDeal, CrmFailure, StoreError};
 
@@ -86,7 +87,7 @@ pub trait MaintenanceCrm: Send + Sync {
     /// comes back at once as `TooHeavy` (the caller resizes it), not retried here.
     async fn write_maintenance(
         &self,
-        fields: &crate::maintenance::fields::MaintenanceFieldIds,
+        fields: &crate::maintenance::model::MaintenanceFieldIds,
         writes: &[MaintenanceWrite],
     ) -> Result<WriteOutcome, CrmFailure>;
     /// One `POST /api/v4/tasks` (≤ 50 tasks); the new tasks' ids.
@@ -97,7 +98,7 @@ pub trait MaintenanceCrm: Send + Sync {
     /// operator's `setup`); `None` while either is missing.
     async fn find_maintenance_fields(
         &self,
-    ) -> Result<Option<crate::maintenance::fields::MaintenanceFieldIds>, CrmFailure> {
+    ) -> Result<Option<crate::maintenance::model::MaintenanceFieldIds>, CrmFailure> {
         Ok(None)
     }
 }
@@ -123,13 +124,96 @@ pub trait SyncStateStore: Send + Sync {
     /// The maintenance field ids `setup` or an earlier run found (`SYNC#fields`).
     async fn field_ids(
         &self,
-    ) -> Result<Option<crate::maintenance::fields::MaintenanceFieldIds>, StoreError> {
+    ) -> Result<Option<crate::maintenance::model::MaintenanceFieldIds>, StoreError> {
         Ok(None)
     }
     async fn save_field_ids(
         &self,
-        _ids: &crate::maintenance::fields::MaintenanceFieldIds,
+        _ids: &crate::maintenance::model::MaintenanceFieldIds,
     ) -> Result<(), StoreError> {
         Ok(())
     }
+}
+
+/// Which table an item lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkKind {
+    Lead,
+    Event,
+}
+
+impl WorkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkKind::Lead => "lead",
+            WorkKind::Event => "event",
+        }
+    }
+
+    /// What an id names: webhook event ids carry their scheme (`rid:…`, `sha256:…`); lead ids
+    /// are ULIDs.
+    pub fn of_id(id: &str) -> WorkKind {
+        if id.contains(':') {
+            WorkKind::Event
+        } else {
+            WorkKind::Lead
+        }
+    }
+}
+
+/// A parked lead or event as operators see it (no customer data: the id finds the rest).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ParkedItem {
+    pub kind: WorkKind,
+    pub id: String,
+    pub received_at: Option<DateTime<Utc>>,
+    /// When it was parked (its last update).
+    pub parked_at: Option<DateTime<Utc>>,
+    pub attempts: u32,
+    /// Where a lead came from (`site`, `bot`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    pub last_error: Option<String>,
+    pub hint: Option<String>,
+    /// Parked because amoCRM refused our address; the sync re-drives it once amoCRM answers.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub blocked: bool,
+}
+
+/// What re-driving one item did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum RedriveOutcome {
+    /// Parked → pending: crm-worker takes it again.
+    Redriven,
+    /// It was not parked (already re-driven, delivered, done): nothing changed.
+    NotParked {
+        status: String,
+    },
+    NotFound,
+}
+
+/// Lists, counts and re-drives work by status (the tables' `status-index`).
+#[async_trait]
+pub trait WorkQueues: Send + Sync {
+    /// Whether webhook events are configured (INBOX_TABLE).
+    fn has_events(&self) -> bool;
+    /// Parked items of `kind`, oldest first, at most `limit` (pages through the index).
+    async fn parked(&self, kind: WorkKind, limit: usize) -> Result<Vec<ParkedItem>, StoreError>;
+    /// How many items of `kind` are in `status` (`pending`, `parked`), counting only those last
+    /// updated before `updated_before` when given.
+    async fn count(
+        &self,
+        kind: WorkKind,
+        status: &str,
+        updated_before: Option<DateTime<Utc>>,
+    ) -> Result<u64, StoreError>;
+    /// Parked → pending for one item.
+    async fn redrive(
+        &self,
+        kind: WorkKind,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<RedriveOutcome, StoreError>;
 }

@@ -3,10 +3,10 @@
 //! them in memory or point the real adapters at moto and the sandbox. Nothing here names an
 //! adapter's type: a port speaks the domain's language.
 
-mod common;
-mod leads;
-mod maintenance;
-mod passport;
+pub mod common;
+pub mod leads;
+pub mod maintenance;
+pub mod passport;
 
 pub use common::*;
 pub use leads::*;

@@ -17,87 +17,17 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::types::ReturnValue;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
 use super::attr::{Item, conditional_put, n, s, time_text, unavailable};
 use crate::amocrm::SlotClaims;
 use crate::ports::StoreError;
+pub use crate::ports::{StateStore, StateTake, TokenHealthRecord};
 
 pub const OAUTH_STATE_PREFIX: &str = "OAUTH_STATE#";
 pub const LEASE_PREFIX: &str = "LEASE#";
 pub const TOKEN_HEALTH_KEY: &str = "TOKEN_HEALTH";
 pub const NOTICE_PREFIX: &str = "NOTICE#";
 pub const RATE_PREFIX: &str = "RATE#";
-
-/// What taking an OAuth state nonce found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StateTake {
-    /// It existed and was not expired; it is gone now.
-    Taken,
-    /// It existed but its 20 minutes were over (removed as well).
-    Expired,
-    /// Never issued, or already used.
-    Unknown,
-}
-
-/// The token's health as the integration records it (never any token material).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct TokenHealthRecord {
-    /// A refresh was refused for good: someone must re-authorize the integration.
-    pub reauthorization_required: bool,
-    /// What an operator should do (English operator hint).
-    pub hint: Option<String>,
-    /// When re-authorization became necessary.
-    pub since: Option<DateTime<Utc>>,
-    pub last_refresh_at: Option<DateTime<Utc>>,
-    /// The last successful authorization-code exchange.
-    pub last_authorized_at: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
-    /// A short hash of the refresh token that was refused: once the secret holds another one,
-    /// the incident is over even if this record was not cleared.
-    #[serde(skip)]
-    pub refused_refresh_token: Option<String>,
-}
-
-/// The state table, behind a trait so the token provider and the OAuth flow run on memory in tests.
-#[async_trait]
-pub trait StateStore: Send + Sync {
-    /// Takes lease `name` for `owner` until `until` unless someone else holds an unexpired one.
-    async fn acquire_lease(
-        &self,
-        name: &str,
-        owner: &str,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
-    /// Gives the lease back if `owner` still holds it.
-    async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError>;
-    async fn put_oauth_state(
-        &self,
-        state: &str,
-        expires_at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-    /// Removes the nonce (single use) and says whether it was valid at `now`.
-    async fn take_oauth_state(
-        &self,
-        state: &str,
-        now: DateTime<Utc>,
-    ) -> Result<StateTake, StoreError>;
-    async fn token_health(&self) -> Result<Option<TokenHealthRecord>, StoreError>;
-    /// Overwrites the health record.
-    async fn put_token_health(&self, health: &TokenHealthRecord) -> Result<(), StoreError>;
-    /// Writes a `reauthorization_required` record unless one is already there: true when this
-    /// call made the transition (so exactly one caller sends the alert).
-    async fn mark_reauthorization_required(
-        &self,
-        health: &TokenHealthRecord,
-    ) -> Result<bool, StoreError>;
-    /// Records notice `key` as sent, kept until `keep_until`: true when this call recorded it
-    /// (so exactly one caller mails it).
-    async fn claim_notice(&self, key: &str, keep_until: DateTime<Utc>) -> Result<bool, StoreError>;
-    /// Forgets notice `key`: its mail failed, and the next run should send it again.
-    async fn release_notice(&self, key: &str) -> Result<(), StoreError>;
-}
 
 /// `StateStore` on DynamoDB.
 #[derive(Clone)]

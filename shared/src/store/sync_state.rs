@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 
 use super::attr::{conditional_put, n, s, unavailable};
 use crate::maintenance::RunReport;
-use crate::maintenance::fields::{MaintenanceFieldIds, StatusEnums};
+use crate::maintenance::model::{MaintenanceFieldIds, StatusEnums};
 use crate::passport::backfill::{BackfillCursor, BackfillCursorStore};
 use crate::ports::{StoreError, SyncStateStore};
 

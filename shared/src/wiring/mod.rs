@@ -21,7 +21,8 @@ use crate::leads::accept::RepeatPolicy;
 use crate::leads::deliver::MailSettings;
 use crate::mail::SesNotifier;
 use crate::mail::feedback::{FeedbackLog, FeedbackRecorder};
-use crate::maintenance::fields::{MaintenanceFieldIds, MaintenanceFields};
+use crate::maintenance::fields::MaintenanceFields;
+use crate::maintenance::model::MaintenanceFieldIds;
 use crate::maintenance::{MaintenanceSync, SyncSettings, TokenCare};
 use crate::ops::health::HealthService;
 use crate::passport::MaintenancePolicy;
@@ -324,7 +325,8 @@ pub fn maintenance_sync(config: &Config, aws: &Aws) -> Result<MaintenanceSync, I
         reach: logged,
         passport: Arc::new(DynamoPassportStore::new(aws.dynamodb.clone(), passport)),
         state: Arc::new(DynamoSyncState::new(aws.dynamodb.clone(), state)),
-        worker,
+        delivery: worker.delivery(),
+        events: worker.events.clone(),
         token: TokenCare {
             tokens,
             notices: Arc::new(DynamoStateStore::new(aws.dynamodb.clone(), state)),

@@ -8,7 +8,7 @@ use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventR
 use tracing::{Instrument, info_span, warn};
 
 use crate::crm_events::{EventOutcome, EventProcessor};
-use crate::leads::deliver::{Deliverer, MailSettings, Outcome};
+use crate::leads::deliver::{Deliverer, LeadDelivery, MailSettings, Outcome};
 use crate::ports::{Crm, LeadStore, Notifier};
 
 #[derive(Clone)]
@@ -75,6 +75,17 @@ impl CrmWorker {
             crm: self.crm.as_ref(),
             notifier: self.notifier.as_ref(),
             mail: &self.mail,
+            hold: self.hold,
+        }
+    }
+
+    /// The same delivery, owned (for the sync's re-drive).
+    pub fn delivery(&self) -> LeadDelivery {
+        LeadDelivery {
+            store: self.store.clone(),
+            crm: self.crm.clone(),
+            notifier: self.notifier.clone(),
+            mail: self.mail.clone(),
             hold: self.hold,
         }
     }
