@@ -2,7 +2,7 @@
 //! show them: "amoCRM rejected the token at 10:42 and nothing has worked since" is what an
 //! operator needs when a long-lived token was revoked (the token itself still looks valid).
 //!
-//! `LoggedAmo` wraps the amoCRM client of the functions. A failure is written at once (the
+//! `CallRecorder`, attached to the amoCRM client (see `LoggedAmo`), writes them. A failure is written at once (the
 //! same failure at most once a minute per instance); a success only when this instance saw a
 //! failure before, or every ten minutes, so healthy traffic costs almost no writes. A failure
 //! is unresolved while no success was recorded after it.
@@ -16,13 +16,8 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::warn;
 
-use super::client::AmoClient;
 use super::error::{CrmError, CrmErrorKind};
-use crate::leads::Lead;
-use crate::ports::{
-    ContactLink, Crm, CrmDeal, CrmDeals, CrmFailure, CrmLeadRef, CrmProbe, CrmReachability,
-    StoreError,
-};
+use crate::ports::StoreError;
 
 /// Without a failure in between, a success is recorded at most this often per instance.
 const SUCCESS_EVERY: Duration = Duration::from_secs(600);
@@ -307,94 +302,6 @@ fn held_error(f: &AmoFailure, until: DateTime<Utc>) -> CrmError {
     e
 }
 
-/// The functions' amoCRM client behind the domain's ports. Its calls are recorded by the
-/// client's `CallRecorder` (when the state table is configured), not here.
-pub struct LoggedAmo {
-    inner: AmoClient,
-}
-
-impl LoggedAmo {
-    /// `inner` with `log` attached, so every call through it (and its clones) is recorded, and
-    /// with the shared circuit breaker of `breaker`'s window after a 403 (when given).
-    pub fn new(
-        inner: AmoClient,
-        log: Option<Arc<dyn CallLog>>,
-        breaker: Option<chrono::Duration>,
-    ) -> Self {
-        let inner = match log {
-            Some(log) => {
-                let mut recorder = CallRecorder::new(log);
-                if let Some(window) = breaker {
-                    recorder = recorder.with_breaker(window);
-                }
-                inner.with_recorder(Arc::new(recorder))
-            }
-            None => inner,
-        };
-        LoggedAmo { inner }
-    }
-
-    pub fn client(&self) -> &AmoClient {
-        &self.inner
-    }
-}
-
-#[async_trait]
-impl Crm for LoggedAmo {
-    async fn find_contact(&self, query: &str) -> Result<Option<i64>, CrmFailure> {
-        self.inner.find_contact(query).await
-    }
-
-    async fn find_lead_for(
-        &self,
-        lead: &Lead,
-        create_started_at: DateTime<Utc>,
-    ) -> Result<Option<CrmLeadRef>, CrmFailure> {
-        self.inner.find_lead_for(lead, create_started_at).await
-    }
-
-    async fn create_lead(
-        &self,
-        lead: &Lead,
-        contact: ContactLink,
-    ) -> Result<CrmLeadRef, CrmFailure> {
-        self.inner.create_lead(lead, contact).await
-    }
-
-    async fn find_note(&self, amo_lead_id: i64, marker: &str) -> Result<Option<i64>, CrmFailure> {
-        self.inner.find_note(amo_lead_id, marker).await
-    }
-
-    async fn add_note(&self, amo_lead_id: i64, text: &str) -> Result<i64, CrmFailure> {
-        self.inner.add_note(amo_lead_id, text).await
-    }
-}
-
-#[async_trait]
-impl CrmDeals for LoggedAmo {
-    async fn deals(&self, ids: &[i64]) -> Result<Vec<CrmDeal>, CrmFailure> {
-        self.inner.deals(ids).await
-    }
-
-    async fn note_on_deal(&self, deal_id: i64, text: &str) -> Result<i64, CrmFailure> {
-        self.inner.note_on_deal(deal_id, text).await
-    }
-}
-
-#[async_trait]
-impl CrmProbe for LoggedAmo {
-    async fn create_test_lead(&self) -> Result<i64, CrmFailure> {
-        crate::ports::CrmProbe::create_test_lead(&self.inner).await
-    }
-}
-
-#[async_trait]
-impl CrmReachability for LoggedAmo {
-    async fn reachable(&self) -> Result<(), CrmFailure> {
-        Ok(self.inner.account().await.map(|_| ())?)
-    }
-}
-
 /// `CallLog` in memory, for tests.
 #[derive(Default)]
 pub struct MemoryCallLog {
@@ -447,7 +354,9 @@ impl CallLog for MemoryCallLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::amocrm::logged::LoggedAmo;
     use crate::amocrm::testkit::{Canned, CannedServer, client_for};
+    use crate::ports::CrmProbe;
 
     #[tokio::test]
     async fn a_failure_stays_unresolved_until_a_later_success_and_healthy_traffic_writes_once() {

@@ -10,6 +10,7 @@ pub mod deals;
 pub mod error;
 pub mod fields;
 pub mod leads;
+pub mod logged;
 pub mod maintenance;
 pub mod oauth;
 pub mod pacing;

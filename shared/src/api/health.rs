@@ -19,7 +19,7 @@ pub async fn health(
     secrets: &AppSecretsSource,
     req: &Request,
 ) -> Response<Body> {
-    if let Some(refused) = super::ingest::admin_refused(secrets, req, "health").await {
+    if let Some(refused) = super::admin::admin_refused(secrets, req, "health").await {
         return refused;
     }
     let Some(service) = service else {

@@ -13,6 +13,7 @@ use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use tracing::{error, info, warn};
 
+use super::admin::admin_refused;
 use super::cors::Cors;
 use super::http::{ApiError, body_bytes, header, json_response, route};
 use super::routes::unrouted;
@@ -181,34 +182,6 @@ impl LeadIngestApi {
             }
         }
     }
-}
-
-/// 401 unless the request carries the app secret's `admin_key` as `X-Admin-Key`.
-pub(super) async fn admin_refused(
-    secrets: &AppSecretsSource,
-    req: &Request,
-    what: &str,
-) -> Option<Response<Body>> {
-    if secrets.current().await.admin_key.is_none() {
-        error!(
-            route = what,
-            "called but no admin_key is set in the app secret"
-        );
-    }
-    if secrets
-        .accepts(|s| s.admin_key.as_deref(), header(req, "x-admin-key"))
-        .await
-    {
-        return None;
-    }
-    Some(
-        ApiError::new(
-            401,
-            "unauthorized",
-            "Нужен действующий ключ администратора в заголовке X-Admin-Key.",
-        )
-        .response(),
-    )
 }
 
 /// The `Idempotency-Key` header, trimmed; a present but unusable one is a 400.

@@ -2,6 +2,7 @@
 //! Every route always answers; API Gateway never sees a Lambda error from here. The contract
 //! every answer keeps is `api/openapi.yaml` at the repository's top level.
 
+mod admin;
 pub mod cors;
 pub mod health;
 pub mod http;

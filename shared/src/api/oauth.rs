@@ -13,7 +13,8 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use tracing::{error, info, warn};
 use ulid::Ulid;
 
-use super::http::{ApiError, header};
+use super::admin::admin_refused;
+use super::http::ApiError;
 use crate::amocrm::CrmError;
 use crate::amocrm::oauth::{
     ClientSecretSource, Refusal, TokenEndpoint, TokenError, account_host, account_subdomain,
@@ -78,18 +79,8 @@ impl Page {
 impl OAuthFlow {
     /// `GET /oauth/start`: 302 to amoCRM's consent page with a fresh `state`.
     pub async fn start(&self, req: &Request) -> Response<Body> {
-        if !self
-            .app_secrets
-            .accepts(|s| s.admin_key.as_deref(), header(req, "x-admin-key"))
-            .await
-        {
-            warn!("OAuth start with a missing or wrong admin key refused");
-            return ApiError::new(
-                401,
-                "unauthorized",
-                "Нужен действующий ключ администратора в заголовке X-Admin-Key.",
-            )
-            .response();
+        if let Some(refused) = admin_refused(&self.app_secrets, req, "oauth-start").await {
+            return refused;
         }
         let state = Ulid::generate().to_string();
         let expires_at = Utc::now() + Duration::minutes(STATE_LIFETIME_MINUTES);

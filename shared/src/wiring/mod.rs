@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 
-use crate::amocrm::call_log::{CallLog, LoggedAmo};
+use crate::amocrm::call_log::CallLog;
+use crate::amocrm::logged::LoggedAmo;
 use crate::amocrm::maintenance::AmoMaintenance;
 use crate::amocrm::oauth::{ClientSecretSource, RefreshDeps, TokenEndpoint, TokenProvider};
 use crate::amocrm::webhook::AmoWebhookReader;
