@@ -1,14 +1,20 @@
-//! The library every Lambda of the РусСтанкоСбыт ↔ amoCRM integration uses.
+//! The library every Lambda of the РусСтанкоСбыт ↔ amoCRM integration uses. Its layers, each
+//! using only those below it (`tests/layers.rs` fails when the domain reaches past `ports`):
 //!
-//! - `leads`: the lead domain (intake, validation, rendering, accept and deliver use cases);
-//!   free of AWS and HTTP types.
-//! - `ports`: the small traits the domain talks through (store, CRM, notifier, secrets).
-//! - `amocrm`, `store`, `mail`, `secrets`: adapters for amoCRM (reqwest), DynamoDB, SES v2 and
-//!   Secrets Manager.
-//! - `api`, `worker`: the HTTP and stream adapters the function binaries hand their events to.
-//! - `form`: the PHP-style bracket form reader (`a[b][0]=v`) the webhook and lead intake share.
-//! - `ops`: operators' checks and actions (doctor, setup, parked work, health) behind the
-//!   `rss-ops` CLI and `GET /health`.
+//! ```text
+//! wiring        builds each function from Config; serve_http / serve_events run it
+//! api, worker   HTTP (API Gateway) and stream (DynamoDB, SNS) adapters; ops: operators' tools
+//! amocrm, store, mail, secrets
+//!               adapters: amoCRM API v4 (reqwest), DynamoDB, SES v2, Secrets Manager
+//! ports         the traits and types the domain talks through, one file per domain
+//! crm_events    the webhook use case, above passport and maintenance
+//! leads, passport, maintenance, notice
+//!               the domain: intake, delivery, the Digital Passport, the ТО sync; no AWS,
+//!               Lambda, HTTP or amoCRM type
+//! config, metrics, telegram, form, observability
+//!               helpers any layer may use (config reads settings into the domain's plain
+//!               types, such as maintenance::model)
+//! ```
 
 pub mod amocrm;
 pub mod api;
