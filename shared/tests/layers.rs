@@ -69,7 +69,10 @@ fn violations() -> Vec<String> {
     for module in DOMAIN {
         rust_files(&src().join(module), &mut files);
     }
-    assert!(files.len() > 20, "the domain modules were not found: {files:?}");
+    assert!(
+        files.len() > 20,
+        "the domain modules were not found: {files:?}"
+    );
     let mut found = Vec::new();
     for file in files {
         let text = fs::read_to_string(&file).expect("readable source file");
@@ -99,5 +102,9 @@ fn the_check_sees_a_forbidden_import() {
     let named: Vec<&str> = production_lines(text)
         .flat_map(|(_, l)| FORBIDDEN.iter().copied().filter(move |n| l.contains(*n)))
         .collect();
-    assert_eq!(named, ["crate::amocrm"], "test code after #[cfg(test)] is left out");
+    assert_eq!(
+        named,
+        ["crate::amocrm"],
+        "test code after #[cfg(test)] is left out"
+    );
 }

@@ -124,20 +124,7 @@ impl AmoClient {
                 "Set AMOCRM_BASE_URL to https://<subdomain>.amocrm.ru.".to_string(),
             ));
         }
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(cfg.timeout_ms))
-            .user_agent(concat!(
-                "rss-amocrm-integration/",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .build()
-            .map_err(|e| {
-                CrmError::permanent(
-                    format!("the HTTP client could not be built: {e}"),
-                    "The TLS stack failed to initialise; this is a build problem, report it."
-                        .to_string(),
-                )
-            })?;
+        let http = http_client(cfg.timeout_ms, reqwest::redirect::Policy::default())?;
         Ok(AmoClient {
             http,
             cfg: Arc::new(cfg.clone()),
@@ -427,6 +414,29 @@ pub(crate) fn mask_search_term(v: &str) -> String {
         return v.to_string();
     }
     format!("<{} chars>", v.chars().count())
+}
+
+/// The one way this crate builds its HTTPS client to amoCRM: the request timeout, our
+/// user agent, and the redirect policy the caller needs.
+pub(super) fn http_client(
+    timeout_ms: u64,
+    redirects: reqwest::redirect::Policy,
+) -> Result<reqwest::Client, CrmError> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_millis(timeout_ms))
+        .redirect(redirects)
+        .user_agent(concat!(
+            "rss-amocrm-integration/",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .build()
+        .map_err(|e| {
+            CrmError::permanent(
+                format!("the HTTP client could not be built: {e}"),
+                "The TLS stack failed to initialise; this is a build problem, report it."
+                    .to_string(),
+            )
+        })
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 
 use super::client::AmoClient;
 use super::error::CrmError;
-use crate::maintenance::model::{ALL_STATUSES, MaintenanceFieldIds, StatusEnums};
+use crate::maintenance::model::{MaintenanceFieldIds, StatusEnums};
+use crate::passport::MaintenanceStatus;
 
 pub const NEXT_MAINTENANCE_FIELD_NAME: &str = "Дата следующего ТО";
 pub const MAINTENANCE_STATUS_FIELD_NAME: &str = "Статус ТО";
@@ -64,7 +65,7 @@ fn status_options(field: &Value) -> Result<StatusEnums, CrmError> {
         .collect();
     let mut pairs = Vec::new();
     let mut missing = Vec::new();
-    for status in ALL_STATUSES {
+    for status in MaintenanceStatus::ALL {
         match options.iter().find(|(v, _)| v == status.title_ru()) {
             Some((_, id)) => pairs.push((status, *id)),
             None => missing.push(status.title_ru()),
@@ -105,7 +106,7 @@ pub async fn ensure_maintenance_fields(
         }));
     }
     if named(&fields, MAINTENANCE_STATUS_FIELD_NAME).is_none() {
-        let enums: Vec<Value> = ALL_STATUSES
+        let enums: Vec<Value> = MaintenanceStatus::ALL
             .iter()
             .enumerate()
             .map(|(i, s)| json!({ "value": s.title_ru(), "sort": (i as i64 + 1) * 10 }))

@@ -10,7 +10,6 @@ mod provider;
 mod tests;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -149,22 +148,8 @@ impl std::fmt::Debug for TokenEndpoint {
 
 impl TokenEndpoint {
     pub fn new(amo: &AmoConfig, oauth: &OAuthConfig) -> Result<Self, CrmError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(amo.timeout_ms))
-            // A 307/308 would re-send the client secret to wherever it points.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!(
-                "rss-amocrm-integration/",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .build()
-            .map_err(|e| {
-                CrmError::permanent(
-                    format!("the HTTP client could not be built: {e}"),
-                    "The TLS stack failed to initialise; this is a build problem, report it."
-                        .to_string(),
-                )
-            })?;
+        // A 307/308 would re-send the client secret to wherever it points.
+        let http = super::client::http_client(amo.timeout_ms, reqwest::redirect::Policy::none())?;
         Ok(TokenEndpoint {
             http,
             amo: Arc::new(amo.clone()),

@@ -6,16 +6,6 @@ use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone, Utc};
 
 use crate::passport::MaintenanceStatus;
 
-/// Every status in a fixed order (the order of the select's options in amoCRM).
-pub const ALL_STATUSES: [MaintenanceStatus; 6] = [
-    MaintenanceStatus::Ok,
-    MaintenanceStatus::Due,
-    MaintenanceStatus::Scheduled,
-    MaintenanceStatus::InProgress,
-    MaintenanceStatus::Done,
-    MaintenanceStatus::Overdue,
-];
-
 /// The select's option id of each status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusEnums {
@@ -25,7 +15,7 @@ pub struct StatusEnums {
 impl StatusEnums {
     /// Every status exactly once, every option id different.
     pub fn new(pairs: Vec<(MaintenanceStatus, i64)>) -> Result<Self, String> {
-        for status in ALL_STATUSES {
+        for status in MaintenanceStatus::ALL {
             match pairs.iter().filter(|(s, _)| *s == status).count() {
                 1 => {}
                 0 => return Err(format!("no option id for status {}", status.as_str())),

@@ -49,16 +49,6 @@ pub trait FieldProvisioner: Send + Sync {
     async fn ensure(&self) -> Result<Vec<Setting>, CrmError>;
 }
 
-/// The statuses in the order of the select's options.
-pub const STATUS_ORDER: [MaintenanceStatus; 6] = [
-    MaintenanceStatus::Ok,
-    MaintenanceStatus::Due,
-    MaintenanceStatus::Scheduled,
-    MaintenanceStatus::InProgress,
-    MaintenanceStatus::Done,
-    MaintenanceStatus::Overdue,
-];
-
 /// The maintenance fields of deals.
 pub fn maintenance_specs() -> Vec<FieldSpec> {
     vec![
@@ -74,7 +64,7 @@ pub fn maintenance_specs() -> Vec<FieldSpec> {
             name: "Статус ТО".into(),
             code: "RSS_MAINTENANCE_STATUS",
             field_type: "select",
-            options: STATUS_ORDER
+            options: MaintenanceStatus::ALL
                 .iter()
                 .map(|s| s.title_ru().to_string())
                 .collect(),
@@ -232,7 +222,7 @@ impl FieldProvisioner for MaintenanceFields<'_> {
             .iter()
             .find(|e| e.var == "AMOCRM_FIELD_MAINTENANCE_STATUS")
         {
-            let spec = STATUS_ORDER
+            let spec = MaintenanceStatus::ALL
                 .iter()
                 .filter_map(|s| {
                     option_id(&status.field, s.title_ru()).map(|id| format!("{}={id}", s.as_str()))
@@ -293,7 +283,10 @@ mod tests {
     #[test]
     fn a_select_must_offer_every_status() {
         let specs = maintenance_specs();
-        let labels: Vec<&str> = STATUS_ORDER.iter().map(|s| s.title_ru()).collect();
+        let labels: Vec<&str> = MaintenanceStatus::ALL
+            .iter()
+            .map(|s| s.title_ru())
+            .collect();
         let full = field(8, "Статус ТО", None, "select", &labels);
         check_options(&specs[1], &full).unwrap();
         let partial = field(9, "Статус ТО", None, "select", &labels[..4]);

@@ -16,6 +16,15 @@ pub enum MaintenanceStatus {
 }
 
 impl MaintenanceStatus {
+    /// Every status once, in the order of the «Статус ТО» select's options in amoCRM.
+    pub const ALL: [MaintenanceStatus; 6] = [
+        MaintenanceStatus::Ok,
+        MaintenanceStatus::Due,
+        MaintenanceStatus::Scheduled,
+        MaintenanceStatus::InProgress,
+        MaintenanceStatus::Done,
+        MaintenanceStatus::Overdue,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             MaintenanceStatus::Ok => "ok",
@@ -28,16 +37,7 @@ impl MaintenanceStatus {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            MaintenanceStatus::Ok,
-            MaintenanceStatus::Due,
-            MaintenanceStatus::Scheduled,
-            MaintenanceStatus::InProgress,
-            MaintenanceStatus::Done,
-            MaintenanceStatus::Overdue,
-        ]
-        .into_iter()
-        .find(|m| m.as_str() == s)
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
     }
 
     /// How the TMA shows it.
