@@ -405,37 +405,29 @@ mod tests {
     use super::*;
     use crate::amocrm::CrmErrorKind;
     use crate::amocrm::testkit::{Canned, CannedServer, LogCapture, client_for};
+    use crate::leads::fixtures::{accepted, cart_request};
     use crate::leads::{CartItem, Equipment, Intent, LeadRequest, Source};
 
     const LEAD_ID: &str = "01JKXYZ0000000000000000000";
 
+    /// The sample order as a service request from the Mini App.
     fn service_lead() -> Lead {
-        Lead {
-            id: LEAD_ID.into(),
-            received_at: Utc.with_ymd_and_hms(2026, 2, 9, 10, 0, 0).unwrap(),
-            request: LeadRequest {
-                source: Source::Tma,
-                intent: Intent::Service,
-                name: "Иван Петров".into(),
-                phone: Some("+79123456789".into()),
-                email: Some("ivan@example.ru".into()),
-                telegram_id: Some(123456789),
-                telegram_unverified: false,
-                message: Some("Станок не включается".into()),
-                equipment: Some(Equipment {
-                    model: Some("16К20".into()),
-                    serial: Some("SN-001".into()),
-                }),
-                items: vec![CartItem {
-                    sku: None,
-                    name: "Ремень".into(),
-                    qty: 3,
-                    price_kopecks: 150_050,
-                }],
-                page_url: None,
-                utm: BTreeMap::new(),
-            },
-        }
+        let request = LeadRequest {
+            source: Source::Tma,
+            intent: Intent::Service,
+            message: Some("Станок не включается".into()),
+            items: vec![CartItem {
+                sku: None,
+                name: "Ремень".into(),
+                qty: 3,
+                price_kopecks: 150_050,
+            }],
+            page_url: None,
+            utm: BTreeMap::new(),
+            ..cart_request()
+        };
+        let received_at = Utc.with_ymd_and_hms(2026, 2, 9, 10, 0, 0).unwrap();
+        accepted(LEAD_ID, received_at, request)
     }
 
     fn contact(id: i64, phones: &[&str], emails: &[&str]) -> Value {

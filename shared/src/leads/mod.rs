@@ -2,6 +2,8 @@
 
 pub mod accept;
 pub mod deliver;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod intake;
 pub mod model;
 pub mod phone;

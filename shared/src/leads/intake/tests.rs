@@ -1,12 +1,10 @@
 //! The intake rules as the site sees them: what is accepted, how it is normalised, and which
 //! field each error names.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Value, json};
 
 use super::*;
-use crate::leads::{CartItem, Equipment, Intent, Source};
+use crate::leads::{Equipment, Intent, Source};
 
 fn accept_json(body: &Value) -> LeadRequest {
     match parse_json(body.to_string().as_bytes()) {
@@ -50,39 +48,7 @@ fn with(patch: Value) -> Value {
 }
 
 fn full_request() -> LeadRequest {
-    LeadRequest {
-        source: Source::Cart,
-        intent: Intent::Parts,
-        name: "Иван Петров".into(),
-        phone: Some("+79123456789".into()),
-        email: Some("Ivan@example.ru".into()),
-        telegram_id: Some(123456789),
-        telegram_unverified: false,
-        message: Some("Нужны запчасти.\nСрочно.".into()),
-        equipment: Some(Equipment {
-            model: Some("16К20".into()),
-            serial: Some("SN-001".into()),
-        }),
-        items: vec![
-            CartItem {
-                sku: Some("FR-16".into()),
-                name: "Фреза 16 мм".into(),
-                qty: 2,
-                price_kopecks: 150_050,
-            },
-            CartItem {
-                sku: None,
-                name: "Ремень".into(),
-                qty: 1,
-                price_kopecks: 10,
-            },
-        ],
-        page_url: Some("https://td-rss.ru/cart".into()),
-        utm: BTreeMap::from([
-            ("campaign".to_string(), "spring".to_string()),
-            ("source".to_string(), "yandex".to_string()),
-        ]),
-    }
+    crate::leads::fixtures::cart_request()
 }
 
 #[test]

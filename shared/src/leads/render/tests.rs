@@ -6,48 +6,17 @@ use std::collections::BTreeMap;
 use chrono::{TimeZone, Utc};
 
 use super::*;
+use crate::leads::fixtures::{accepted, cart_request};
 use crate::leads::{Equipment, Intent, LeadRequest, Source};
 
 const ID: &str = "01JMZ8Q6X0W5T2N3R4S5V6Y7Z8";
 
 fn cart_lead() -> Lead {
-    Lead {
-        id: ID.into(),
-        received_at: Utc.with_ymd_and_hms(2026, 2, 10, 12, 34, 0).unwrap(),
-        request: LeadRequest {
-            source: Source::Cart,
-            intent: Intent::Parts,
-            name: "Иван Петров".into(),
-            phone: Some("+79123456789".into()),
-            email: Some("ivan@example.ru".into()),
-            telegram_id: Some(123456789),
-            telegram_unverified: false,
-            message: Some("Нужны запчасти.\nСрочно.".into()),
-            equipment: Some(Equipment {
-                model: Some("16К20".into()),
-                serial: Some("SN-001".into()),
-            }),
-            items: vec![
-                CartItem {
-                    sku: Some("FR-16".into()),
-                    name: "Фреза 16 мм".into(),
-                    qty: 2,
-                    price_kopecks: 150_050,
-                },
-                CartItem {
-                    sku: None,
-                    name: "Ремень".into(),
-                    qty: 3,
-                    price_kopecks: 10,
-                },
-            ],
-            page_url: Some("https://td-rss.ru/cart?x=1&y=2".into()),
-            utm: BTreeMap::from([
-                ("campaign".to_string(), "spring".to_string()),
-                ("source".to_string(), "yandex".to_string()),
-            ]),
-        },
-    }
+    let mut request = cart_request();
+    request.items[1].qty = 3;
+    request.page_url = Some("https://td-rss.ru/cart?x=1&y=2".into());
+    let received_at = Utc.with_ymd_and_hms(2026, 2, 10, 12, 34, 0).unwrap();
+    accepted(ID, received_at, request)
 }
 
 fn minimal_lead() -> Lead {
