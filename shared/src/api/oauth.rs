@@ -22,8 +22,9 @@ use crate::amocrm::oauth::{
 };
 use crate::config::AmoConfig;
 use crate::ports::SecretStore;
+use crate::ports::TokenWorked;
 use crate::secrets::AppSecretsSource;
-use crate::store::{StateStore, StateTake, TokenHealthRecord};
+use crate::store::{StateStore, StateTake};
 
 /// How long a `state` handed out by `/oauth/start` is accepted (amoCRM's codes live as long).
 pub const STATE_LIFETIME_MINUTES: i64 = 20;
@@ -291,19 +292,11 @@ impl OAuthFlow {
 
     /// A successful exchange ends any re-authorization incident.
     async fn record_authorized(&self) {
-        let previous = self
+        let recorded = self
             .state
-            .token_health()
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let health = TokenHealthRecord {
-            last_authorized_at: Some(Utc::now()),
-            last_refresh_at: previous.last_refresh_at,
-            ..TokenHealthRecord::default()
-        };
-        if let Err(e) = self.state.put_token_health(&health).await {
+            .record_token_working(TokenWorked::Authorized, Utc::now())
+            .await;
+        if let Err(e) = recorded {
             // The new refresh token differs from the refused one, so the incident is over anyway.
             warn!(error = %e, "token health not recorded after the authorization");
         }

@@ -224,6 +224,15 @@ pub struct TokenHealthRecord {
     pub refused_refresh_token: Option<String>,
 }
 
+/// How the amoCRM token was last shown to work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenWorked {
+    /// A refresh-token rotation.
+    Refreshed,
+    /// An authorization-code exchange at the redirect URI.
+    Authorized,
+}
+
 /// The state table, behind a trait so the token provider and the OAuth flow run on memory in tests.
 #[async_trait]
 pub trait StateStore: Send + Sync {
@@ -251,6 +260,28 @@ pub trait StateStore: Send + Sync {
     async fn token_health(&self) -> Result<Option<TokenHealthRecord>, StoreError>;
     /// Overwrites the health record.
     async fn put_token_health(&self, health: &TokenHealthRecord) -> Result<(), StoreError>;
+    /// Records that the token works again after `how` at `at`: any re-authorization incident is
+    /// over, and the time of the other kind of success is kept.
+    async fn record_token_working(
+        &self,
+        how: TokenWorked,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let previous = self.token_health().await.ok().flatten().unwrap_or_default();
+        let health = match how {
+            TokenWorked::Refreshed => TokenHealthRecord {
+                last_refresh_at: Some(at),
+                last_authorized_at: previous.last_authorized_at,
+                ..TokenHealthRecord::default()
+            },
+            TokenWorked::Authorized => TokenHealthRecord {
+                last_authorized_at: Some(at),
+                last_refresh_at: previous.last_refresh_at,
+                ..TokenHealthRecord::default()
+            },
+        };
+        self.put_token_health(&health).await
+    }
     /// Writes a `reauthorization_required` record unless one is already there: true when this
     /// call made the transition (so exactly one caller sends the alert).
     async fn mark_reauthorization_required(

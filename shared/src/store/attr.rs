@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, SecondsFormat, Utc};
 
@@ -50,25 +50,34 @@ pub(super) fn time(item: &Item, key: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-/// The outcome of a conditional `PutItem`: true when written, false when the condition failed
-/// (the item was already there), an error otherwise.
-pub(super) fn conditional_put<R: std::fmt::Debug>(
-    result: Result<
-        aws_sdk_dynamodb::operation::put_item::PutItemOutput,
-        aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::put_item::PutItemError, R>,
-    >,
-) -> Result<bool, StoreError> {
-    use aws_sdk_dynamodb::operation::put_item::PutItemError;
+/// A conditional write's answer: `Some` when written, `None` when its condition did not hold,
+/// an error otherwise. One reading for every write kind (put, update, delete, transaction-free).
+pub(super) fn conditional<O, E, R>(
+    result: Result<O, SdkError<E, R>>,
+) -> Result<Option<O>, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
     match result {
-        Ok(_) => Ok(true),
-        Err(e)
-            if matches!(
-                e.as_service_error(),
-                Some(PutItemError::ConditionalCheckFailedException(_))
-            ) =>
-        {
-            Ok(false)
-        }
+        Ok(out) => Ok(Some(out)),
+        Err(e) if condition_failed(&e) => Ok(None),
         Err(e) => Err(unavailable(e)),
     }
+}
+
+/// Whether a conditional write was written (true) or its condition did not hold (false).
+pub(super) fn conditional_write<O, E, R>(
+    result: Result<O, SdkError<E, R>>,
+) -> Result<bool, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    conditional(result).map(|out| out.is_some())
+}
+
+fn condition_failed<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    e.as_service_error()
+        .is_some_and(|se| se.code() == Some("ConditionalCheckFailedException"))
 }

@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::Utc;
 
-use super::attr::{Item, get_n, get_s, n, s, time, time_text, unavailable};
-use super::{IDEM_PREFIX, LEAD_PREFIX, STATUS_INDEX};
+use super::attr::{Item, conditional_write, get_n, get_s, n, s, time, time_text, unavailable};
+use super::status_index::StatusQuery;
+use super::{IDEM_PREFIX, LEAD_PREFIX};
 use crate::leads::{Delivery, Lead, LeadStatus, StoredLead};
 use crate::ports::{Claim, Held, IdempotencyClaim, InsertOutcome, LeadStore, StoreError};
 
@@ -196,27 +196,19 @@ impl LeadStore for DynamoLeadStore {
             .expression_attribute_values(":now", n(now.timestamp_millis()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(Claim::Claimed),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                // Not pending any more, or held: read which.
-                let item = self.item(lead_id).await?.unwrap_or_default();
-                let runnable = [LeadStatus::Pending, LeadStatus::Mailing].map(LeadStatus::as_str);
-                if !get_s(&item, "status").is_some_and(|s| runnable.contains(&s)) {
-                    return Ok(Claim::NotPending);
-                }
-                let until = get_n::<i64>(&item, "held_until")
-                    .and_then(chrono::DateTime::from_timestamp_millis)
-                    .unwrap_or(now);
-                Ok(Claim::HeldUntil(until))
-            }
-            Err(e) => Err(unavailable(e)),
+        if conditional_write(result)? {
+            return Ok(Claim::Claimed);
         }
+        // Not pending any more, or held: read which.
+        let item = self.item(lead_id).await?.unwrap_or_default();
+        let runnable = [LeadStatus::Pending, LeadStatus::Mailing].map(LeadStatus::as_str);
+        if !get_s(&item, "status").is_some_and(|s| runnable.contains(&s)) {
+            return Ok(Claim::NotPending);
+        }
+        let until = get_n::<i64>(&item, "held_until")
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .unwrap_or(now);
+        Ok(Claim::HeldUntil(until))
     }
 
     async fn save_delivery(
@@ -302,18 +294,12 @@ impl LeadStore for DynamoLeadStore {
             .set_expression_attribute_values(Some(values))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if held.is_some()
-                    && matches!(
-                        e.as_service_error(),
-                        Some(UpdateItemError::ConditionalCheckFailedException(_))
-                    ) =>
-            {
-                Err(StoreError::Held(lead_id.to_string()))
-            }
-            Err(e) => Err(unavailable(e)),
+        match (conditional_write(result)?, held) {
+            (true, _) => Ok(()),
+            (false, Some(_)) => Err(StoreError::Held(lead_id.to_string())),
+            (false, None) => Err(StoreError::Unavailable(format!(
+                "lead {lead_id} is not stored: its delivery cannot be saved"
+            ))),
         }
     }
 
@@ -322,32 +308,11 @@ impl LeadStore for DynamoLeadStore {
         status: LeadStatus,
         limit: usize,
     ) -> Result<Vec<StoredLead>, StoreError> {
-        let mut leads = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(STATUS_INDEX)
-                .key_condition_expression("#status = :status")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":status", s(status.as_str()))
-                .set_exclusive_start_key(start)
-                .limit(limit.min(1000) as i32)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in out.items() {
-                leads.push(stored_lead_from_item(item)?);
-                if leads.len() >= limit {
-                    return Ok(leads);
-                }
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(leads);
-            }
-        }
+        StatusQuery::new(&self.client, &self.table, status.as_str())
+            .items(limit)
+            .await?
+            .iter()
+            .map(stored_lead_from_item)
+            .collect()
     }
 }

@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use chrono::{DateTime, Utc};
 
-use super::attr::{Item, conditional_put, n, s, text, time, time_text, unavailable};
+use super::attr::{Item, conditional_write, n, s, text, time, time_text, unavailable};
 use crate::amocrm::CrmErrorKind;
 use crate::amocrm::call_log::{AmoCalls, AmoFailure, CallLog};
 use crate::ops::health::{LastSync, LastSyncSource};
@@ -163,7 +163,7 @@ impl CallLog for DynamoHealthRecords {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        conditional_put(put)
+        conditional_write(put)
     }
 
     async fn calls(&self) -> Result<AmoCalls, StoreError> {

@@ -9,8 +9,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
-use super::STATUS_INDEX;
-use super::attr::{conditional_put, s, unavailable};
+use super::attr::{conditional_write, s, unavailable};
+use super::status_index::StatusQuery;
 use crate::ports::{InboxEvent, InboxStatus, InboxStore, StoreError};
 
 pub const EVENT_PREFIX: &str = "EVT#";
@@ -54,7 +54,7 @@ impl InboxStore for DynamoInboxStore {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        conditional_put(put)
+        conditional_write(put)
     }
 
     async fn get(&self, id: &str) -> Result<Option<InboxEvent>, StoreError> {
@@ -151,38 +151,13 @@ impl InboxStore for DynamoInboxStore {
         before: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        let mut ids = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(STATUS_INDEX)
-                .key_condition_expression("#status = :pending AND updated_at < :before")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":pending", s(InboxStatus::Pending.as_str()))
-                .expression_attribute_values(
-                    ":before",
-                    s(before.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-                )
-                .set_exclusive_start_key(start)
-                .limit(limit.clamp(1, 1000) as i32)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in out.items() {
-                if let Some(id) = item.get("event_id").and_then(|v| v.as_s().ok()) {
-                    ids.push(id.clone());
-                }
-                if ids.len() >= limit {
-                    return Ok(ids);
-                }
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(ids);
-            }
-        }
+        let items = StatusQuery::new(&self.client, &self.table, InboxStatus::Pending.as_str())
+            .updated_before(Some(before))
+            .items(limit)
+            .await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| item.get("event_id").and_then(|v| v.as_s().ok()).cloned())
+            .collect())
     }
 }

@@ -4,11 +4,10 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 
 use super::LEAD_PREFIX;
-use super::attr::{s, text, time_text, unavailable};
+use super::attr::{conditional_write, s, text, time_text, unavailable};
 use crate::mail::feedback::{FeedbackKind, FeedbackLog, MailFeedback};
 use crate::ports::StoreError;
 
@@ -39,13 +38,6 @@ fn json(feedback: &MailFeedback) -> Result<String, StoreError> {
     serde_json::to_string(feedback).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn condition_failed<R>(e: &aws_sdk_dynamodb::error::SdkError<UpdateItemError, R>) -> bool {
-    matches!(
-        e.as_service_error(),
-        Some(UpdateItemError::ConditionalCheckFailedException(_))
-    )
-}
-
 #[async_trait]
 impl FeedbackLog for DynamoMailFeedback {
     async fn record_on_lead(
@@ -67,11 +59,7 @@ impl FeedbackLog for DynamoMailFeedback {
             .expression_attribute_values(":one", AttributeValue::L(vec![s(json(feedback)?)]))
             .send()
             .await;
-        match update {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(unavailable(e)),
-        }
+        conditional_write(update)
     }
 
     async fn record_latest(&self, feedback: &MailFeedback) -> Result<(), StoreError> {
@@ -92,11 +80,8 @@ impl FeedbackLog for DynamoMailFeedback {
             .expression_attribute_values(":feedback", s(json(feedback)?))
             .send()
             .await;
-        match update {
-            Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e) => Ok(()),
-            Err(e) => Err(unavailable(e)),
-        }
+        // Not written: a later feedback of this kind is already recorded.
+        conditional_write(update).map(|_| ())
     }
 
     async fn latest(&self) -> Result<Vec<MailFeedback>, StoreError> {

@@ -10,10 +10,12 @@ mod attr;
 mod dynamo;
 mod health;
 mod inbox;
+mod lease;
 mod mail_feedback;
 mod memory;
 mod passport;
 mod state;
+mod status_index;
 mod sync_state;
 mod work;
 

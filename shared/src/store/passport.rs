@@ -11,12 +11,10 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::attr::{Item, conditional_put, n, s, unavailable};
+use super::attr::{Item, conditional_write, n, s, unavailable};
 use crate::passport::{
     AmoValues, Equipment, EquipmentState, Maintenance, MaintenanceStatus, SyncMarks,
 };
@@ -264,17 +262,8 @@ impl PassportStore for DynamoPassportStore {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        match put {
-            Ok(_) => return Ok(RegisterOutcome::Registered),
-            Err(e)
-                if !matches!(
-                    e.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                return Err(unavailable(e));
-            }
-            Err(_) => {}
+        if conditional_write(put)? {
+            return Ok(RegisterOutcome::Registered);
         }
         let existing = self
             .get(equipment.owner_telegram_id, &equipment.serial)
@@ -362,7 +351,7 @@ impl PassportStore for DynamoPassportStore {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        conditional_put(put)
+        conditional_write(put)
     }
 
     async fn clear_waiting(&self, amo_lead_id: i64) -> Result<(), StoreError> {
@@ -505,18 +494,7 @@ impl PassportStore for DynamoPassportStore {
             .set_expression_attribute_values(Some(values))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err)
-                if matches!(
-                    err.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(unavailable(err)),
-        }
+        conditional_write(result)
     }
 
     async fn pending_push(

@@ -14,11 +14,11 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::types::ReturnValue;
 use chrono::{DateTime, Utc};
 
-use super::attr::{Item, conditional_put, n, s, time_text, unavailable};
+use super::attr::{Item, conditional, conditional_write, n, s, time_text, unavailable};
+use super::lease::Lease;
 use crate::amocrm::SlotClaims;
 use crate::ports::StoreError;
 pub use crate::ports::{StateStore, StateTake, TokenHealthRecord};
@@ -111,46 +111,15 @@ impl StateStore for DynamoStateStore {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(format!("{LEASE_PREFIX}{name}")))
-            .item("kind", s("lease"))
-            .item("owner", s(owner))
-            .item("expires_at", n(until.timestamp()))
-            .item("expires_at_ms", n(until.timestamp_millis()))
-            .condition_expression("attribute_not_exists(pk) OR expires_at_ms < :now")
-            .expression_attribute_values(":now", n(now.timestamp_millis()))
-            .send()
-            .await;
-        conditional_put(put)
+        Lease::new(&self.client, &self.table, format!("{LEASE_PREFIX}{name}"))
+            .acquire(owner, now, until)
+            .await
     }
 
     async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError> {
-        let delete = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("{LEASE_PREFIX}{name}")))
-            .condition_expression("#owner = :owner")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":owner", s(owner))
-            .send()
-            .await;
-        match delete {
-            Ok(_) => Ok(()),
-            // Expired and taken over by someone else, or already gone: nothing of ours to release.
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(DeleteItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+        Lease::new(&self.client, &self.table, format!("{LEASE_PREFIX}{name}"))
+            .release(owner)
+            .await
     }
 
     async fn put_oauth_state(
@@ -185,18 +154,10 @@ impl StateStore for DynamoStateStore {
             .return_values(ReturnValue::AllOld)
             .send()
             .await;
-        let old = match delete {
-            Ok(out) => out.attributes.unwrap_or_default(),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(DeleteItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                return Ok(StateTake::Unknown);
-            }
-            Err(e) => return Err(unavailable(e)),
+        let Some(out) = conditional(delete)? else {
+            return Ok(StateTake::Unknown);
         };
+        let old = out.attributes.unwrap_or_default();
         let expires_at = old
             .get("expires_at")
             .and_then(|v| v.as_n().ok())
@@ -251,7 +212,7 @@ impl StateStore for DynamoStateStore {
             .expression_attribute_values(":required", s("reauthorization_required"))
             .send()
             .await;
-        conditional_put(put)
+        conditional_write(put)
     }
 
     async fn claim_notice(&self, key: &str, keep_until: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -266,7 +227,7 @@ impl StateStore for DynamoStateStore {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        conditional_put(put)
+        conditional_write(put)
     }
 
     async fn release_notice(&self, key: &str) -> Result<(), StoreError> {
@@ -294,7 +255,7 @@ impl SlotClaims for DynamoStateStore {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        conditional_put(put)
+        conditional_write(put)
     }
 }
 
@@ -344,7 +305,7 @@ impl StateStore for MemoryStateStore {
         if inner
             .leases
             .get(name)
-            .is_some_and(|(_, expires)| *expires >= now)
+            .is_some_and(|(holder, expires)| holder != owner && *expires >= now)
         {
             return Ok(false);
         }
@@ -450,6 +411,8 @@ mod tests {
         let store = MemoryStateStore::default();
         assert!(store.acquire_lease("r", "a", at(0), at(30)).await.unwrap());
         assert!(!store.acquire_lease("r", "b", at(10), at(40)).await.unwrap());
+        // Its holder may take it again (a retried invocation), as on DynamoDB.
+        assert!(store.acquire_lease("r", "a", at(5), at(30)).await.unwrap());
         // Releasing someone else's lease does nothing.
         store.release_lease("r", "b").await.unwrap();
         assert_eq!(store.lease_holder("r").as_deref(), Some("a"));
@@ -458,7 +421,7 @@ mod tests {
         // b crashed without releasing: after expiry the lease can be taken again.
         assert!(!store.acquire_lease("r", "c", at(41), at(71)).await.unwrap());
         assert!(store.acquire_lease("r", "c", at(42), at(72)).await.unwrap());
-        assert_eq!(store.lease_grants(), 3);
+        assert_eq!(store.lease_grants(), 4);
     }
 
     #[tokio::test]

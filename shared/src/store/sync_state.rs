@@ -1,7 +1,8 @@
 //! `SyncStateStore` on the state table (key `pk` only): the maintenance sync's bookkeeping.
 //!
 //! - `SYNC#cursor`: `updated_at` (amoCRM unix seconds) up to which every deal change was applied.
-//! - `SYNC#lease`: who runs now and until when (`until`, unix seconds); a second run stays out.
+//! - `SYNC#lease`: who runs now and until when (the state table's one lease, `lease.rs`); a
+//!   second run stays out.
 //! - `SYNC#last_run`: the last run's report (`report` JSON, `outcome`, `finished_at`) for /health.
 //! - `BACKFILL#cursor`: where `rss-ops backfill` resumes (`cursor` JSON).
 //! - `SYNC#fields`: the maintenance fields' ids (`next_maintenance`, `status`, `status_enums` in
@@ -9,11 +10,10 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use chrono::{DateTime, Utc};
 
-use super::attr::{conditional_put, n, s, unavailable};
+use super::attr::{conditional_write, n, s, unavailable};
+use super::lease::Lease;
 use crate::maintenance::RunReport;
 use crate::maintenance::model::{MaintenanceFieldIds, StatusEnums};
 use crate::passport::backfill::{BackfillCursor, BackfillCursorStore};
@@ -72,19 +72,8 @@ impl SyncStateStore for DynamoSyncState {
             .expression_attribute_values(":now", s(Utc::now().to_rfc3339()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Another run got further: never move the cursor back.
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+        // Not written: another run got further, and the cursor never moves back.
+        conditional_write(result).map(|_| ())
     }
 
     async fn acquire_lease(
@@ -93,48 +82,15 @@ impl SyncStateStore for DynamoSyncState {
         until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(LEASE_KEY))
-            .item("owner", s(owner))
-            .item("until", n(until.timestamp()))
-            // Lets TTL clean a lease its run never released (a day after it lapsed).
-            .item("expires_at", n(until.timestamp() + 86_400))
-            .condition_expression("attribute_not_exists(pk) OR #until < :now OR #owner = :owner")
-            .expression_attribute_names("#until", "until")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":now", n(now.timestamp()))
-            .expression_attribute_values(":owner", s(owner))
-            .send()
-            .await;
-        conditional_put(put)
+        Lease::new(&self.client, &self.table, LEASE_KEY)
+            .acquire(owner, now, until)
+            .await
     }
 
     async fn release_lease(&self, owner: &str) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", s(LEASE_KEY))
-            .condition_expression("#owner = :owner")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":owner", s(owner))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(DeleteItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+        Lease::new(&self.client, &self.table, LEASE_KEY)
+            .release(owner)
+            .await
     }
 
     async fn field_ids(&self) -> Result<Option<MaintenanceFieldIds>, StoreError> {

@@ -4,17 +4,13 @@
 //! An inbox table created before it had the index is still served, by a filtered scan (logged
 //! as a warning): operators can see and re-drive parked events while the index is deployed.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::Select;
 use chrono::{DateTime, Utc};
 use tracing::warn;
 
-use super::attr::{Item, s, text, time, time_text, unavailable};
+use super::attr::{Item, conditional_write, s, text, time, time_text, unavailable};
+use super::status_index::{IndexWalkError, StatusQuery};
 use super::{EVENT_PREFIX, LEAD_PREFIX, STATUS_INDEX};
 use crate::ops::parked::{ParkedItem, RedriveOutcome, WorkKind, WorkQueues};
 use crate::ports::StoreError;
@@ -57,39 +53,10 @@ impl DynamoWorkQueues {
         limit: usize,
     ) -> Result<Vec<Item>, StoreError> {
         let table = self.table(kind)?;
-        let mut items = Vec::new();
-        let mut start = None;
-        loop {
-            let (key_condition, values) = condition(status, before);
-            let out = self
-                .client
-                .query()
-                .table_name(table)
-                .index_name(STATUS_INDEX)
-                .key_condition_expression(key_condition)
-                .expression_attribute_names("#status", "status")
-                .set_expression_attribute_values(Some(values))
-                .set_exclusive_start_key(start)
-                .limit(limit.clamp(1, 1000) as i32)
-                .send()
-                .await;
-            let out = match out {
-                Ok(out) => out,
-                Err(e) if index_missing(&e) => {
-                    return self.scan_items(table, status, before, limit).await;
-                }
-                Err(e) => return Err(unavailable(e)),
-            };
-            for item in out.items.unwrap_or_default() {
-                items.push(item);
-                if items.len() >= limit {
-                    return Ok(items);
-                }
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(items);
-            }
+        let query = StatusQuery::new(&self.client, table, status).updated_before(before);
+        match query.items(limit).await {
+            Err(IndexWalkError::NoIndex(_)) => self.scan_items(&query, table, limit).await,
+            other => Ok(other?),
         }
     }
 
@@ -100,44 +67,21 @@ impl DynamoWorkQueues {
         before: Option<DateTime<Utc>>,
     ) -> Result<u64, StoreError> {
         let table = self.table(kind)?;
-        let mut total = 0u64;
-        let mut start = None;
-        loop {
-            let (key_condition, values) = condition(status, before);
-            let out = self
-                .client
-                .query()
-                .table_name(table)
-                .index_name(STATUS_INDEX)
-                .key_condition_expression(key_condition)
-                .expression_attribute_names("#status", "status")
-                .set_expression_attribute_values(Some(values))
-                .select(Select::Count)
-                .set_exclusive_start_key(start)
-                .send()
-                .await;
-            let out = match out {
-                Ok(out) => out,
-                Err(e) if index_missing(&e) => {
-                    let items = self.scan_items(table, status, before, usize::MAX).await?;
-                    return Ok(items.len() as u64);
-                }
-                Err(e) => return Err(unavailable(e)),
-            };
-            total += out.count.max(0) as u64;
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(total);
+        let query = StatusQuery::new(&self.client, table, status).updated_before(before);
+        match query.count().await {
+            Err(IndexWalkError::NoIndex(_)) => {
+                let items = self.scan_items(&query, table, usize::MAX).await?;
+                Ok(items.len() as u64)
             }
+            other => Ok(other?),
         }
     }
 
     /// The same listing by a filtered scan, for a table without the index.
     async fn scan_items(
         &self,
+        query: &StatusQuery<'_>,
         table: &str,
-        status: &str,
-        before: Option<DateTime<Utc>>,
         limit: usize,
     ) -> Result<Vec<Item>, StoreError> {
         warn!(
@@ -145,17 +89,17 @@ impl DynamoWorkQueues {
             index = STATUS_INDEX,
             "table has no status index; scanning instead (deploy the template's index)"
         );
+        let (filter, values) = query.condition();
         let mut items = Vec::new();
         let mut start = None;
         loop {
-            let (filter, values) = condition(status, before);
             let out = self
                 .client
                 .scan()
                 .table_name(table)
-                .filter_expression(filter)
+                .filter_expression(&filter)
                 .expression_attribute_names("#status", "status")
-                .set_expression_attribute_values(Some(values))
+                .set_expression_attribute_values(Some(values.clone()))
                 .set_exclusive_start_key(start)
                 .send()
                 .await
@@ -170,31 +114,6 @@ impl DynamoWorkQueues {
         items.truncate(limit);
         Ok(items)
     }
-}
-
-/// `#status = :status [AND updated_at < :before]` with its values.
-fn condition(status: &str, before: Option<DateTime<Utc>>) -> (String, Item) {
-    let mut values = HashMap::from([(":status".to_string(), s(status))]);
-    let mut expr = "#status = :status".to_string();
-    if let Some(before) = before {
-        expr.push_str(" AND updated_at < :before");
-        values.insert(":before".into(), s(time_text(before)));
-    }
-    (expr, values)
-}
-
-/// The answer to a query on an index the table does not have: DynamoDB says
-/// `ValidationException: The table does not have the specified index`, moto
-/// `ResourceNotFoundException: Invalid index`.
-fn index_missing<E: ProvideErrorMetadata, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool {
-    e.as_service_error().is_some_and(|se| {
-        matches!(
-            se.code(),
-            Some("ValidationException" | "ResourceNotFoundException")
-        ) && se
-            .message()
-            .is_some_and(|m| m.to_ascii_lowercase().contains("index"))
-    })
 }
 
 fn parked_item(kind: WorkKind, item: &Item) -> Result<ParkedItem, StoreError> {
@@ -276,14 +195,8 @@ impl WorkQueues for DynamoWorkQueues {
             .expression_attribute_values(":now", s(time_text(now)))
             .send()
             .await;
-        match update {
-            Ok(_) => return Ok(RedriveOutcome::Redriven),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) => {}
-            Err(e) => return Err(unavailable(e)),
+        if conditional_write(update)? {
+            return Ok(RedriveOutcome::Redriven);
         }
         let current = self
             .client

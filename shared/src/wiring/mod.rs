@@ -19,7 +19,7 @@ use crate::api::webhook::WebhookReceiver;
 use crate::config::Config;
 use crate::crm_events::{EventProcessor, MaintenanceHook};
 use crate::leads::accept::RepeatPolicy;
-use crate::leads::deliver::MailSettings;
+use crate::leads::deliver::{LeadDelivery, MailSettings};
 use crate::mail::SesNotifier;
 use crate::mail::feedback::{FeedbackLog, FeedbackRecorder};
 use crate::maintenance::fields::MaintenanceFields;
@@ -285,17 +285,19 @@ fn crm_worker_with(
         _ => None,
     };
     Ok(CrmWorker {
-        store: Arc::new(DynamoLeadStore::new(
-            aws.dynamodb.clone(),
-            &config.leads_table,
-        )),
-        crm: amo,
-        notifier: Arc::new(ses_notifier(config, aws)),
-        mail: MailSettings {
-            sales_mailbox: config.sales_mailbox.clone(),
-            amo_base_url: config.amo.base_url.clone(),
+        delivery: LeadDelivery {
+            store: Arc::new(DynamoLeadStore::new(
+                aws.dynamodb.clone(),
+                &config.leads_table,
+            )),
+            crm: amo,
+            notifier: Arc::new(ses_notifier(config, aws)),
+            mail: MailSettings {
+                sales_mailbox: config.sales_mailbox.clone(),
+                amo_base_url: config.amo.base_url.clone(),
+            },
+            hold: chrono::Duration::seconds(config.delivery_hold_secs),
         },
-        hold: chrono::Duration::seconds(config.delivery_hold_secs),
         events,
     })
 }
@@ -326,7 +328,7 @@ pub fn maintenance_sync(config: &Config, aws: &Aws) -> Result<MaintenanceSync, I
         reach: logged,
         passport: Arc::new(DynamoPassportStore::new(aws.dynamodb.clone(), passport)),
         state: Arc::new(DynamoSyncState::new(aws.dynamodb.clone(), state)),
-        delivery: worker.delivery(),
+        delivery: worker.delivery.clone(),
         events: worker.events.clone(),
         token: TokenCare {
             tokens,

@@ -8,17 +8,12 @@ use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventR
 use tracing::{Instrument, info_span, warn};
 
 use crate::crm_events::{EventOutcome, EventProcessor};
-use crate::leads::deliver::{Deliverer, LeadDelivery, MailSettings, Outcome};
-use crate::ports::{Crm, LeadStore, Notifier};
+use crate::leads::deliver::{Deliverer, LeadDelivery, Outcome};
 
 #[derive(Clone)]
 pub struct CrmWorker {
-    pub store: Arc<dyn LeadStore>,
-    pub crm: Arc<dyn Crm>,
-    pub notifier: Arc<dyn Notifier>,
-    pub mail: MailSettings,
-    /// A delivery's hold on its lead past the last save (`DELIVERY_HOLD_SECS`).
-    pub hold: chrono::Duration,
+    /// Lead delivery (the leads table's stream); the sync's re-drive runs the same one.
+    pub delivery: LeadDelivery,
     /// Webhook events (the inbox table's stream); `None` where no inbox is configured.
     pub events: Option<Arc<EventProcessor>>,
 }
@@ -68,26 +63,9 @@ pub fn pending_lead_id(record: &EventRecord) -> Option<String> {
 }
 
 impl CrmWorker {
-    /// The lead delivery this worker runs (the sync's re-drive runs the same one).
+    /// The lead delivery this worker runs.
     pub fn deliverer(&self) -> Deliverer<'_> {
-        Deliverer {
-            store: self.store.as_ref(),
-            crm: self.crm.as_ref(),
-            notifier: self.notifier.as_ref(),
-            mail: &self.mail,
-            hold: self.hold,
-        }
-    }
-
-    /// The same delivery, owned (for the sync's re-drive).
-    pub fn delivery(&self) -> LeadDelivery {
-        LeadDelivery {
-            store: self.store.clone(),
-            crm: self.crm.clone(),
-            notifier: self.notifier.clone(),
-            mail: self.mail.clone(),
-            hold: self.hold,
-        }
+        self.delivery.deliverer()
     }
 
     /// Delivers each pending lead of the batch in order. A failure that a retry can fix is

@@ -19,6 +19,7 @@ use local_stack::LocalStack;
 use serde_json::{Value, json};
 use shared::amocrm::{AmoClient, RetryPolicy};
 use shared::crm_events::EventProcessor;
+use shared::leads::deliver::LeadDelivery;
 use shared::leads::{Delivery, Lead, LeadStatus, StoredLead};
 use shared::maintenance::Budget;
 use shared::ops::parked;
@@ -63,7 +64,7 @@ fn fast_worker(stack: &LocalStack) -> CrmWorker {
             .with_retry_policy(RetryPolicy::fast()),
     );
     let mut worker = stack.worker.clone();
-    worker.crm = amo.clone();
+    worker.delivery.crm = amo.clone();
     worker.events = stack.worker.events.as_ref().map(|e| {
         Arc::new(EventProcessor {
             inbox: e.inbox.clone(),
@@ -544,12 +545,15 @@ async fn the_worker_killed_between_the_amocrm_create_and_recording_its_id() {
     loop {
         // A fresh process per invocation.
         let worker = CrmWorker {
-            store: Arc::new(DyingStore {
-                inner: leads_store(&stack),
-                victims: victims.clone(),
-                died_for: died_for.clone(),
-                dead: AtomicBool::new(false),
-            }),
+            delivery: LeadDelivery {
+                store: Arc::new(DyingStore {
+                    inner: leads_store(&stack),
+                    victims: victims.clone(),
+                    died_for: died_for.clone(),
+                    dead: AtomicBool::new(false),
+                }),
+                ..base.delivery.clone()
+            },
             ..base.clone()
         };
         let mut pass = local_stack::PumpStats::default();
@@ -904,8 +908,8 @@ async fn ses_down_for_an_hour_holds_no_lead_back_and_every_copy_goes_out_once_it
     let ids = post_batch(&stack, "ses", 0..batch_size()).await;
     let down = Arc::new(AtomicBool::new(true));
     let mut worker = fast_worker(&stack);
-    worker.notifier = Arc::new(SesOutage {
-        inner: stack.worker.notifier.clone(),
+    worker.delivery.notifier = Arc::new(SesOutage {
+        inner: stack.worker.delivery.notifier.clone(),
         down: down.clone(),
     });
     // The worker delivers every lead to amoCRM in one pass of the stream: no record waits

@@ -475,10 +475,13 @@ async fn a_crash_after_the_amocrm_create_still_gives_one_lead() {
     let (_, resp) = post_lead(&stack, &site_lead("Иван", "+79123456789")).await;
     let id = resp["lead_id"].as_str().unwrap();
     let crashing = shared::worker::CrmWorker {
-        store: Arc::new(CrashAfterCreate {
-            inner: leads_store(&stack),
-            crashed: AtomicBool::new(false),
-        }),
+        delivery: shared::leads::deliver::LeadDelivery {
+            store: Arc::new(CrashAfterCreate {
+                inner: leads_store(&stack),
+                crashed: AtomicBool::new(false),
+            }),
+            ..stack.worker.delivery.clone()
+        },
         ..stack.worker.clone()
     };
     let first = stack.pumps[0].pump_once(&crashing).await.unwrap();

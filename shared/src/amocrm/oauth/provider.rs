@@ -26,6 +26,7 @@ use crate::amocrm::token::TokenSource;
 use crate::amocrm::token::{
     DEFAULT_CACHE_TTL, TokenKind, TokenSecret, long_lived_rejected, secret_error,
 };
+use crate::ports::TokenWorked;
 use crate::ports::{CrmFailure, Notifier, SecretStore, StoreError, TokenState, TokenUpkeep};
 use crate::store::{StateStore, TokenHealthRecord};
 
@@ -377,19 +378,11 @@ impl TokenProvider {
         remember(inner, &refreshed);
         info!(secret_id = %self.secret_id, expires_at = %pair.expires_at, "amoCRM token refreshed");
         crate::metrics::count(crate::metrics::Metric::TokenRefreshes);
-        let previous = r
+        let recorded = r
             .state
-            .token_health()
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let health = TokenHealthRecord {
-            last_refresh_at: Some(Utc::now()),
-            last_authorized_at: previous.last_authorized_at,
-            ..TokenHealthRecord::default()
-        };
-        if let Err(e) = r.state.put_token_health(&health).await {
+            .record_token_working(TokenWorked::Refreshed, Utc::now())
+            .await;
+        if let Err(e) = recorded {
             warn!(error = %e, "token health not recorded after a refresh");
         }
         Ok(pair.access_token)

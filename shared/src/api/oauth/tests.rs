@@ -13,6 +13,7 @@ use crate::amocrm::testkit::{Canned, CannedServer, MemorySecrets, Recorded, test
 use crate::api::webhook::WebhookReceiver;
 use crate::config::OAuthConfig;
 use crate::ports::AppSecrets;
+use crate::ports::TokenHealthRecord;
 use crate::ports::{InboxEvent, InboxStatus, InboxStore, StoreError};
 use crate::secrets::AppSecretsSource;
 use crate::store::MemoryStateStore;
