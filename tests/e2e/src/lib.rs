@@ -8,6 +8,9 @@ use serde_json::{Value, json};
 
 pub use local_stack;
 
+mod dying_store;
+pub use dying_store::DyingStore;
+
 /// Starts a stack with test defaults. Fails loudly when moto is not installed.
 pub async fn stack() -> LocalStack {
     stack_with(|_| {}).await
@@ -265,6 +268,24 @@ pub fn reason_codes(body: &Value) -> Vec<String> {
         .flatten()
         .filter_map(|r| r["code"].as_str().map(str::to_string))
         .collect()
+}
+
+/// What an operator does when amoCRM refused the long-lived token: issues a new one (valid for
+/// a year) in amoCRM and puts it into the token secret. Returns the new token.
+pub async fn put_new_long_lived_token(stack: &LocalStack) -> String {
+    use shared::ports::SecretStore;
+    let fresh = stack
+        .sandbox
+        .state
+        .new_long_lived_token(chrono::Utc::now().timestamp() + 365 * 86_400);
+    shared::secrets::SecretsManagerStore::new(stack.aws.secrets.clone())
+        .write(
+            &stack.resources.token_secret_id,
+            &json!({"kind": "long_lived", "access_token": fresh}).to_string(),
+        )
+        .await
+        .expect("new token stored in the secret");
+    fresh
 }
 
 /// The integration's client id (the sandbox's and the functions' default).

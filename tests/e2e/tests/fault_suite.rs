@@ -19,13 +19,11 @@ use local_stack::LocalStack;
 use serde_json::{Value, json};
 use shared::amocrm::{AmoClient, RetryPolicy};
 use shared::crm_events::EventProcessor;
+use shared::leads::LeadStatus;
 use shared::leads::deliver::LeadDelivery;
-use shared::leads::{Delivery, Lead, LeadStatus, StoredLead};
 use shared::maintenance::Budget;
 use shared::ops::parked;
-use shared::ports::{
-    Claim, Held, IdempotencyClaim, InsertOutcome, LeadStore, SecretStore, StoreError,
-};
+use shared::ports::{LeadStore, SecretStore};
 use shared::secrets::SecretsManagerStore;
 use shared::store::DynamoLeadStore;
 use shared::worker::CrmWorker;
@@ -456,17 +454,7 @@ async fn a_token_revoked_mid_run_parks_leads_until_a_new_token_and_a_redrive() {
     }
 
     // The operator issues a new token, puts it into the secret and re-drives.
-    let fresh = stack
-        .sandbox
-        .state
-        .new_long_lived_token(Utc::now().timestamp() + 365 * 86_400);
-    SecretsManagerStore::new(stack.aws.secrets.clone())
-        .write(
-            &stack.resources.token_secret_id,
-            &json!({"kind": "long_lived", "access_token": fresh}).to_string(),
-        )
-        .await
-        .unwrap();
+    put_new_long_lived_token(&stack).await;
     let ops = shared::wiring::operator_tools(&stack.config, &stack.aws)
         .await
         .unwrap();
@@ -476,61 +464,6 @@ async fn a_token_revoked_mid_run_parks_leads_until_a_new_token_and_a_redrive() {
     assert_eq!(redriven.len(), parked_leads.len());
     stack.deliver_pending_with(&worker).await.unwrap();
     assert_nothing_lost_nothing_duplicated(&stack, "revoked", &ids).await;
-}
-
-/// A store that dies with its process: in one "invocation", the first write that records an
-/// amoCRM lead id for a chosen lead fails, and so does every write after it (the process is
-/// gone). Each chosen lead dies this way once.
-struct DyingStore {
-    inner: DynamoLeadStore,
-    victims: HashSet<String>,
-    died_for: Arc<Mutex<HashSet<String>>>,
-    dead: AtomicBool,
-}
-
-#[async_trait]
-impl LeadStore for DyingStore {
-    async fn insert(&self, l: &Lead, c: &IdempotencyClaim) -> Result<InsertOutcome, StoreError> {
-        self.inner.insert(l, c).await
-    }
-    async fn get(&self, id: &str) -> Result<Option<StoredLead>, StoreError> {
-        self.inner.get(id).await
-    }
-    async fn claim_delivery(
-        &self,
-        id: &str,
-        runner: &str,
-        until: chrono::DateTime<chrono::Utc>,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Claim, StoreError> {
-        // A dead process claims nothing either (the claim is a write).
-        self.inner.claim_delivery(id, runner, until, now).await
-    }
-    async fn save_delivery(
-        &self,
-        id: &str,
-        status: LeadStatus,
-        d: &Delivery,
-        held: Option<Held<'_>>,
-    ) -> Result<(), StoreError> {
-        if d.amo_lead_id.is_some()
-            && self.victims.contains(id)
-            && self.died_for.lock().unwrap().insert(id.to_string())
-        {
-            self.dead.store(true, Ordering::SeqCst);
-        }
-        if self.dead.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("the process died".into()));
-        }
-        self.inner.save_delivery(id, status, d, held).await
-    }
-    async fn list_by_status(
-        &self,
-        s: LeadStatus,
-        limit: usize,
-    ) -> Result<Vec<StoredLead>, StoreError> {
-        self.inner.list_by_status(s, limit).await
-    }
 }
 
 #[tokio::test]
@@ -546,12 +479,11 @@ async fn the_worker_killed_between_the_amocrm_create_and_recording_its_id() {
         // A fresh process per invocation.
         let worker = CrmWorker {
             delivery: LeadDelivery {
-                store: Arc::new(DyingStore {
-                    inner: leads_store(&stack),
-                    victims: victims.clone(),
-                    died_for: died_for.clone(),
-                    dead: AtomicBool::new(false),
-                }),
+                store: Arc::new(DyingStore::on_victims(
+                    leads_store(&stack),
+                    victims.clone(),
+                    died_for.clone(),
+                )),
                 ..base.delivery.clone()
             },
             ..base.clone()
@@ -1050,18 +982,8 @@ async fn the_amocrm_token_and_the_app_secret_rotated_while_leads_flow() {
         while stack.sandbox.state.leads().len() < half {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let fresh = stack
-            .sandbox
-            .state
-            .new_long_lived_token(Utc::now().timestamp() + 365 * 86_400);
+        put_new_long_lived_token(&stack).await;
         let secrets = SecretsManagerStore::new(stack.aws.secrets.clone());
-        secrets
-            .write(
-                &stack.resources.token_secret_id,
-                &json!({"kind": "long_lived", "access_token": fresh}).to_string(),
-            )
-            .await
-            .unwrap();
         secrets
             .write(
                 &stack.resources.app_secret_id,

@@ -3,13 +3,11 @@
 //! the amoCRM sandbox.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use async_trait::async_trait;
 use e2e::*;
 use serde_json::{Value, json};
-use shared::leads::{Delivery, Lead, LeadStatus, StoredLead};
-use shared::ports::{Claim, Held, IdempotencyClaim, InsertOutcome, LeadStore, StoreError};
+use shared::leads::{LeadStatus, StoredLead};
+use shared::ports::LeadStore;
 use shared::store::DynamoLeadStore;
 
 const PIPELINE: i64 = 10226282;
@@ -416,59 +414,6 @@ async fn failures_that_outlast_the_client_retries_go_back_to_the_stream_and_are_
     assert_eq!(sandbox_list(&stack, "leads").await.len(), 2);
 }
 
-/// A store that "crashes" the worker right after amoCRM created the lead: every write from
-/// then on fails, as if the process died before recording the amoCRM id.
-struct CrashAfterCreate {
-    inner: DynamoLeadStore,
-    crashed: AtomicBool,
-}
-
-#[async_trait]
-impl LeadStore for CrashAfterCreate {
-    async fn insert(
-        &self,
-        lead: &Lead,
-        claim: &IdempotencyClaim,
-    ) -> Result<InsertOutcome, StoreError> {
-        self.inner.insert(lead, claim).await
-    }
-    async fn get(&self, id: &str) -> Result<Option<StoredLead>, StoreError> {
-        self.inner.get(id).await
-    }
-    async fn claim_delivery(
-        &self,
-        id: &str,
-        runner: &str,
-        until: chrono::DateTime<chrono::Utc>,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Claim, StoreError> {
-        // A dead process claims nothing either (the claim is a write).
-        self.inner.claim_delivery(id, runner, until, now).await
-    }
-    async fn save_delivery(
-        &self,
-        id: &str,
-        status: LeadStatus,
-        d: &Delivery,
-        held: Option<Held<'_>>,
-    ) -> Result<(), StoreError> {
-        if d.amo_lead_id.is_some() {
-            self.crashed.store(true, Ordering::SeqCst);
-        }
-        if self.crashed.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("simulated crash".into()));
-        }
-        self.inner.save_delivery(id, status, d, held).await
-    }
-    async fn list_by_status(
-        &self,
-        s: LeadStatus,
-        limit: usize,
-    ) -> Result<Vec<StoredLead>, StoreError> {
-        self.inner.list_by_status(s, limit).await
-    }
-}
-
 #[tokio::test]
 async fn a_crash_after_the_amocrm_create_still_gives_one_lead() {
     let stack = stack().await;
@@ -476,10 +421,7 @@ async fn a_crash_after_the_amocrm_create_still_gives_one_lead() {
     let id = resp["lead_id"].as_str().unwrap();
     let crashing = shared::worker::CrmWorker {
         delivery: shared::leads::deliver::LeadDelivery {
-            store: Arc::new(CrashAfterCreate {
-                inner: leads_store(&stack),
-                crashed: AtomicBool::new(false),
-            }),
+            store: Arc::new(DyingStore::on_first_create(leads_store(&stack))),
             ..stack.worker.delivery.clone()
         },
         ..stack.worker.clone()

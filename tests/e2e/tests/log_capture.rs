@@ -73,29 +73,14 @@ async fn test_crm(stack: &LocalStack) -> u16 {
 
 /// Authorises through `/oauth/start` and the redirect route; returns the code used.
 async fn authorize(stack: &LocalStack) -> String {
-    let resp = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-        .get(format!("{}/oauth/start", stack.api_url))
-        .header("x-admin-key", &stack.options.admin_key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 302);
-    let location = reqwest::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
-    let state = location
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .map(|(_, v)| v.to_string())
-        .unwrap();
+    let state = start_state(stack).await;
     let code = stack.sandbox.state.issue_auth_code(None);
     let resp = http()
         .get(format!("{}/webhook/amocrm", stack.api_url))
         .query(&[
             ("code", code.as_str()),
             ("state", &state),
-            ("referer", "new599bd9d13818a.amocrm.ru"),
+            ("referer", REFERER),
             ("client_id", CLIENT_ID),
         ])
         .send()

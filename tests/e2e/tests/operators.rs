@@ -16,8 +16,7 @@ use shared::ops::fields::MaintenanceFields;
 use shared::ops::finding::{Finding, all_ok};
 use shared::ops::parked::{self, RedriveOutcome, WorkKind};
 use shared::ops::setup::{SetupReport, WebhookTarget, setup};
-use shared::ports::{LeadStore, SecretStore};
-use shared::secrets::SecretsManagerStore;
+use shared::ports::LeadStore;
 use shared::store::DynamoLeadStore;
 use shared::wiring::{self, OperatorTools};
 
@@ -473,17 +472,7 @@ async fn health_goes_503_with_the_reason_when_the_token_is_revoked_and_back_once
 
     // The operator puts a new token into the secret and checks the connection; the parked
     // lead is re-driven; nobody needs to act any more.
-    let fresh = stack
-        .sandbox
-        .state
-        .new_long_lived_token(Utc::now().timestamp() + 365 * 86_400);
-    SecretsManagerStore::new(stack.aws.secrets.clone())
-        .write(
-            &stack.resources.token_secret_id,
-            &json!({"kind": "long_lived", "access_token": fresh}).to_string(),
-        )
-        .await
-        .unwrap();
+    put_new_long_lived_token(&stack).await;
     let test_crm = http()
         .get(format!("{}/ingest/test-crm", stack.api_url))
         .header("x-admin-key", &key)

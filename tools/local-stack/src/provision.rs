@@ -90,19 +90,7 @@ fn index(name: &str, hash: &str, range: Option<&str>) -> Result<GlobalSecondaryI
 
 /// Received webhooks; the stream drives crm-worker, the status index serves the re-drive.
 pub async fn inbox_table(aws: &Aws, table: &str) -> Result<(), InitError> {
-    aws.dynamodb
-        .create_table()
-        .table_name(table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(key("pk", KeyType::Hash)?)
-        .attribute_definitions(attr("pk")?)
-        .attribute_definitions(attr("status")?)
-        .attribute_definitions(attr("updated_at")?)
-        .global_secondary_indexes(index(STATUS_INDEX, "status", Some("updated_at"))?)
-        .stream_specification(stream()?)
-        .send()
-        .await?;
-    Ok(())
+    streamed_status_table(aws, table).await
 }
 
 /// The Digital Passport: owner + serial; indexes by deal, by "waits for a push" (sparse) and
@@ -141,7 +129,15 @@ pub async fn state_table(aws: &Aws, table: &str) -> Result<(), InitError> {
     ttl(aws, table).await
 }
 
+/// Leads and idempotency claims: the stream drives crm-worker, the status index serves the
+/// re-drive, TTL drops expired claims.
 pub async fn leads_table(aws: &Aws, table: &str) -> Result<(), InitError> {
+    streamed_status_table(aws, table).await?;
+    ttl(aws, table).await
+}
+
+/// A table keyed by `pk` with a stream and the `status-index` (the leads and inbox tables).
+async fn streamed_status_table(aws: &Aws, table: &str) -> Result<(), InitError> {
     aws.dynamodb
         .create_table()
         .table_name(table)
@@ -154,7 +150,7 @@ pub async fn leads_table(aws: &Aws, table: &str) -> Result<(), InitError> {
         .stream_specification(stream()?)
         .send()
         .await?;
-    ttl(aws, table).await
+    Ok(())
 }
 
 pub async fn secret(aws: &Aws, id: &str, value: &str) -> Result<(), InitError> {

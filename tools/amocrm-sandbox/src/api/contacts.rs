@@ -17,7 +17,7 @@ use crate::webhooks;
 use super::field_values::{self, FieldPatch};
 use super::params::{self, Params};
 use super::render::{self, self_link};
-use super::{MAX_BATCH, batch_body, check, check_batch, hal, no_content, path_id, request_id_of};
+use super::{MAX_BATCH, batch_body, check, check_batch, hal, list_page, path_id, request_id_of};
 
 /// A checked new contact.
 #[derive(Debug, Clone, Default)]
@@ -147,19 +147,14 @@ pub async fn list(State(sb): State<Sb>, RawQuery(query): RawQuery) -> Result<Res
         .filter(|c| matches_query(c, q))
         .map(|c| render::contact(&st, sb.cfg.account_id, sb.base_url(), c, with_leads))
         .collect();
-    Ok(
-        match params::envelope(
-            sb.base_url(),
-            "/api/v4/contacts",
-            &params,
-            page,
-            "contacts",
-            items,
-        ) {
-            Some(body) => hal(StatusCode::OK, body),
-            None => no_content(),
-        },
-    )
+    Ok(list_page(
+        &sb,
+        "/api/v4/contacts",
+        &params,
+        page,
+        "contacts",
+        items,
+    ))
 }
 
 /// `GET /api/v4/contacts/{id}`.

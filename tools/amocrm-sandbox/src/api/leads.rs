@@ -18,7 +18,7 @@ use super::lead_input::{self, LeadDraft, Mode};
 use super::params::{self, Params};
 use super::render::{self, self_link};
 use super::{
-    MAX_BATCH, batch_body, check, check_batch, hal, json_body, no_content, path_id, request_id_of,
+    MAX_BATCH, batch_body, check, check_batch, hal, json_body, list_page, path_id, request_id_of,
 };
 
 fn in_range(value: Option<i64>, params: &Params, key: &str) -> bool {
@@ -106,19 +106,14 @@ pub async fn list(State(sb): State<Sb>, RawQuery(query): RawQuery) -> Result<Res
         .into_iter()
         .map(|l| render::lead(&st, sb.cfg.account_id, sb.base_url(), l, with_contacts))
         .collect();
-    Ok(
-        match params::envelope(
-            sb.base_url(),
-            "/api/v4/leads",
-            &params,
-            page,
-            "leads",
-            items,
-        ) {
-            Some(body) => hal(StatusCode::OK, body),
-            None => no_content(),
-        },
-    )
+    Ok(list_page(
+        &sb,
+        "/api/v4/leads",
+        &params,
+        page,
+        "leads",
+        items,
+    ))
 }
 
 /// `GET /api/v4/leads/{id}`.

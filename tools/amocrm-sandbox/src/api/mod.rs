@@ -244,6 +244,21 @@ pub fn hal(status: StatusCode, body: Value) -> Response {
     res
 }
 
+/// One page of a list in amoCRM's envelope, or 204 when the page is empty.
+pub fn list_page(
+    sb: &Sb,
+    path: &str,
+    params: &params::Params,
+    page: params::Page,
+    key: &str,
+    items: Vec<Value>,
+) -> Response {
+    match params::envelope(sb.base_url(), path, params, page, key, items) {
+        Some(body) => hal(StatusCode::OK, body),
+        None => no_content(),
+    }
+}
+
 /// Empty list or deletion: 204 with no body.
 pub fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()

@@ -14,7 +14,7 @@ use crate::state::{Sb, State as Account, next};
 
 use super::params::{self, Params};
 use super::render::self_link;
-use super::{MAX_BATCH, batch_body, check, check_batch, hal, no_content, path_id, request_id_of};
+use super::{MAX_BATCH, batch_body, check, check_batch, hal, list_page, path_id, request_id_of};
 
 /// Note types amoCRM accepts from integrations; those with text need `params.text`.
 const NOTE_TYPES: &[&str] = &[
@@ -185,12 +185,7 @@ fn list_notes(
         .filter(|n| types.is_empty() || types.contains(&n.note_type))
         .map(|n| render(sb.cfg.account_id, sb.base_url(), n))
         .collect();
-    Ok(
-        match params::envelope(sb.base_url(), path, params, page, "notes", items) {
-            Some(body) => hal(StatusCode::OK, body),
-            None => no_content(),
-        },
-    )
+    Ok(list_page(sb, path, params, page, "notes", items))
 }
 
 /// `GET /api/v4/leads/notes`.

@@ -14,7 +14,7 @@ use crate::state::{Sb, State as Account, next};
 
 use super::params::{self, Params};
 use super::render::self_link;
-use super::{MAX_BATCH, batch_body, check, check_batch, hal, no_content, path_id, request_id_of};
+use super::{MAX_BATCH, batch_body, check, check_batch, hal, list_page, path_id, request_id_of};
 
 fn check_task(st: &Account, item: &Value, v: &mut Violations) -> Option<Task> {
     if !check::object(item, v) {
@@ -175,19 +175,14 @@ pub async fn list(State(sb): State<Sb>, RawQuery(query): RawQuery) -> Result<Res
         .into_iter()
         .map(|t| render(sb.cfg.account_id, sb.base_url(), t))
         .collect();
-    Ok(
-        match params::envelope(
-            sb.base_url(),
-            "/api/v4/tasks",
-            &params,
-            page,
-            "tasks",
-            items,
-        ) {
-            Some(body) => hal(StatusCode::OK, body),
-            None => no_content(),
-        },
-    )
+    Ok(list_page(
+        &sb,
+        "/api/v4/tasks",
+        &params,
+        page,
+        "tasks",
+        items,
+    ))
 }
 
 /// `GET /api/v4/tasks/{id}`.
