@@ -5,7 +5,7 @@ use std::env;
 
 use crate::maintenance::model::{AccountZone, MaintenanceFieldIds, StatusEnums};
 
-/// amoCRM account facts (defaults are the production ids from the brief).
+/// amoCRM account facts (the defaults are the production account's ids).
 #[derive(Debug, Clone)]
 pub struct AmoConfig {
     pub subdomain: String,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tracing::{error, info, warn};
 
 use crate::maintenance::apply::Applier;
-use crate::maintenance::fields::MaintenanceFields;
+use crate::maintenance::deal_fields::MaintenanceFields;
 use crate::metrics::{self, Metric};
 use crate::passport::register::{
     DealOutcome, PassportError, PassportFields, Registrar, WON_STATUS_ID,

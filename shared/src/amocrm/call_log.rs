@@ -12,32 +12,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::warn;
 
 use super::error::{CrmError, CrmErrorKind};
 use crate::ports::StoreError;
+pub use crate::ports::{AmoCalls, AmoFailure, CallLog};
 
 /// Without a failure in between, a success is recorded at most this often per instance.
 const SUCCESS_EVERY: Duration = Duration::from_secs(600);
 /// The same failure (operation, kind, status) is recorded at most this often per instance.
 const SAME_FAILURE_EVERY: Duration = Duration::from_secs(60);
-
-/// One failed amoCRM call, as safe to show as `CrmError` itself (no token, masked queries).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AmoFailure {
-    pub at: DateTime<Utc>,
-    /// What we were doing: `create_lead`, `find_contact`, `deals`, …
-    pub operation: String,
-    pub kind: CrmErrorKind,
-    pub status: Option<u16>,
-    pub message: String,
-    pub hint: String,
-    /// How long amoCRM asked us to stay away (a 429's `retry_after`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_after_secs: Option<u64>,
-}
 
 impl AmoFailure {
     pub fn new(operation: &str, error: &CrmError, at: DateTime<Utc>) -> Self {
@@ -71,33 +56,6 @@ impl AmoFailure {
             CrmErrorKind::Unauthorized | CrmErrorKind::Blocked
         ) || matches!(self.status, Some(401..=403))
     }
-}
-
-/// What the log holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AmoCalls {
-    pub last_failure: Option<AmoFailure>,
-    pub last_success_at: Option<DateTime<Utc>>,
-}
-
-impl AmoCalls {
-    /// The last failure if no success was recorded after it.
-    pub fn unresolved(&self) -> Option<&AmoFailure> {
-        self.last_failure
-            .as_ref()
-            .filter(|f| self.last_success_at.is_none_or(|ok| ok < f.at))
-    }
-}
-
-/// Where the records live (the state table in AWS).
-#[async_trait]
-pub trait CallLog: Send + Sync {
-    async fn record_failure(&self, failure: &AmoFailure) -> Result<(), StoreError>;
-    async fn record_success(&self, at: DateTime<Utc>) -> Result<(), StoreError>;
-    async fn calls(&self) -> Result<AmoCalls, StoreError>;
-    /// Marks refusal incident `key` as announced: true for the first caller only, so one
-    /// incident raises one alert whichever function or instance meets it.
-    async fn open_incident(&self, key: &str) -> Result<bool, StoreError>;
 }
 
 #[derive(Default)]

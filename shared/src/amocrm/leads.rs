@@ -406,7 +406,7 @@ mod tests {
     use crate::amocrm::CrmErrorKind;
     use crate::amocrm::testkit::{Canned, CannedServer, LogCapture, client_for};
     use crate::leads::fixtures::{accepted, cart_request};
-    use crate::leads::{CartItem, Equipment, Intent, LeadRequest, Source};
+    use crate::leads::{CartItem, Intent, LeadRequest, MachineRef, Source};
 
     const LEAD_ID: &str = "01JKXYZ0000000000000000000";
 
@@ -513,7 +513,7 @@ mod tests {
         let mut lead = service_lead();
         lead.request.intent = Intent::Parts;
         lead.request.source = Source::Cart;
-        lead.request.equipment = Some(Equipment {
+        lead.request.equipment = Some(MachineRef {
             model: Some("1К62".into()),
             serial: None,
         });

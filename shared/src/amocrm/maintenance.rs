@@ -135,7 +135,7 @@ impl MaintenanceCrm for AmoMaintenance {
     }
 
     async fn find_maintenance_fields(&self) -> Result<Option<MaintenanceFieldIds>, CrmFailure> {
-        Ok(super::fields::find_maintenance_fields(&self.client).await?)
+        Ok(super::maintenance_fields::find_maintenance_fields(&self.client).await?)
     }
 
     async fn write_maintenance(

@@ -21,7 +21,7 @@ use super::token::LongLivedToken;
 use crate::config::AmoConfig;
 use crate::ports::{SecretError, SecretStore};
 
-/// The production ids of the brief, pointed at `base_url`.
+/// The production account's ids (subdomain, pipeline, statuses, fields), pointed at `base_url`.
 pub fn test_config(base_url: &str) -> AmoConfig {
     AmoConfig {
         subdomain: "new599bd9d13818a".into(),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use super::{CartItem, Equipment, Intent, Lead, LeadRequest, Source};
+use super::{CartItem, Intent, Lead, LeadRequest, MachineRef, Source};
 
 /// A cart order as the site sends it (before validation lower-cases the e-mail).
 pub fn cart_request() -> LeadRequest {
@@ -18,7 +18,7 @@ pub fn cart_request() -> LeadRequest {
         telegram_id: Some(123456789),
         telegram_unverified: false,
         message: Some("Нужны запчасти.\nСрочно.".into()),
-        equipment: Some(Equipment {
+        equipment: Some(MachineRef {
             model: Some("16К20".into()),
             serial: Some("SN-001".into()),
         }),

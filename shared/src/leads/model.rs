@@ -66,8 +66,10 @@ impl Intent {
     }
 }
 
+/// The machine a request is about, as the customer named it (a passport machine is
+/// `passport::Equipment`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Equipment {
+pub struct MachineRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -111,7 +113,7 @@ pub struct LeadRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub equipment: Option<Equipment>,
+    pub equipment: Option<MachineRef>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub items: Vec<CartItem>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

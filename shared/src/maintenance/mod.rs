@@ -1,4 +1,4 @@
-//! The maintenance sync (issue 4): the «ТО» status and next due date of every machine in the
+//! The maintenance sync: the «ТО» status and next due date of every machine in the
 //! Digital Passport kept equal on both sides — the passport (DynamoDB) and the won deal in
 //! amoCRM (two custom fields) — plus reminder tasks for managers and the re-drive of work left
 //! pending. `maintenance-sync` runs it on a schedule; `leads[update]` webhooks apply amoCRM's
@@ -14,7 +14,7 @@
 pub mod apply;
 pub mod batch;
 pub mod conflict;
-pub mod fields;
+pub mod deal_fields;
 pub mod local;
 pub mod model;
 pub mod pull;

@@ -17,7 +17,7 @@ use std::collections::HashSet;
 
 use super::apply::Applier;
 use super::conflict::Conflict;
-use super::fields::MaintenanceFields;
+use super::deal_fields::MaintenanceFields;
 use super::model::AmoReading;
 use super::report::PullStats;
 use super::step::{Budget, StepEnd, SyncError};

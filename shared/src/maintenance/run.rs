@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use tracing::{error, info, warn};
 
 use super::apply::Applier;
-use super::fields::MaintenanceFields;
+use super::deal_fields::MaintenanceFields;
 use super::model::MaintenanceFieldIds;
 use super::pull::Puller;
 use super::push::Pusher;

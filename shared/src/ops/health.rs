@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
@@ -15,6 +14,7 @@ use crate::amocrm::token::TokenKind;
 use crate::amocrm::{CrmError, CrmErrorKind, TokenHealth, TokenProvider};
 use crate::mail::feedback::{FeedbackKind, FeedbackLog, MailFeedback};
 use crate::ports::StoreError;
+pub use crate::ports::{LastSync, LastSyncSource};
 
 /// A bounce or complaint this recent is a reason: somebody should look at the mailbox.
 pub fn mail_feedback_window() -> Duration {
@@ -30,30 +30,6 @@ pub fn stale_pending_after() -> Duration {
 /// A long-lived token this close to its expiry needs replacing now.
 pub fn token_warning() -> Duration {
     Duration::days(1)
-}
-
-/// The last maintenance sync run (the state table's `SYNC#last_run`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LastSync {
-    pub finished_at: Option<DateTime<Utc>>,
-    /// `complete`, `incomplete`, `failed`, `skipped`.
-    pub outcome: String,
-    pub error: Option<String>,
-    pub hint: Option<String>,
-    /// The run found no maintenance fields in amoCRM (nothing was synced).
-    #[serde(default)]
-    pub fields_missing: bool,
-}
-
-impl LastSync {
-    pub fn failed(&self) -> bool {
-        self.outcome == "failed"
-    }
-}
-
-#[async_trait]
-pub trait LastSyncSource: Send + Sync {
-    async fn last_sync(&self) -> Result<Option<LastSync>, StoreError>;
 }
 
 /// Why the integration is not healthy, and what to do.
@@ -499,6 +475,7 @@ impl HealthService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::maintenance::RunOutcome;
 
     fn now() -> DateTime<Utc> {
         DateTime::from_timestamp(1_790_000_000, 0).unwrap()
@@ -658,7 +635,7 @@ mod tests {
         let mut i = healthy_inputs();
         i.last_sync = Some(Ok(Some(LastSync {
             finished_at: Some(now()),
-            outcome: "complete".into(),
+            outcome: Some(RunOutcome::Complete),
             error: None,
             hint: None,
             fields_missing: true,
@@ -713,7 +690,7 @@ mod tests {
         i.events = Some(Err(StoreError::Unavailable("timeout".into())));
         i.last_sync = Some(Ok(Some(LastSync {
             finished_at: Some(now()),
-            outcome: "failed".into(),
+            outcome: Some(RunOutcome::Failed),
             error: Some("amoCRM answered 400".into()),
             hint: Some("Fix AMOCRM_FIELD_MAINTENANCE_STATUS".into()),
             fields_missing: false,
@@ -743,7 +720,7 @@ mod tests {
         let mut i = healthy_inputs();
         i.last_sync = Some(Ok(Some(LastSync {
             finished_at: Some(now()),
-            outcome: "complete".into(),
+            outcome: Some(RunOutcome::Complete),
             error: None,
             hint: None,
             fields_missing: false,

@@ -4,7 +4,7 @@
 //! `rss-ops` CLI and the HTTP route only present them.
 
 pub mod doctor;
-pub mod fields;
+pub mod field_setup;
 pub mod finding;
 pub mod health;
 pub mod parked;

@@ -10,7 +10,7 @@
 
 use serde::Serialize;
 
-use super::fields::{FieldProvisioner, Setting};
+use super::field_setup::{FieldProvisioner, Setting};
 use super::finding::Finding;
 use crate::amocrm::AmoClient;
 use crate::amocrm::CrmError;
@@ -278,7 +278,7 @@ async fn remove_stale(
 /// Saves the maintenance fields' ids where the sync reads them (`SYNC#fields`), so it syncs
 /// from its next run without a redeploy.
 pub async fn remember_fields(amo: &AmoClient, state: &dyn SyncStateStore) -> Finding {
-    match crate::amocrm::fields::find_maintenance_fields(amo).await {
+    match crate::amocrm::maintenance_fields::find_maintenance_fields(amo).await {
         Ok(Some(ids)) => match state.save_field_ids(&ids).await {
             Ok(()) => Finding::ok(
                 "maintenance sync",

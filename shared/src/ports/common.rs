@@ -294,3 +294,45 @@ pub trait StateStore: Send + Sync {
     /// Forgets notice `key`: its mail failed, and the next run should send it again.
     async fn release_notice(&self, key: &str) -> Result<(), StoreError>;
 }
+
+/// One failed amoCRM call, as safe to show as `CrmError` itself (no token, masked queries).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AmoFailure {
+    pub at: DateTime<Utc>,
+    /// What we were doing: `create_lead`, `find_contact`, `deals`, …
+    pub operation: String,
+    pub kind: CrmErrorKind,
+    pub status: Option<u16>,
+    pub message: String,
+    pub hint: String,
+    /// How long amoCRM asked us to stay away (a 429's `retry_after`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
+}
+
+/// What the log holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AmoCalls {
+    pub last_failure: Option<AmoFailure>,
+    pub last_success_at: Option<DateTime<Utc>>,
+}
+
+impl AmoCalls {
+    /// The last failure if no success was recorded after it.
+    pub fn unresolved(&self) -> Option<&AmoFailure> {
+        self.last_failure
+            .as_ref()
+            .filter(|f| self.last_success_at.is_none_or(|ok| ok < f.at))
+    }
+}
+
+/// Where the records live (the state table in AWS).
+#[async_trait]
+pub trait CallLog: Send + Sync {
+    async fn record_failure(&self, failure: &AmoFailure) -> Result<(), StoreError>;
+    async fn record_success(&self, at: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn calls(&self) -> Result<AmoCalls, StoreError>;
+    /// Marks refusal incident `key` as announced: true for the first caller only, so one
+    /// incident raises one alert whichever function or instance meets it.
+    async fn open_incident(&self, key: &str) -> Result<bool, StoreError>;
+}

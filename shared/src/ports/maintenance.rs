@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{CrmDeal, CrmFailure, StoreError};
+use crate::maintenance::RunOutcome;
 
 /// One cheap authenticated call (`GET /api/v4/account`): does amoCRM answer us now? The sync
 /// asks before it re-drives work parked because amoCRM refused our address.
@@ -216,4 +217,28 @@ pub trait WorkQueues: Send + Sync {
         id: &str,
         now: DateTime<Utc>,
     ) -> Result<RedriveOutcome, StoreError>;
+}
+
+/// The last maintenance sync run (the state table's `SYNC#last_run`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LastSync {
+    pub finished_at: Option<DateTime<Utc>>,
+    /// `None` when the record does not say (written by an older version, or unreadable).
+    pub outcome: Option<RunOutcome>,
+    pub error: Option<String>,
+    pub hint: Option<String>,
+    /// The run found no maintenance fields in amoCRM (nothing was synced).
+    #[serde(default)]
+    pub fields_missing: bool,
+}
+
+impl LastSync {
+    pub fn failed(&self) -> bool {
+        self.outcome == Some(RunOutcome::Failed)
+    }
+}
+
+#[async_trait]
+pub trait LastSyncSource: Send + Sync {
+    async fn last_sync(&self) -> Result<Option<LastSync>, StoreError>;
 }

@@ -114,7 +114,7 @@ pub(crate) fn last_sync_from_item(item: &Item) -> LastSync {
         finished_at: time(item, "finished_at"),
         outcome: text(item, "outcome")
             .or_else(|| from_report("outcome"))
-            .unwrap_or_else(|| "unknown".into()),
+            .and_then(|o| serde_json::from_value(serde_json::Value::String(o)).ok()),
         error: from_report("error"),
         hint: from_report("hint"),
         fields_missing: report
@@ -253,6 +253,6 @@ mod tests {
         assert_eq!(sync.hint.as_deref(), Some("Fix it"));
         assert!(sync.finished_at.is_some());
         let bare = HashMap::from([("pk".to_string(), s(LAST_SYNC_KEY))]);
-        assert_eq!(last_sync_from_item(&bare).outcome, "unknown");
+        assert_eq!(last_sync_from_item(&bare).outcome, None);
     }
 }

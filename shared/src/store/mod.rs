@@ -1,15 +1,20 @@
-//! Lead storage: the DynamoDB adapter and an in-memory twin with the same behaviour.
+//! The DynamoDB adapters, one file per entity, and the in-memory twins the unit tests use.
 //!
-//! One table holds two kinds of items, told apart by `kind`:
-//! - `LEAD#<ulid>` (`kind = lead`): the lead, its status and delivery progress. Its stream
-//!   drives crm-worker (filtered to `kind = lead`, `status = pending`).
-//! - `IDEM#<key>` (`kind = idem`): the claim that makes repeats return the first answer,
-//!   expiring through TTL on `expires_at` (reads also check it: TTL deletion is lazy).
+//! - `leads.rs`: the leads table. One table holds two kinds of items, told apart by `kind`:
+//!   `LEAD#<ulid>` (`kind = lead`), the lead, its status and delivery progress, whose stream
+//!   drives crm-worker (filtered to `kind = lead`, `status = pending`); and `IDEM#<key>`
+//!   (`kind = idem`), the claim that makes repeats return the first answer, expiring through
+//!   TTL on `expires_at` (reads also check it: TTL deletion is lazy).
+//! - `inbox.rs`: received webhooks; `passport.rs`: the Digital Passport; `state.rs`,
+//!   `sync_state.rs`, `health.rs`, `mail_feedback.rs`: records on the state table;
+//!   `work.rs`: the parked-work queues over the leads and inbox tables.
+//! - `attr.rs`, `status_index.rs`, `lease.rs`: the item helpers, the status-index walk and the
+//!   lease every adapter above shares.
 
 mod attr;
-mod dynamo;
 mod health;
 mod inbox;
+mod leads;
 mod lease;
 mod mail_feedback;
 mod memory;
@@ -19,9 +24,9 @@ mod status_index;
 mod sync_state;
 mod work;
 
-pub use dynamo::DynamoLeadStore;
 pub use health::{DynamoHealthRecords, LAST_ERROR_KEY, LAST_OK_KEY, LAST_SYNC_KEY};
 pub use inbox::{DynamoInboxStore, EVENT_PREFIX};
+pub use leads::DynamoLeadStore;
 pub use mail_feedback::{DynamoMailFeedback, MAIL_FEEDBACK_PREFIX};
 pub use memory::MemoryLeadStore;
 pub use passport::{DEAL_INDEX, DUE_INDEX, DynamoPassportStore, PUSH_INDEX, equipment_item};

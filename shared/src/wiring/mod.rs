@@ -22,7 +22,7 @@ use crate::leads::accept::RepeatPolicy;
 use crate::leads::deliver::{LeadDelivery, MailSettings};
 use crate::mail::SesNotifier;
 use crate::mail::feedback::{FeedbackLog, FeedbackRecorder};
-use crate::maintenance::fields::MaintenanceFields;
+use crate::maintenance::deal_fields::MaintenanceFields;
 use crate::maintenance::model::MaintenanceFieldIds;
 use crate::maintenance::{MaintenanceSync, SyncSettings, TokenCare};
 use crate::ops::health::HealthService;

@@ -887,7 +887,7 @@ async fn the_maintenance_fields_are_found_again_not_created_twice() {
         stack.resources.token_secret_id.clone(),
     ));
     let client = shared::amocrm::AmoClient::new(&stack.config.amo, tokens).unwrap();
-    let again = shared::amocrm::fields::ensure_maintenance_fields(&client)
+    let again = shared::amocrm::maintenance_fields::ensure_maintenance_fields(&client)
         .await
         .unwrap();
     assert_eq!(Some(again), stack.config.sync.field_ids());
@@ -971,7 +971,7 @@ async fn a_default_deploy_syncs_once_the_fields_exist_finding_them_by_name_witho
     let tools = shared::wiring::operator_tools(&stack.config, &stack.aws)
         .await
         .unwrap();
-    let ids = shared::amocrm::fields::ensure_maintenance_fields(&tools.amo)
+    let ids = shared::amocrm::maintenance_fields::ensure_maintenance_fields(&tools.amo)
         .await
         .unwrap();
     let after = stack.sync_once().await;

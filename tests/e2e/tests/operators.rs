@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use shared::config::Config;
 use shared::leads::LeadStatus;
 use shared::ops::doctor::{Doctor, configured_fields};
-use shared::ops::fields::MaintenanceFields;
+use shared::ops::field_setup::MaintenanceFieldSetup;
 use shared::ops::finding::{Finding, all_ok};
 use shared::ops::parked::{self, RedriveOutcome, WorkKind};
 use shared::ops::setup::{SetupReport, WebhookTarget, setup};
@@ -48,7 +48,7 @@ fn target(
 
 async fn run_setup(stack: &LocalStack, config: &Config) -> SetupReport {
     let tools = tools(stack, config).await;
-    let fields = MaintenanceFields { amo: &tools.amo };
+    let fields = MaintenanceFieldSetup { amo: &tools.amo };
     setup(&tools.amo, Some(&fields), &target(stack, config, &tools)).await
 }
 

@@ -1,5 +1,5 @@
 //! How a sandbox instance behaves: the account it imitates, its limits, its credentials and
-//! how it delivers webhooks. `Default` is the production account of the brief with amoCRM's
+//! how it delivers webhooks. `Default` is the production account with amoCRM's
 //! real limits; tests shrink limits and delays to stay fast.
 
 /// Settings of one sandbox instance.

@@ -1,4 +1,4 @@
-//! The account every sandbox starts with: the production ids of the brief (pipeline
+//! The account every sandbox starts with: the production account's ids (pipeline
 //! «Клиенты ООО» 10226282, stage «Заявка» 80953554, manager 12380450, lead fields 712629,
 //! 712631, 712633) plus what a real account always has (won/lost stages, PHONE/EMAIL).
 

@@ -19,7 +19,7 @@ use aws_sdk_dynamodb::config::Credentials;
 use base64::Engine;
 use serde_json::{Value, json};
 use shared::amocrm::AmoClient;
-use shared::amocrm::fields::ensure_maintenance_fields;
+use shared::amocrm::maintenance_fields::ensure_maintenance_fields;
 use shared::amocrm::token::LongLivedToken;
 use shared::config::{AmoConfig, Config};
 use shared::maintenance::{Budget, MaintenanceSync, RunReport};

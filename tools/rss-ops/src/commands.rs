@@ -6,7 +6,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use shared::config::Config;
 use shared::ops::doctor::{Doctor, configured_fields};
-use shared::ops::fields::MaintenanceFields;
+use shared::ops::field_setup::MaintenanceFieldSetup;
 use shared::ops::finding::{Finding, all_ok, render_table};
 use shared::ops::parked::{self, Redriven};
 use shared::ops::setup::{WebhookTarget, remember_fields, setup};
@@ -188,7 +188,7 @@ async fn run_setup(
     flag: Option<&str>,
 ) -> Output {
     let target = webhook_target(config, tools, flag);
-    let fields = MaintenanceFields { amo: &tools.amo };
+    let fields = MaintenanceFieldSetup { amo: &tools.amo };
     let mut report = setup(&tools.amo, Some(&fields), &target).await;
     if let Some(state) = &tools.sync_state {
         report

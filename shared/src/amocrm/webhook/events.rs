@@ -1,6 +1,6 @@
 //! From the form tree to typed events: `{entity}[{action}][{index}][{field}]=…`.
 
-use super::fields::parse_custom_fields;
+use super::custom_fields::parse_custom_fields;
 use super::form::{Node, parse_int, shorten};
 use super::model::{
     Account, ContactAction, ContactKind, ContactPayload, Event, LeadAction, LeadPayload,

@@ -4,8 +4,8 @@
 //!
 //! Pure code: the HTTP adapter hands over the raw body and the `X-Amocrm-Requestid` header.
 
+mod custom_fields;
 mod events;
-mod fields;
 mod form;
 mod model;
 mod reader;
@@ -15,8 +15,8 @@ mod tests;
 
 use sha2::{Digest, Sha256};
 
+pub use custom_fields::{CustomField, FieldValue};
 pub use events::KNOWN_ENTITIES;
-pub use fields::{CustomField, FieldValue};
 pub use model::{
     Account, ContactAction, ContactKind, ContactPayload, Event, LeadAction, LeadPayload,
     NotePayload, SkippedEvent, Tag, Webhook,

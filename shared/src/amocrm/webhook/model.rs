@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::fields::{CustomField, custom_field_accessors};
+use super::custom_fields::{CustomField, custom_field_accessors};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Webhook {

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::leads::{Equipment, Intent, Source};
+use crate::leads::{Intent, MachineRef, Source};
 
 fn accept_json(body: &Value) -> LeadRequest {
     match parse_json(body.to_string().as_bytes()) {
@@ -165,7 +165,7 @@ fn accepted_spellings_are_normalised() {
     assert_eq!(lead.email.as_deref(), Some("a.b+c@mail.example.ru"));
     assert_eq!(
         lead.equipment,
-        Some(Equipment {
+        Some(MachineRef {
             model: Some("1620".into()),
             serial: Some("X1".into())
         })

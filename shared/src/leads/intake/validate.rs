@@ -13,7 +13,7 @@ use super::money::price_from_value;
 use super::text::{self, MAX_EMAIL_CHARS};
 use super::{FieldError, Intake, IntakeError};
 use crate::leads::phone::normalize_phone;
-use crate::leads::{CartItem, Equipment, Intent, LeadRequest, Source};
+use crate::leads::{CartItem, Intent, LeadRequest, MachineRef, Source};
 
 const MAX_NAME: usize = 200;
 const MAX_MESSAGE: usize = 4000;
@@ -288,7 +288,7 @@ impl Checker {
         self.optional_text("message", value, "Сообщение", MAX_MESSAGE, Lines::Multi)
     }
 
-    fn equipment(&mut self, value: Option<&Value>) -> Option<Equipment> {
+    fn equipment(&mut self, value: Option<&Value>) -> Option<MachineRef> {
         let fields = match value {
             None | Some(Value::Null) => return None,
             Some(Value::Object(fields)) => fields,
@@ -311,7 +311,7 @@ impl Checker {
             MAX_EQUIPMENT_TEXT,
             Lines::Single,
         );
-        (model.is_some() || serial.is_some()).then_some(Equipment { model, serial })
+        (model.is_some() || serial.is_some()).then_some(MachineRef { model, serial })
     }
 
     fn items(&mut self, value: Option<&Value>) -> Vec<CartItem> {

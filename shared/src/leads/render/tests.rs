@@ -7,7 +7,7 @@ use chrono::{TimeZone, Utc};
 
 use super::*;
 use crate::leads::fixtures::{accepted, cart_request};
-use crate::leads::{Equipment, Intent, LeadRequest, Source};
+use crate::leads::{Intent, LeadRequest, MachineRef, Source};
 
 const ID: &str = "01JMZ8Q6X0W5T2N3R4S5V6Y7Z8";
 
@@ -46,7 +46,7 @@ fn hostile_lead() -> Lead {
     r.name = evil("name");
     r.email = Some("o'<b>\"@example.ru".into());
     r.message = Some(evil("message"));
-    r.equipment = Some(Equipment {
+    r.equipment = Some(MachineRef {
         model: Some(evil("model")),
         serial: Some(evil("serial")),
     });

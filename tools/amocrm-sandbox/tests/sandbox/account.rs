@@ -1,4 +1,4 @@
-//! Account, users, pipelines: the production ids of the brief.
+//! Account, users, pipelines: the production account's ids.
 
 use serde_json::Value;
 

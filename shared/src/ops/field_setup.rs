@@ -187,17 +187,15 @@ fn option_id(field: &LeadField, label: &str) -> Option<i64> {
         .map(|(id, _)| *id)
 }
 
-/// `setup`'s field step for the maintenance sync.
-///
-/// Seam: the maintenance sync brings `amocrm::fields::ensure_maintenance_fields`; once both are
-/// merged, that function should back this provisioner (or replace it) so one definition of
-/// the fields remains. The settings printed are the sync's configuration variables.
-pub struct MaintenanceFields<'a> {
+/// `setup`'s field step for the maintenance sync: the settings it prints are the sync's
+/// configuration variables. (The sync's own start-up check is
+/// `amocrm::maintenance_fields::ensure_maintenance_fields`, which finds the fields by name.)
+pub struct MaintenanceFieldSetup<'a> {
     pub amo: &'a AmoClient,
 }
 
 #[async_trait]
-impl FieldProvisioner for MaintenanceFields<'_> {
+impl FieldProvisioner for MaintenanceFieldSetup<'_> {
     async fn ensure(&self) -> Result<Vec<Setting>, CrmError> {
         let specs = maintenance_specs();
         let ensured = ensure_lead_fields(self.amo, &specs).await?;
