@@ -119,6 +119,13 @@ LAMBDA_TARGET_DIR ?= $(BENCH_TARGET_DIR)
 BENCH_LAMBDA_BUILD ?= 1
 BENCH_PROFILE     ?= bench-fast
 BENCH_ARGS        ?=
+# BENCH_QUICK=1: the main rows in a few minutes (5 cold starts, one 1 000-machine sync, no
+# arm64 build) to check a change; the README's figures come from a full run.
+BENCH_QUICK       ?= 0
+ifeq ($(BENCH_QUICK),1)
+BENCH_LAMBDA_BUILD := 0
+BENCH_ARGS := --quick $(BENCH_ARGS)
+endif
 FUNCTIONS := lead-ingest crm-worker amocrm-webhook passport-api maintenance-sync mail-events
 
 bench: deps ## Benchmarks: cold start vs Python, arm64 sizes, accept/ack latency, maintenance sync, peak RSS (BENCH_ARGS=--help)

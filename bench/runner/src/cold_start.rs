@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::process::Command;
 
+use crate::cpu_share::CpuCap;
 use crate::runtime_api::RuntimeApi;
 
 /// One program measured: a function binary or the Python baseline.
@@ -21,7 +22,10 @@ pub struct Subject {
 
 #[derive(Debug, Clone)]
 pub struct Sample {
+    /// Spawn → first answer.
     pub elapsed: Duration,
+    /// Spawn → first `…/invocation/next` (the process is ready for its first event).
+    pub init: Option<Duration>,
     pub peak_rss_kb: Option<u64>,
     /// `statusCode` of an HTTP answer, or a short form of the answer.
     pub answer: String,
@@ -70,6 +74,7 @@ pub async fn measure_once(
     subject: &Subject,
     env: &[(String, String)],
     ctx: &crate::events::EventContext,
+    cap: Option<&CpuCap>,
 ) -> Result<Sample, ColdStartError> {
     let mut api = RuntimeApi::serve_once((subject.event)(ctx)).await?;
     let stderr_path = std::env::temp_dir().join(format!(
@@ -79,6 +84,9 @@ pub async fn measure_once(
     ));
     let stderr = std::fs::File::create(&stderr_path)?;
     let mut command = function_command(subject, env, &api.address, stderr);
+    if let Some(cap) = cap {
+        cap.confine(&mut command);
+    }
     let started = Instant::now();
     let mut child = command
         .spawn()
@@ -95,6 +103,7 @@ pub async fn measure_once(
             if answer.ok {
                 Ok(Sample {
                     elapsed: answer.at.duration_since(started),
+                    init: api.ready_at().map(|t| t.duration_since(started)),
                     peak_rss_kb,
                     answer: short_answer(&answer.body),
                 })

@@ -6,6 +6,7 @@
 mod artifacts;
 mod backfill;
 mod cold_start;
+mod cpu_share;
 mod events;
 mod load;
 mod options;

@@ -20,11 +20,13 @@ pub struct Options {
     pub sync_sizes: Vec<usize>,
     /// Won deals in the sandbox for the backfill section.
     pub backfill_sizes: Vec<usize>,
+    /// Also measure each function at the CPU share its memory buys on Lambda (cgroup quota).
+    pub lambda_share: bool,
 }
 
 pub const USAGE: &str = "usage: bench-runner [--bin-dir DIR] [--lambda-dir DIR] [--python PATH] \
 [--runs N] [--seconds S] [--concurrency 1,10,50] [--sync-sizes 1000,10000,100000] \
-[--backfill-sizes 5000] [--skip cold,artifacts,load,sync,backfill]";
+[--backfill-sizes 5000] [--skip cold,artifacts,load,sync,backfill] [--full-speed-only] [--quick]";
 
 impl Options {
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
@@ -43,6 +45,7 @@ impl Options {
             skip: Vec::new(),
             sync_sizes: vec![1_000, 10_000, 100_000],
             backfill_sizes: vec![5_000],
+            lambda_share: true,
         };
         let mut args = args.into_iter();
         while let Some(flag) = args.next() {
@@ -62,6 +65,15 @@ impl Options {
                 "--concurrency" => o.concurrency = list(value()?, number)?,
                 "--sync-sizes" => o.sync_sizes = list(value()?, number)?,
                 "--backfill-sizes" => o.backfill_sizes = list(value()?, number)?,
+                "--full-speed-only" => o.lambda_share = false,
+                "--quick" => {
+                    // A change checked in minutes: the main rows only.
+                    o.runs = 5;
+                    o.load_duration = Duration::from_secs(3);
+                    o.concurrency = vec![10];
+                    o.sync_sizes = vec![1_000];
+                    o.backfill_sizes = vec![1_000];
+                }
                 "--skip" => o.skip = value()?.split(',').map(|s| s.trim().into()).collect(),
                 "-h" | "--help" => return Err(USAGE.into()),
                 other => return Err(format!("unknown option {other:?}\n{USAGE}")),

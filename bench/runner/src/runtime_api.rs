@@ -34,6 +34,8 @@ struct Shared {
     /// The function's timeout: each event's deadline is this far from when it is handed out.
     timeout: Duration,
     answers: mpsc::UnboundedSender<Answer>,
+    /// When the process first asked for an event: its init was over.
+    first_next: Mutex<Option<Instant>>,
 }
 
 pub struct RuntimeApi {
@@ -42,6 +44,7 @@ pub struct RuntimeApi {
     pub answers: mpsc::UnboundedReceiver<Answer>,
     events: mpsc::UnboundedSender<String>,
     server: tokio::task::JoinHandle<()>,
+    shared: Arc<Shared>,
 }
 
 impl Drop for RuntimeApi {
@@ -67,6 +70,7 @@ impl RuntimeApi {
             current: Mutex::new(None),
             timeout,
             answers: answers_tx,
+            first_next: Mutex::new(None),
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -76,7 +80,7 @@ impl RuntimeApi {
             )
             .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
             .route("/2018-06-01/runtime/init/error", post(init_error))
-            .with_state(shared);
+            .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let address = listener.local_addr()?.to_string();
         let server = tokio::spawn(async move {
@@ -87,7 +91,14 @@ impl RuntimeApi {
             answers,
             events,
             server,
+            shared,
         })
+    }
+
+    /// When the process first called `…/invocation/next`: the end of its init (runtime and
+    /// handler set up, ready for an event).
+    pub fn ready_at(&self) -> Option<Instant> {
+        *self.shared.first_next.lock().expect("first next lock")
     }
 
     /// Queues one more invocation with `event` (JSON text).
@@ -98,6 +109,11 @@ impl RuntimeApi {
 }
 
 async fn next(State(shared): State<Arc<Shared>>) -> Response {
+    shared
+        .first_next
+        .lock()
+        .expect("first next lock")
+        .get_or_insert_with(Instant::now);
     // Parks while nothing is queued: a cold-start process is killed in that wait.
     let Some(event) = shared.events.lock().await.recv().await else {
         std::future::pending::<()>().await;

@@ -10,6 +10,7 @@ use shared::ports::{IdempotencyClaim, LeadStore};
 use shared::store::DynamoLeadStore;
 
 use crate::cold_start::{self, Sample, Subject};
+use crate::cpu_share::{self, CpuCap};
 use crate::events::{self, EventContext};
 use crate::load::{self, LoadResult};
 use crate::options::Options;
@@ -115,6 +116,58 @@ fn median<T: Copy + Ord>(values: &mut [T]) -> Option<T> {
     values.get(values.len().saturating_sub(1) / 2).copied()
 }
 
+/// How fast a function runs: the whole machine, or the CPU share its `MemorySize` buys on Lambda.
+pub enum Speed {
+    Full,
+    /// One cgroup per subject, each at its function's share.
+    LambdaShare(Vec<CpuCap>),
+}
+
+impl Speed {
+    fn label(&self, i: usize) -> String {
+        match self {
+            Speed::Full => "full".into(),
+            Speed::LambdaShare(caps) => format!("{:.3} vCPU", caps[i].share),
+        }
+    }
+    fn cap(&self, i: usize) -> Option<&CpuCap> {
+        match self {
+            Speed::Full => None,
+            Speed::LambdaShare(caps) => caps.get(i),
+        }
+    }
+}
+
+/// The speeds to measure at: full, and each subject's Lambda share where this machine can
+/// cap a process (else a note says why not).
+pub fn speeds(options: &Options, names: &[&str], notes: &mut Vec<String>) -> Vec<Speed> {
+    let mut speeds = vec![Speed::Full];
+    if !options.lambda_share {
+        return speeds;
+    }
+    let template =
+        std::fs::read_to_string(options.repo_root.join("template.yaml")).unwrap_or_default();
+    let mut caps = Vec::new();
+    for name in names {
+        // The Python baseline stands in for lead-ingest: it gets lead-ingest's memory.
+        let binary = if *name == BASELINE {
+            "lead-ingest"
+        } else {
+            name
+        };
+        let memory = cpu_share::memory_mb(&template, binary).unwrap_or(256);
+        match CpuCap::new(name, cpu_share::share_of(memory)) {
+            Ok(cap) => caps.push(cap),
+            Err(why) => {
+                notes.push(why);
+                return speeds;
+            }
+        }
+    }
+    speeds.push(Speed::LambdaShare(caps));
+    speeds
+}
+
 pub async fn cold_start(options: &Options, stack: &LocalStack) -> Result<Table, BenchError> {
     let ctx = EventContext::new(
         options.repo_root.clone(),
@@ -123,33 +176,41 @@ pub async fn cold_start(options: &Options, stack: &LocalStack) -> Result<Table, 
     );
     let env = function_env(stack);
     let (subjects, missing) = subjects(options);
-    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); subjects.len()];
-    let mut failures: Vec<Vec<String>> = vec![Vec::new(); subjects.len()];
-    // Interleaved: run i of every subject before run i+1 of any, so load drifts hit all alike.
+    let names: Vec<&str> = subjects.iter().map(|s| s.name.as_str()).collect();
+    let mut notes = Vec::new();
+    let speeds = speeds(options, &names, &mut notes);
+    let cells = speeds.len() * subjects.len();
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); cells];
+    let mut failures: Vec<Vec<String>> = vec![Vec::new(); cells];
+    // Interleaved: run i of every subject at every speed before run i+1 of any, so load
+    // drifts hit all alike.
     for run in 0..options.runs {
         eprintln!("bench: cold start run {}/{}", run + 1, options.runs);
-        for (i, subject) in subjects.iter().enumerate() {
-            if subject.name == "crm-worker" {
-                reseed_worker_lead(stack, &ctx).await?;
-            }
-            match cold_start::measure_once(subject, &env, &ctx).await {
-                Ok(sample) => samples[i].push(sample),
-                Err(e) => failures[i].push(e.to_string()),
+        for (k, speed) in speeds.iter().enumerate() {
+            for (i, subject) in subjects.iter().enumerate() {
+                if subject.name == "crm-worker" {
+                    reseed_worker_lead(stack, &ctx).await?;
+                }
+                let cell = k * subjects.len() + i;
+                match cold_start::measure_once(subject, &env, &ctx, speed.cap(i)).await {
+                    Ok(sample) => samples[cell].push(sample),
+                    Err(e) => failures[cell].push(e.to_string()),
+                }
             }
         }
     }
-    let baseline = subjects
-        .iter()
-        .position(|s| s.name == BASELINE)
-        .and_then(|i| median(&mut samples[i].iter().map(|s| s.elapsed).collect::<Vec<_>>()));
     let mut table = Table::new(
         &format!(
-            "Cold start: process start → first answer through a local Runtime API (median of {} runs)",
+            "Cold start: process start → ready for its first event (init) and → its first \
+             answer, through a local Runtime API (median of {} runs)",
             options.runs
         ),
         &[
             "Function",
-            "Median",
+            "CPU",
+            "Init",
+            "Init vs Python",
+            "First answer",
             "Min",
             "Max",
             "vs Python",
@@ -159,50 +220,96 @@ pub async fn cold_start(options: &Options, stack: &LocalStack) -> Result<Table, 
             "Runs ok",
         ],
     );
-    for (i, subject) in subjects.iter().enumerate() {
-        let mut times: Vec<Duration> = samples[i].iter().map(|s| s.elapsed).collect();
-        let mut rss: Vec<u64> = samples[i].iter().filter_map(|s| s.peak_rss_kb).collect();
-        let med = median(&mut times);
-        let ratio = match (med, baseline) {
-            (Some(m), Some(b)) if subject.name != BASELINE => {
-                format!("{:.2}×", m.as_secs_f64() / b.as_secs_f64())
+    let ratio = |m: Option<Duration>, b: Option<Duration>| match (m, b) {
+        (Some(m), Some(b)) => format!("{:.2}×", m.as_secs_f64() / b.as_secs_f64()),
+        _ => "–".into(),
+    };
+    for (k, speed) in speeds.iter().enumerate() {
+        let cell = |i: usize| k * subjects.len() + i;
+        let baseline = subjects.iter().position(|s| s.name == BASELINE);
+        let base_answer = baseline.and_then(|i| {
+            median(
+                &mut samples[cell(i)]
+                    .iter()
+                    .map(|s| s.elapsed)
+                    .collect::<Vec<_>>(),
+            )
+        });
+        let base_init = baseline.and_then(|i| {
+            median(
+                &mut samples[cell(i)]
+                    .iter()
+                    .filter_map(|s| s.init)
+                    .collect::<Vec<_>>(),
+            )
+        });
+        for (i, subject) in subjects.iter().enumerate() {
+            let runs = &samples[cell(i)];
+            let mut times: Vec<Duration> = runs.iter().map(|s| s.elapsed).collect();
+            let mut inits: Vec<Duration> = runs.iter().filter_map(|s| s.init).collect();
+            let mut rss: Vec<u64> = runs.iter().filter_map(|s| s.peak_rss_kb).collect();
+            let med = median(&mut times);
+            let init = median(&mut inits);
+            table.row(vec![
+                subject.name.clone(),
+                speed.label(i),
+                opt_ms(init),
+                ratio(init, base_init),
+                opt_ms(med),
+                opt_ms(times.first().copied()),
+                opt_ms(times.last().copied()),
+                ratio(med, base_answer),
+                median(&mut rss)
+                    .map(mib_of_kib)
+                    .unwrap_or_else(|| "–".into()),
+                rss.last()
+                    .copied()
+                    .map(mib_of_kib)
+                    .unwrap_or_else(|| "–".into()),
+                runs.first()
+                    .map(|s| s.answer.clone())
+                    .unwrap_or_else(|| "–".into()),
+                format!("{}/{}", runs.len(), options.runs),
+            ]);
+            if let Some(first) = failures[cell(i)].first() {
+                table.note(format!(
+                    "{} at {}: {} failed runs; first: {first}",
+                    subject.name,
+                    speed.label(i),
+                    failures[cell(i)].len()
+                ));
             }
-            (Some(_), Some(_)) => "1.00×".into(),
-            _ => "–".into(),
-        };
-        table.row(vec![
-            subject.name.clone(),
-            opt_ms(med),
-            opt_ms(times.first().copied()),
-            opt_ms(times.last().copied()),
-            ratio,
-            median(&mut rss)
-                .map(mib_of_kib)
-                .unwrap_or_else(|| "–".into()),
-            rss.last()
-                .copied()
-                .map(mib_of_kib)
-                .unwrap_or_else(|| "–".into()),
-            samples[i]
-                .first()
-                .map(|s| s.answer.clone())
-                .unwrap_or_else(|| "–".into()),
-            format!("{}/{}", samples[i].len(), options.runs),
-        ]);
-        if let Some(first) = failures[i].first() {
-            table.note(format!(
-                "{}: {} failed runs; first: {first}",
-                subject.name,
-                failures[i].len()
-            ));
         }
     }
     table.note(
-        "vs Python = median ÷ the Python 3.11 + boto3 baseline's median (bench/baseline: same \
-         clients and secret read at init, one PutItem per event). Peak RSS = VmHWM of the process \
-         after its first answer, i.e. the peak of one cold invocation. Host (x86_64) release \
-         binaries; the local moto and sandbox answer the AWS and amoCRM calls.",
+        "Init = spawn → the process's first GET …/invocation/next (runtime, clients and secret \
+         read done; for crm-worker this separates start-up from its first delivery). First \
+         answer = spawn → its answer to the one event. vs Python = ÷ the Python 3.11 + boto3 \
+         baseline's median at the same CPU (bench/baseline: same clients and secret read at \
+         init, one PutItem per event). CPU \"0.145 vCPU\" = the function's template MemorySize \
+         ÷ 1769 MB, enforced by a cgroup v1 CPU quota from the process's first instruction. \
+         Peak RSS = VmHWM after the first answer. Host (x86_64) release binaries; the local \
+         moto and sandbox answer the AWS and amoCRM calls.",
     );
+    for speed in &speeds {
+        if let Speed::LambdaShare(caps) = speed {
+            let throttled: Vec<String> = caps
+                .iter()
+                .zip(&subjects)
+                .filter_map(|(cap, s)| {
+                    cap.throttled()
+                        .map(|(n, t)| format!("{} {n}× ({})", s.name, ms(t)))
+                })
+                .collect();
+            table.note(format!(
+                "The cgroup quota held the capped runs back (throttled periods, total time): {}",
+                throttled.join(", ")
+            ));
+        }
+    }
+    for n in notes {
+        table.note(n);
+    }
     for m in missing {
         table.note(format!("skipped {m}"));
     }
@@ -493,8 +600,10 @@ pub async fn sync(options: &Options) -> Vec<Table> {
          binary to the sandbox at 7 req/s",
         &[
             "Changed passports",
+            "CPU",
             "Invocations",
             "Wall time",
+            "Function CPU / machine",
             "PATCH span",
             "amoCRM requests",
             "429s",
@@ -506,54 +615,68 @@ pub async fn sync(options: &Options) -> Vec<Table> {
         ],
     );
     let mut runs = Vec::new();
+    let mut notes = Vec::new();
+    let speeds = speeds(options, &["maintenance-sync"], &mut notes);
     for &n in &options.sync_sizes {
-        let floor = Duration::from_secs_f64(sync::floor_secs(n as u64));
-        match sync::drive::measure(options, n).await {
-            Ok(run) => {
-                let span = run.patch_span();
-                table.row(vec![
-                    n.to_string(),
-                    run.invocations.to_string(),
-                    seconds(run.wall),
-                    span.map(seconds).unwrap_or_else(|| "–".into()),
-                    run.requests.len().to_string(),
-                    run.with_status(429).to_string(),
-                    run.peak_rss_kb
-                        .map(mib_of_kib)
-                        .unwrap_or_else(|| "–".into()),
-                    seconds(floor),
-                    format!("{:.1}×", run.wall.as_secs_f64() / floor.as_secs_f64()),
-                    span.map(|s| format!("{:.2}×", s.as_secs_f64() / floor.as_secs_f64()))
-                        .unwrap_or_else(|| "–".into()),
-                    match &run.verified {
-                        Ok(()) => "yes".into(),
-                        Err(e) => format!("no: {e}"),
-                    },
-                ]);
-                table.note(format!(
-                    "N = {n}: seeding (not counted) took {}; {}",
-                    seconds(run.seeding),
-                    phase_note(&run)
-                ));
-                runs.push(run);
-            }
-            Err(e) => {
-                table.row(vec![
-                    n.to_string(),
-                    "–".into(),
-                    "–".into(),
-                    "–".into(),
-                    "–".into(),
-                    "–".into(),
-                    "–".into(),
-                    seconds(floor),
-                    "–".into(),
-                    "–".into(),
-                    "–".into(),
-                ]);
-                table.note(format!("N = {n}: not measured: {e}"));
+        for speed in &speeds {
+            let floor = Duration::from_secs_f64(sync::floor_secs(n as u64));
+            match sync::drive::measure(options, n, speed.cap(0)).await {
+                Ok(run) => {
+                    let span = run.patch_span();
+                    table.row(vec![
+                        n.to_string(),
+                        run.speed.clone(),
+                        run.invocations.to_string(),
+                        seconds(run.wall),
+                        run.function_cpu
+                            .map(|c| format!("{:.3} ms", c.as_secs_f64() * 1e3 / n as f64))
+                            .unwrap_or_else(|| "–".into()),
+                        span.map(seconds).unwrap_or_else(|| "–".into()),
+                        run.requests.len().to_string(),
+                        run.with_status(429).to_string(),
+                        run.peak_rss_kb
+                            .map(mib_of_kib)
+                            .unwrap_or_else(|| "–".into()),
+                        seconds(floor),
+                        format!("{:.1}×", run.wall.as_secs_f64() / floor.as_secs_f64()),
+                        span.map(|s| format!("{:.2}×", s.as_secs_f64() / floor.as_secs_f64()))
+                            .unwrap_or_else(|| "–".into()),
+                        match &run.verified {
+                            Ok(()) => "yes".into(),
+                            Err(e) => format!("no: {e}"),
+                        },
+                    ]);
+                    table.note(format!(
+                        "N = {n} at {}: seeding (not counted) took {}; {}",
+                        run.speed,
+                        seconds(run.seeding),
+                        phase_note(&run)
+                    ));
+                    runs.push(run);
+                }
+                Err(e) => {
+                    table.row(vec![
+                        n.to_string(),
+                        speed.label(0),
+                        "–".into(),
+                        "–".into(),
+                        "–".into(),
+                        "–".into(),
+                        "–".into(),
+                        "–".into(),
+                        "–".into(),
+                        seconds(floor),
+                        "–".into(),
+                        "–".into(),
+                        "–".into(),
+                    ]);
+                    table.note(format!("N = {n} at {}: not measured: {e}", speed.label(0)));
+                }
             }
         }
+    }
+    for n in notes {
+        table.note(n);
     }
     table.note(
         "Each size on a fresh local stack: N won deals in the sandbox that an earlier run already \
@@ -581,6 +704,7 @@ fn phases_table(runs: &[sync::drive::SyncRun]) -> Table {
         "Maintenance sync: where the wall time went (cut at amoCRM request arrivals)",
         &[
             "Changed passports",
+            "CPU",
             "Start → first request",
             "Pull",
             "Push (last GET → last PATCH)",
@@ -600,7 +724,7 @@ fn phases_table(runs: &[sync::drive::SyncRun]) -> Table {
             ],
             None => vec!["–".into(); 4],
         };
-        let mut row = vec![run.changed.to_string()];
+        let mut row = vec![run.changed.to_string(), run.speed.clone()];
         row.extend(cells);
         row.push(seconds(run.wall));
         for cpu in [run.function_cpu, run.moto_cpu] {
@@ -650,7 +774,10 @@ fn requests_table(runs: &[sync::drive::SyncRun]) -> Table {
         .collect();
     endpoints.sort();
     endpoints.dedup();
-    let names: Vec<String> = runs.iter().map(|r| format!("N = {}", r.changed)).collect();
+    let names: Vec<String> = runs
+        .iter()
+        .map(|r| format!("N = {} ({})", r.changed, r.speed))
+        .collect();
     let mut header = vec!["amoCRM request → status"];
     header.extend(names.iter().map(String::as_str));
     let mut table = Table::new(

@@ -17,6 +17,7 @@ use super::cpu;
 use super::seed::{self, Seeded};
 use crate::BenchError;
 use crate::cold_start::{Subject, function_command, peak_rss_kb, stderr_tail};
+use crate::cpu_share::CpuCap;
 use crate::events::{self, EventContext};
 use crate::options::Options;
 use crate::runtime_api::RuntimeApi;
@@ -30,6 +31,8 @@ const MAX_INVOCATIONS: usize = 20;
 /// What one sync benchmark measured.
 pub struct SyncRun {
     pub changed: u64,
+    /// The CPU the process had: `full`, or its Lambda share (`0.145 vCPU`).
+    pub speed: String,
     pub seeding: Duration,
     pub invocations: usize,
     /// Process start → the answer whose report says `complete`.
@@ -106,7 +109,11 @@ fn unix_ms() -> i64 {
 }
 
 /// Runs the benchmark for `n` changed passports with the binary in `options.bin_dir`.
-pub async fn measure(options: &Options, n: usize) -> Result<SyncRun, BenchError> {
+pub async fn measure(
+    options: &Options,
+    n: usize,
+    cap: Option<&CpuCap>,
+) -> Result<SyncRun, BenchError> {
     let program = options.bin_dir.join("maintenance-sync");
     if !program.is_file() {
         return Err(format!("no binary at {}", program.display()).into());
@@ -141,6 +148,9 @@ pub async fn measure(options: &Options, n: usize) -> Result<SyncRun, BenchError>
     );
     // The function logs JSON lines to stdout: kept with stderr for a failed run's message.
     command.stdout(log);
+    if let Some(cap) = cap {
+        cap.confine(&mut command);
+    }
     let moto = cpu::moto_pid(&stack.moto.url);
     let moto_cpu_before = moto.and_then(cpu::cpu_time);
     let started = Instant::now();
@@ -206,6 +216,7 @@ pub async fn measure(options: &Options, n: usize) -> Result<SyncRun, BenchError>
     let verified = verify(&stack, &seeded).await;
     Ok(SyncRun {
         changed: n as u64,
+        speed: cap.map_or_else(|| "full".into(), |c| format!("{:.3} vCPU", c.share)),
         seeding,
         invocations: reports.len(),
         wall: finished.duration_since(started),
