@@ -23,11 +23,11 @@ pub fn memory_mb(template: &str, binary: &str) -> Option<u32> {
             .strip_prefix("MemorySize:")
             .and_then(|v| v.trim().parse::<u32>().ok())
     };
-    let global = template.split("\nGlobals:").nth(1).and_then(|g| {
-        g.lines()
-            .take_while(|l| !l.starts_with("Resources:"))
-            .find_map(size)
-    });
+    let global = template
+        .lines()
+        .skip_while(|l| l.trim_end() != "Globals:")
+        .take_while(|l| !l.starts_with("Resources:"))
+        .find_map(size);
     // A function's block runs from its `Binary:` line to the next top-level resource.
     let own = template
         .split('\n')
