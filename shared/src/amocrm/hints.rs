@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::error::{IP_NOT_ALLOWED_CODE, Problem, ResponseContext, ValidationError};
+use super::problem::{IP_NOT_ALLOWED_CODE, Problem, ResponseContext, ValidationError};
 use crate::config::AmoConfig;
 use crate::ports::CrmErrorKind;
 

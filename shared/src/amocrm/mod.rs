@@ -15,6 +15,7 @@ pub mod maintenance;
 pub mod maintenance_fields;
 pub mod oauth;
 pub mod pacing;
+mod problem;
 pub mod token;
 pub mod webhook;
 
