@@ -609,7 +609,8 @@ pub async fn sync(options: &Options) -> Vec<Table> {
             "429s",
             "Peak RSS",
             "Floor ceil(N/250)/7",
-            "Wall ÷ floor",
+            "Emulator floor",
+            "Wall ÷ larger floor",
             "Span ÷ floor",
             "All pushed",
         ],
@@ -638,7 +639,17 @@ pub async fn sync(options: &Options) -> Vec<Table> {
                             .map(mib_of_kib)
                             .unwrap_or_else(|| "–".into()),
                         seconds(floor),
-                        format!("{:.1}×", run.wall.as_secs_f64() / floor.as_secs_f64()),
+                        run.emulator_floor
+                            .map(seconds)
+                            .unwrap_or_else(|| "–".into()),
+                        format!(
+                            "{:.2}×",
+                            run.wall.as_secs_f64()
+                                / run
+                                    .emulator_floor
+                                    .map_or(floor, |e| e.max(floor))
+                                    .as_secs_f64()
+                        ),
                         span.map(|s| format!("{:.2}×", s.as_secs_f64() / floor.as_secs_f64()))
                             .unwrap_or_else(|| "–".into()),
                         match &run.verified {
@@ -666,6 +677,7 @@ pub async fn sync(options: &Options) -> Vec<Table> {
                         "–".into(),
                         "–".into(),
                         seconds(floor),
+                        "–".into(),
                         "–".into(),
                         "–".into(),
                         "–".into(),

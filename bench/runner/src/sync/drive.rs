@@ -49,6 +49,9 @@ pub struct SyncRun {
     pub moto_cpu: Option<Duration>,
     /// Unix ms of the process start, on the sandbox's clock (its log's time line).
     pub started_at_ms: i64,
+    /// The same count of minimal DynamoDB writes and page reads, bare on the same moto just
+    /// before the run (`floor::emulator_floor`).
+    pub emulator_floor: Option<Duration>,
 }
 
 /// Where the wall time went, cut at the requests the sandbox logged (arrival times).
@@ -124,6 +127,13 @@ pub async fn measure(
     let seeded = seed::changed_passports(&stack, n).await?;
     let seeding = seeding_started.elapsed();
     eprintln!("bench: sync {n}: seeded in {seeding:.1?}; running maintenance-sync");
+    let emulator_floor = match super::floor::emulator_floor(&stack.aws.dynamodb, n).await {
+        Ok(floor) => Some(floor),
+        Err(e) => {
+            eprintln!("bench: sync {n}: emulator floor not measured: {e}");
+            None
+        }
+    };
     stack.sandbox.state.clear_requests();
 
     let subject = Subject {
@@ -227,6 +237,7 @@ pub async fn measure(
         function_cpu,
         moto_cpu,
         started_at_ms,
+        emulator_floor,
     })
 }
 

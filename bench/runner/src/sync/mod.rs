@@ -5,6 +5,7 @@
 
 pub mod cpu;
 pub mod drive;
+pub mod floor;
 pub mod seed;
 
 use std::collections::BTreeMap;
