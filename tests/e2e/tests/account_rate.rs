@@ -58,8 +58,9 @@ impl Load {
 }
 
 /// The worker delivering `LEADS` leads, the sync running, three OAuth code exchanges and 30
-/// `test-crm` calls (six at a time), all at once; `overrides` go to every function.
-async fn everything_at_once(overrides: &[(&str, &str)]) -> Load {
+/// `test-crm` calls (six at a time), all at once; `overrides` go to every function. Every lead
+/// must be delivered within `delivery_deadline`.
+async fn everything_at_once(overrides: &[(&str, &str)], delivery_deadline: Duration) -> Load {
     let stack = Arc::new(
         stack_with(|o| {
             o.sandbox.requests_per_second = 7;
@@ -111,7 +112,7 @@ async fn everything_at_once(overrides: &[(&str, &str)]) -> Load {
     }
     let exchanges = oauth.await.unwrap();
     sync.await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + delivery_deadline;
     while sandbox_list(&stack, "notes").await.len() < LEADS {
         if Instant::now() >= deadline {
             let statuses: Vec<String> = leads_table_scan(&stack)
@@ -149,7 +150,7 @@ async fn everything_at_once(overrides: &[(&str, &str)]) -> Load {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_worker_the_sync_oauth_and_test_crm_at_once_meet_no_429() {
-    let load = everything_at_once(&[]).await;
+    let load = everything_at_once(&[], Duration::from_secs(120)).await;
     assert_eq!(
         load.limited(),
         0,
@@ -171,7 +172,9 @@ async fn the_worker_the_sync_oauth_and_test_crm_at_once_meet_no_429() {
 /// The same load with each function pacing only itself (7/s each), as before the shared limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn paced_per_function_only_the_same_load_meets_429s() {
-    let load = everything_at_once(&[("AMOCRM_ACCOUNT_RPS", "0")]).await;
+    // Two callers at 7/s each meet 429s over and over, and each lead waits them out (a CI run
+    // once saw leads at 32 attempts after 120 s): the deadline is for "not lost", not for speed.
+    let load = everything_at_once(&[("AMOCRM_ACCOUNT_RPS", "0")], Duration::from_secs(360)).await;
     assert!(load.limited() > 0, "no 429 without the shared limit");
     // Every lead still arrives (the worker waits out a 429), but an operator's code exchange
     // or test-crm call can fail: its answer says amoCRM is rate-limiting.
