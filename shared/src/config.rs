@@ -63,6 +63,9 @@ pub struct SyncConfig {
     /// `TOKEN_REFRESH_AHEAD_MINS`: the sync refreshes an OAuth pair with less than this left
     /// (amoCRM's access tokens live 24 h; keep it above the schedule's period).
     pub token_refresh_ahead_mins: i64,
+    /// `SYNC_RECORD_TRANSACTION`: machines recorded per TransactWriteItems after a push (1 =
+    /// one conditional UpdateItem each; DynamoDB takes up to 100 per transaction).
+    pub record_transaction: usize,
 }
 
 impl SyncConfig {
@@ -313,6 +316,7 @@ fn sync_config(
         overlap_secs: int("SYNC_OVERLAP_SECS", 300, 0..=86_400)?,
         redrive_after_secs: int("REDRIVE_AFTER_SECS", 900, 0..=7 * 86_400)?,
         token_refresh_ahead_mins: int("TOKEN_REFRESH_AHEAD_MINS", 120, 10..=23 * 60)?,
+        record_transaction: int("SYNC_RECORD_TRANSACTION", 100, 1..=100)? as usize,
     })
 }
 

@@ -22,11 +22,14 @@ pub struct Options {
     pub backfill_sizes: Vec<usize>,
     /// Also measure each function at the CPU share its memory buys on Lambda (cgroup quota).
     pub lambda_share: bool,
+    /// Sync sizes also run with 100 machines recorded per transaction (the deployed default);
+    /// the others record one per UpdateItem, since moto copies the table per transaction item.
+    pub transaction_sizes: Vec<usize>,
 }
 
 pub const USAGE: &str = "usage: bench-runner [--bin-dir DIR] [--lambda-dir DIR] [--python PATH] \
 [--runs N] [--seconds S] [--concurrency 1,10,50] [--sync-sizes 1000,10000,100000] \
-[--backfill-sizes 5000] [--skip cold,artifacts,load,sync,backfill] [--full-speed-only] [--quick]";
+[--backfill-sizes 5000] [--skip cold,artifacts,load,sync,backfill] [--full-speed-only] [--transaction-sizes 1000] [--quick]";
 
 impl Options {
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
@@ -46,6 +49,7 @@ impl Options {
             sync_sizes: vec![1_000, 10_000, 100_000],
             backfill_sizes: vec![5_000],
             lambda_share: true,
+            transaction_sizes: vec![1_000],
         };
         let mut args = args.into_iter();
         while let Some(flag) = args.next() {
@@ -66,6 +70,7 @@ impl Options {
                 "--sync-sizes" => o.sync_sizes = list(value()?, number)?,
                 "--backfill-sizes" => o.backfill_sizes = list(value()?, number)?,
                 "--full-speed-only" => o.lambda_share = false,
+                "--transaction-sizes" => o.transaction_sizes = list(value()?, number)?,
                 "--quick" => {
                     // A change checked in minutes: the main rows only.
                     o.runs = 5;

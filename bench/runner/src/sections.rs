@@ -601,6 +601,7 @@ pub async fn sync(options: &Options) -> Vec<Table> {
         &[
             "Changed passports",
             "CPU",
+            "Records per write",
             "Invocations",
             "Wall time",
             "Function CPU / machine",
@@ -618,15 +619,23 @@ pub async fn sync(options: &Options) -> Vec<Table> {
     let mut runs = Vec::new();
     let mut notes = Vec::new();
     let speeds = speeds(options, &["maintenance-sync"], &mut notes);
+    let mut plans = Vec::new();
     for &n in &options.sync_sizes {
+        plans.push((n, 1));
+        if options.transaction_sizes.contains(&n) {
+            plans.push((n, 100));
+        }
+    }
+    for &(n, record_transaction) in &plans {
         for speed in &speeds {
             let floor = Duration::from_secs_f64(sync::floor_secs(n as u64));
-            match sync::drive::measure(options, n, speed.cap(0)).await {
+            match sync::drive::measure(options, n, speed.cap(0), record_transaction).await {
                 Ok(run) => {
                     let span = run.patch_span();
                     table.row(vec![
                         n.to_string(),
                         run.speed.clone(),
+                        run.record_transaction.to_string(),
                         run.invocations.to_string(),
                         seconds(run.wall),
                         run.function_cpu
@@ -669,6 +678,7 @@ pub async fn sync(options: &Options) -> Vec<Table> {
                     table.row(vec![
                         n.to_string(),
                         speed.label(0),
+                        record_transaction.to_string(),
                         "–".into(),
                         "–".into(),
                         "–".into(),
@@ -717,6 +727,7 @@ fn phases_table(runs: &[sync::drive::SyncRun]) -> Table {
         &[
             "Changed passports",
             "CPU",
+            "Records per write",
             "Start → first request",
             "Pull",
             "Push (last GET → last PATCH)",
@@ -736,7 +747,11 @@ fn phases_table(runs: &[sync::drive::SyncRun]) -> Table {
             ],
             None => vec!["–".into(); 4],
         };
-        let mut row = vec![run.changed.to_string(), run.speed.clone()];
+        let mut row = vec![
+            run.changed.to_string(),
+            run.speed.clone(),
+            run.record_transaction.to_string(),
+        ];
         row.extend(cells);
         row.push(seconds(run.wall));
         for cpu in [run.function_cpu, run.moto_cpu] {
@@ -788,7 +803,12 @@ fn requests_table(runs: &[sync::drive::SyncRun]) -> Table {
     endpoints.dedup();
     let names: Vec<String> = runs
         .iter()
-        .map(|r| format!("N = {} ({})", r.changed, r.speed))
+        .map(|r| {
+            format!(
+                "N = {} ({}, {}/write)",
+                r.changed, r.speed, r.record_transaction
+            )
+        })
         .collect();
     let mut header = vec!["amoCRM request → status"];
     header.extend(names.iter().map(String::as_str));

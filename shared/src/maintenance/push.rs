@@ -26,8 +26,9 @@ use crate::ports::{
 
 /// Machines read from the index per query.
 const INDEX_PAGE: usize = 2000;
-/// Records written to DynamoDB at once while requests go on.
-const PARALLEL_RECORDS: usize = 16;
+/// Accepted batches recorded at once while requests go on (the store groups each batch's
+/// machines and keeps its own writes in flight).
+const RECORDING_BATCHES: usize = 1;
 /// Other 5xx answers in a row before the step gives up until the next run.
 const MAX_SERVER_ERRORS: u32 = 3;
 
@@ -37,14 +38,10 @@ pub struct Pusher<'a> {
     pub fields: &'a MaintenanceFieldIds,
 }
 
-/// Records that amoCRM holds `written` (as of `updated_at`) for a machine.
-async fn record_written(
-    store: Arc<dyn PassportStore>,
-    machine: Equipment,
-    written: Maintenance,
-    updated_at: Option<i64>,
-) -> Result<(), StoreError> {
-    modify(store.as_ref(), machine, |e| {
+/// The change that records amoCRM holding `written` (as of `updated_at`) on a machine; false
+/// when there is nothing to record.
+fn record_of(written: Maintenance, updated_at: Option<i64>) -> impl FnMut(&mut Equipment) -> bool {
+    move |e| {
         let newer_known = e
             .sync
             .amo_updated_at
@@ -58,9 +55,40 @@ async fn record_written(
         e.sync.amo_updated_at = updated_at.or(e.sync.amo_updated_at);
         e.sync.push_refused_for = None;
         e.sync != before // the webhook path may have recorded it already
-    })
-    .await
-    .map(|_| ())
+    }
+}
+
+/// One accepted machine: as read before the PATCH, what amoCRM took, and amoCRM's `updated_at`.
+type Accepted = (Equipment, Maintenance, Option<i64>);
+
+/// Records an accepted batch: all at once as read (`update_many`); a machine that changed
+/// meanwhile (a TMA edit, a webhook) is read again and merged on its own, so its local change
+/// stays and waits for the next push.
+async fn record_batch(
+    store: Arc<dyn PassportStore>,
+    accepted: Vec<Accepted>,
+) -> Result<(), StoreError> {
+    let mut pairs = Vec::with_capacity(accepted.len());
+    let mut kept = Vec::with_capacity(accepted.len());
+    for (machine, written, at) in accepted {
+        let mut next = machine.clone();
+        if record_of(written, at)(&mut next) {
+            pairs.push((machine, next));
+            kept.push((written, at));
+        }
+    }
+    let done = store.update_many(&pairs).await?;
+    for (((machine, _), (written, at)), ok) in pairs.into_iter().zip(kept).zip(done) {
+        if !ok {
+            let fresh = store
+                .get(machine.owner_telegram_id, &machine.serial)
+                .await?;
+            if let Some(fresh) = fresh {
+                modify(store.as_ref(), fresh, record_of(written, at)).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Records that amoCRM refused a machine's values.
@@ -164,7 +192,7 @@ impl Pusher<'_> {
             exhausted: false,
         };
         let mut records: JoinSet<Result<(), StoreError>> = JoinSet::new();
-        let slots = Arc::new(Semaphore::new(PARALLEL_RECORDS));
+        let slots = Arc::new(Semaphore::new(RECORDING_BATCHES));
         let outcome = self
             .send_all(budget, stats, &mut sizer, &mut queue, &mut records, &slots)
             .await;
@@ -215,18 +243,23 @@ impl Pusher<'_> {
                     sizer.accepted(sent);
                     server_errors = 0;
                     stats.written += sent as u64;
-                    for (e, w) in batch.into_iter().zip(writes) {
-                        let at = updated
-                            .iter()
-                            .find(|(id, _)| *id == w.lead_id)
-                            .and_then(|(_, t)| *t);
-                        let store = Arc::clone(&self.store);
-                        let slots = Arc::clone(slots);
-                        records.spawn(async move {
-                            let _slot = slots.acquire_owned().await;
-                            record_written(store, e, w.maintenance, at).await
-                        });
-                    }
+                    let accepted: Vec<Accepted> = batch
+                        .into_iter()
+                        .zip(writes)
+                        .map(|(e, w)| {
+                            let at = updated
+                                .iter()
+                                .find(|(id, _)| *id == w.lead_id)
+                                .and_then(|(_, t)| *t);
+                            (e, w.maintenance, at)
+                        })
+                        .collect();
+                    let store = Arc::clone(&self.store);
+                    let slots = Arc::clone(slots);
+                    records.spawn(async move {
+                        let _slot = slots.acquire_owned().await;
+                        record_batch(store, accepted).await
+                    });
                 }
                 Ok(WriteOutcome::TooHeavy(e)) => {
                     stats.too_heavy += 1;

@@ -108,6 +108,18 @@ pub trait PassportStore: Send + Sync {
         current: &crate::passport::Equipment,
         next: &crate::passport::Equipment,
     ) -> Result<bool, StoreError>;
+    /// `update` for many machines at once (each pair on its own machine): for each pair,
+    /// whether it was written. The default writes them one by one; an adapter may group them.
+    async fn update_many(
+        &self,
+        pairs: &[(crate::passport::Equipment, crate::passport::Equipment)],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut written = Vec::with_capacity(pairs.len());
+        for (current, next) in pairs {
+            written.push(self.update(current, next).await?);
+        }
+        Ok(written)
+    }
     /// Machines whose values wait to be written to amoCRM (`Equipment::needs_push`).
     async fn pending_push(
         &self,

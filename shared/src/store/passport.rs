@@ -11,7 +11,8 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, TransactWriteItem, Update};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::attr::{Item, conditional_write, n, s, unavailable};
@@ -34,6 +35,8 @@ const MAX_BATCH_GET: usize = 100;
 pub struct DynamoPassportStore {
     client: Client,
     table: String,
+    /// Machines per TransactWriteItems in `update_many` (1: one UpdateItem each).
+    record_transaction: usize,
 }
 
 impl DynamoPassportStore {
@@ -41,7 +44,14 @@ impl DynamoPassportStore {
         Self {
             client,
             table: table.into(),
+            record_transaction: 1,
         }
+    }
+
+    /// Groups `update_many`'s writes `size` to a transaction (DynamoDB takes up to 100).
+    pub fn with_record_transaction(mut self, size: usize) -> Self {
+        self.record_transaction = size.clamp(1, 100);
+        self
     }
 }
 
@@ -251,6 +261,148 @@ impl DynamoPassportStore {
     }
 }
 
+/// Machines recorded at once by `update_many` (in transactions or one by one).
+const RECORDS_IN_FLIGHT: usize = 16;
+/// Transactions cancelled for another item's sake (or a conflict) before the rest are written
+/// one by one.
+const TRANSACTION_ATTEMPTS: usize = 3;
+
+/// The write `update` makes: only what differs between `current` and `next`, if the stored
+/// version is still `current`'s.
+struct ConditionalUpdate {
+    key: Item,
+    expression: String,
+    condition: &'static str,
+    names: Option<HashMap<String, String>>,
+    values: Item,
+}
+
+impl ConditionalUpdate {
+    fn of(current: &Equipment, next: &Equipment) -> Self {
+        let mut values = HashMap::from([
+            (":now".to_string(), s(next.updated_at.to_rfc3339())),
+            (":version".to_string(), n(current.sync.version + 1)),
+            (":seen".to_string(), n(current.sync.version)),
+        ]);
+        let mut names = HashMap::new();
+        let mut set = vec![
+            "updated_at = :now".to_string(),
+            "version = :version".to_string(),
+        ];
+        let mut remove = Vec::new();
+        // Only what changed: smaller writes, and no attribute another writer owns is touched.
+        for ((name, before), (_, after)) in mutable_attributes(current)
+            .into_iter()
+            .zip(mutable_attributes(next))
+        {
+            if before == after {
+                continue;
+            }
+            let path = if name == "state" {
+                names.insert("#state".to_string(), name.to_string());
+                "#state".to_string()
+            } else {
+                name.to_string()
+            };
+            match after {
+                Some(v) => {
+                    set.push(format!("{path} = :{name}"));
+                    values.insert(format!(":{name}"), v);
+                }
+                None => remove.push(path),
+            }
+        }
+        let mut expression = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        let condition = if current.sync.version == 0 {
+            // Written before the sync existed (no version yet).
+            "attribute_exists(pk) AND (attribute_not_exists(version) OR version = :seen)"
+        } else {
+            "attribute_exists(pk) AND version = :seen"
+        };
+        ConditionalUpdate {
+            key: HashMap::from([
+                ("pk".to_string(), s(owner_pk(current.owner_telegram_id))),
+                ("sk".to_string(), s(equipment_sk(&current.serial))),
+            ]),
+            expression,
+            condition,
+            names: (!names.is_empty()).then_some(names),
+            values,
+        }
+    }
+}
+
+impl DynamoPassportStore {
+    /// Writes one group of `update_many`: one TransactWriteItems for all of them. A machine
+    /// whose version moved is not written (false); when only others stopped the transaction,
+    /// the rest are sent again, and after TRANSACTION_ATTEMPTS one by one.
+    async fn write_group(
+        &self,
+        group: Vec<(Equipment, Equipment)>,
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut written = vec![false; group.len()];
+        let mut pending: Vec<usize> = (0..group.len()).collect();
+        for _ in 0..TRANSACTION_ATTEMPTS {
+            if pending.len() < 2 {
+                break;
+            }
+            let items = pending
+                .iter()
+                .map(|&i| {
+                    let u = ConditionalUpdate::of(&group[i].0, &group[i].1);
+                    let update = Update::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(u.key))
+                        .update_expression(u.expression)
+                        .condition_expression(u.condition)
+                        .set_expression_attribute_names(u.names)
+                        .set_expression_attribute_values(Some(u.values))
+                        .build()
+                        .map_err(|e| StoreError::Config(e.to_string()))?;
+                    Ok(TransactWriteItem::builder().update(update).build())
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await;
+            let reasons = match result {
+                Ok(_) => {
+                    for i in pending.drain(..) {
+                        written[i] = true;
+                    }
+                    return Ok(written);
+                }
+                Err(e) => match e.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                        c.cancellation_reasons().to_vec()
+                    }
+                    _ => return Err(unavailable(e)),
+                },
+            };
+            if reasons.len() != pending.len() {
+                break; // no reason per item: let each find out on its own
+            }
+            // Written: none. Refused for good: those whose own condition failed.
+            pending = pending
+                .into_iter()
+                .zip(&reasons)
+                .filter(|(_, r)| r.code() != Some("ConditionalCheckFailed"))
+                .map(|(i, _)| i)
+                .collect();
+        }
+        for i in pending {
+            written[i] = self.update(&group[i].0, &group[i].1).await?;
+        }
+        Ok(written)
+    }
+}
+
 #[async_trait]
 impl PassportStore for DynamoPassportStore {
     async fn register(&self, equipment: &Equipment) -> Result<RegisterOutcome, StoreError> {
@@ -439,62 +591,45 @@ impl PassportStore for DynamoPassportStore {
     }
 
     async fn update(&self, current: &Equipment, next: &Equipment) -> Result<bool, StoreError> {
-        let mut values = HashMap::from([
-            (":now".to_string(), s(next.updated_at.to_rfc3339())),
-            (":version".to_string(), n(current.sync.version + 1)),
-            (":seen".to_string(), n(current.sync.version)),
-        ]);
-        let mut names = HashMap::new();
-        let mut set = vec![
-            "updated_at = :now".to_string(),
-            "version = :version".to_string(),
-        ];
-        let mut remove = Vec::new();
-        // Only what changed: smaller writes, and no attribute another writer owns is touched.
-        for ((name, before), (_, after)) in mutable_attributes(current)
-            .into_iter()
-            .zip(mutable_attributes(next))
-        {
-            if before == after {
-                continue;
-            }
-            let path = if name == "state" {
-                names.insert("#state".to_string(), name.to_string());
-                "#state".to_string()
-            } else {
-                name.to_string()
-            };
-            match after {
-                Some(v) => {
-                    set.push(format!("{path} = :{name}"));
-                    values.insert(format!(":{name}"), v);
-                }
-                None => remove.push(path),
-            }
-        }
-        let mut expr = format!("SET {}", set.join(", "));
-        if !remove.is_empty() {
-            expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
-        }
-        let condition = if current.sync.version == 0 {
-            // Written before the sync existed (no version yet).
-            "attribute_exists(pk) AND (attribute_not_exists(version) OR version = :seen)"
-        } else {
-            "attribute_exists(pk) AND version = :seen"
-        };
+        let u = ConditionalUpdate::of(current, next);
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(owner_pk(current.owner_telegram_id)))
-            .key("sk", s(equipment_sk(&current.serial)))
-            .update_expression(expr)
-            .condition_expression(condition)
-            .set_expression_attribute_names((!names.is_empty()).then_some(names))
-            .set_expression_attribute_values(Some(values))
+            .set_key(Some(u.key))
+            .update_expression(u.expression)
+            .condition_expression(u.condition)
+            .set_expression_attribute_names(u.names)
+            .set_expression_attribute_values(Some(u.values))
             .send()
             .await;
         conditional_write(result)
+    }
+
+    async fn update_many(&self, pairs: &[(Equipment, Equipment)]) -> Result<Vec<bool>, StoreError> {
+        let size = self.record_transaction.max(1);
+        // About RECORDS_IN_FLIGHT machines in flight, however they are grouped.
+        let in_flight = (RECORDS_IN_FLIGHT / size).max(1);
+        let mut written = vec![false; pairs.len()];
+        let mut groups = pairs.chunks(size).enumerate();
+        let mut running = tokio::task::JoinSet::new();
+        loop {
+            while running.len() < in_flight {
+                let Some((g, group)) = groups.next() else {
+                    break;
+                };
+                let (store, group) = (self.clone(), group.to_vec());
+                running.spawn(async move { (g, store.write_group(group).await) });
+            }
+            let Some(done) = running.join_next().await else {
+                return Ok(written);
+            };
+            let (g, result) =
+                done.map_err(|e| StoreError::Unavailable(format!("recording stopped: {e}")))?;
+            for (i, w) in result?.into_iter().enumerate() {
+                written[g * size + i] = w;
+            }
+        }
     }
 
     async fn pending_push(

@@ -326,7 +326,10 @@ pub fn maintenance_sync(config: &Config, aws: &Aws) -> Result<MaintenanceSync, I
         deals: logged.clone(),
         queues: work_queues(config, aws),
         reach: logged,
-        passport: Arc::new(DynamoPassportStore::new(aws.dynamodb.clone(), passport)),
+        passport: Arc::new(
+            DynamoPassportStore::new(aws.dynamodb.clone(), passport)
+                .with_record_transaction(config.sync.record_transaction),
+        ),
         state: Arc::new(DynamoSyncState::new(aws.dynamodb.clone(), state)),
         delivery: worker.delivery.clone(),
         events: worker.events.clone(),

@@ -534,11 +534,26 @@ async fn a_run_cut_off_half_way_resumes_without_loss_or_double_push() {
     }
 }
 
-/// The passport store, but recording a machine fails while `broken` is set (the function
-/// dies between amoCRM's answer and our record).
+/// The passport store, with two interpositions on the records after a push: while `broken`
+/// is set, recording fails (the function dies between amoCRM's answer and our record); an
+/// `edit` is made in the TMA just before the next batch is recorded, and what each
+/// `update_many` wrote is kept.
 struct BreakingStore {
     inner: Arc<dyn PassportStore>,
     broken: AtomicBool,
+    edit: std::sync::Mutex<Option<(i64, String, Maintenance)>>,
+    recorded: std::sync::Mutex<Vec<Vec<bool>>>,
+}
+
+impl BreakingStore {
+    fn new(inner: Arc<dyn PassportStore>, broken: bool) -> Self {
+        Self {
+            inner,
+            broken: AtomicBool::new(broken),
+            edit: std::sync::Mutex::default(),
+            recorded: std::sync::Mutex::default(),
+        }
+    }
 }
 
 #[async_trait]
@@ -573,6 +588,20 @@ impl PassportStore for BreakingStore {
         }
         self.inner.update(current, next).await
     }
+    async fn update_many(&self, pairs: &[(Equipment, Equipment)]) -> Result<Vec<bool>, StoreError> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("the function was killed".into()));
+        }
+        let edit = self.edit.lock().unwrap().take();
+        if let Some((owner, serial, values)) = edit {
+            set_maintenance(self.inner.as_ref(), owner, &serial, values, Utc::now())
+                .await
+                .expect("the TMA edit");
+        }
+        let written = self.inner.update_many(pairs).await?;
+        self.recorded.lock().unwrap().push(written.clone());
+        Ok(written)
+    }
     async fn pending_push(
         &self,
         limit: usize,
@@ -599,10 +628,7 @@ async fn a_crash_between_the_patch_and_its_record_does_not_push_twice() {
     let crashing = MaintenanceSync {
         crm: Arc::clone(&s.crm),
         deals: Arc::clone(&s.deals),
-        passport: Arc::new(BreakingStore {
-            inner: Arc::clone(&s.passport),
-            broken: AtomicBool::new(true),
-        }),
+        passport: Arc::new(BreakingStore::new(Arc::clone(&s.passport), true)),
         state: Arc::clone(&s.state),
         delivery: s.delivery.clone(),
         events: s.events.clone(),
@@ -630,10 +656,90 @@ async fn a_crash_between_the_patch_and_its_record_does_not_push_twice() {
     }
 }
 
+#[tokio::test]
+async fn a_tma_edit_while_its_batch_is_recorded_in_one_transaction_stays_and_is_pushed_next() {
+    let stack = stack().await;
+    assert_eq!(
+        stack.config.sync.record_transaction, 100,
+        "the deployed default"
+    );
+    let due = days_from_today(&stack, 200);
+    let sold = many_sold(&stack, 30, due).await;
+    let (edited_deal, owner, serial) = sold[7].clone();
+    let edited = values(S::Scheduled, days_from_today(&stack, 20));
+    let s = &stack.sync;
+    let store = Arc::new(BreakingStore::new(Arc::clone(&s.passport), false));
+    *store.edit.lock().unwrap() = Some((owner, serial.clone(), edited));
+    let sync = MaintenanceSync {
+        crm: Arc::clone(&s.crm),
+        deals: Arc::clone(&s.deals),
+        passport: store.clone(),
+        state: Arc::clone(&s.state),
+        delivery: s.delivery.clone(),
+        events: s.events.clone(),
+        token: s.token.clone(),
+        queues: Arc::clone(&s.queues),
+        reach: Arc::clone(&s.reach),
+        settings: s.settings.clone(),
+    };
+    let mut report = MaintenanceSync::new_report(Utc::now());
+    let end = sync
+        .step(Step::Push, Utc::now(), &plenty(), &mut report)
+        .await;
+    assert_eq!(end.unwrap(), StepEnd::Done);
+    assert_eq!(patches(&stack).0, 1, "one PATCH for the 30");
+
+    // One batch of 30 went to the store at once: the transaction was stopped by the edited
+    // machine alone, and the other 29 were written in the next one.
+    let recorded = store.recorded.lock().unwrap().clone();
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0].len(), 30);
+    let refused: Vec<usize> = (0..30).filter(|&i| !recorded[0][i]).collect();
+    assert_eq!(
+        refused,
+        [7],
+        "only the edited machine was not written as read"
+    );
+
+    // The edit stays and waits for the next push; what amoCRM got is its base now, so the
+    // merge knows the edit is ours, not a conflict.
+    let machine = stored(&stack, owner, &serial).await;
+    assert_eq!(machine.maintenance, edited, "the TMA edit is kept");
+    assert!(machine.needs_push());
+    assert_eq!(
+        machine.sync.amo.status,
+        Some(S::Ok),
+        "the base is what amoCRM took"
+    );
+    assert_eq!(amo_values(&stack, edited_deal), (Some(S::Ok), Some(due)));
+    for (i, (_, tg, serial)) in sold.iter().enumerate() {
+        if i != 7 {
+            assert!(!stored(&stack, *tg, serial).await.needs_push(), "{serial}");
+        }
+    }
+
+    // The next run pushes the edit, and only it.
+    let report = stack.sync_once().await;
+    assert_eq!(report.outcome, RunOutcome::Complete, "{report:?}");
+    assert_eq!(report.push.written, 1, "{:?}", report.push);
+    assert_eq!(
+        amo_values(&stack, edited_deal),
+        (Some(S::Scheduled), Some(edited.next_due))
+    );
+    assert!(!stored(&stack, owner, &serial).await.needs_push());
+    assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_changes_go_in_full_batches_without_a_429() {
     const N: usize = 10_000;
-    let stack = stack().await;
+    // One UpdateItem per record: moto copies the whole table for every item of a transaction,
+    // so 100-machine transactions on a 10 000-machine table would measure only that.
+    let stack = stack_with(|o| {
+        o.config_overrides
+            .push(("SYNC_RECORD_TRANSACTION".into(), "1".into()))
+    })
+    .await;
     let due = days_from_today(&stack, 200);
     let started = std::time::Instant::now();
     let sold = many_sold(&stack, N, due).await;

@@ -33,6 +33,8 @@ pub struct SyncRun {
     pub changed: u64,
     /// The CPU the process had: `full`, or its Lambda share (`0.145 vCPU`).
     pub speed: String,
+    /// Machines recorded per DynamoDB write after a push (`SYNC_RECORD_TRANSACTION`).
+    pub record_transaction: usize,
     pub seeding: Duration,
     pub invocations: usize,
     /// Process start → the answer whose report says `complete`.
@@ -116,6 +118,7 @@ pub async fn measure(
     options: &Options,
     n: usize,
     cap: Option<&CpuCap>,
+    record_transaction: usize,
 ) -> Result<SyncRun, BenchError> {
     let program = options.bin_dir.join("maintenance-sync");
     if !program.is_file() {
@@ -127,13 +130,14 @@ pub async fn measure(
     let seeded = seed::changed_passports(&stack, n).await?;
     let seeding = seeding_started.elapsed();
     eprintln!("bench: sync {n}: seeded in {seeding:.1?}; running maintenance-sync");
-    let emulator_floor = match super::floor::emulator_floor(&stack.aws.dynamodb, n).await {
-        Ok(floor) => Some(floor),
-        Err(e) => {
-            eprintln!("bench: sync {n}: emulator floor not measured: {e}");
-            None
-        }
-    };
+    let emulator_floor =
+        match super::floor::emulator_floor(&stack.aws.dynamodb, n, record_transaction).await {
+            Ok(floor) => Some(floor),
+            Err(e) => {
+                eprintln!("bench: sync {n}: emulator floor not measured: {e}");
+                None
+            }
+        };
     stack.sandbox.state.clear_requests();
 
     let subject = Subject {
@@ -158,6 +162,7 @@ pub async fn measure(
     );
     // The function logs JSON lines to stdout: kept with stderr for a failed run's message.
     command.stdout(log);
+    command.env("SYNC_RECORD_TRANSACTION", record_transaction.to_string());
     if let Some(cap) = cap {
         cap.confine(&mut command);
     }
@@ -227,6 +232,7 @@ pub async fn measure(
     Ok(SyncRun {
         changed: n as u64,
         speed: cap.map_or_else(|| "full".into(), |c| format!("{:.3} vCPU", c.share)),
+        record_transaction,
         seeding,
         invocations: reports.len(),
         wall: finished.duration_since(started),
