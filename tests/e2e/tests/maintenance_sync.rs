@@ -534,6 +534,23 @@ async fn a_run_cut_off_half_way_resumes_without_loss_or_double_push() {
     }
 }
 
+/// The stack's maintenance sync over another passport store.
+fn sync_over(stack: &LocalStack, passport: Arc<dyn PassportStore>) -> MaintenanceSync {
+    let s = &stack.sync;
+    MaintenanceSync {
+        crm: Arc::clone(&s.crm),
+        deals: Arc::clone(&s.deals),
+        passport,
+        state: Arc::clone(&s.state),
+        delivery: s.delivery.clone(),
+        events: s.events.clone(),
+        token: s.token.clone(),
+        queues: Arc::clone(&s.queues),
+        reach: Arc::clone(&s.reach),
+        settings: s.settings.clone(),
+    }
+}
+
 /// The passport store, with two interpositions on the records after a push: while `broken`
 /// is set, recording fails (the function dies between amoCRM's answer and our record); an
 /// `edit` is made in the TMA just before the next batch is recorded, and what each
@@ -624,19 +641,10 @@ async fn a_crash_between_the_patch_and_its_record_does_not_push_twice() {
     let stack = stack().await;
     let due = days_from_today(&stack, 200);
     let sold = many_sold(&stack, 40, due).await;
-    let s = &stack.sync;
-    let crashing = MaintenanceSync {
-        crm: Arc::clone(&s.crm),
-        deals: Arc::clone(&s.deals),
-        passport: Arc::new(BreakingStore::new(Arc::clone(&s.passport), true)),
-        state: Arc::clone(&s.state),
-        delivery: s.delivery.clone(),
-        events: s.events.clone(),
-        token: s.token.clone(),
-        queues: Arc::clone(&s.queues),
-        reach: Arc::clone(&s.reach),
-        settings: s.settings.clone(),
-    };
+    let crashing = sync_over(
+        &stack,
+        Arc::new(BreakingStore::new(Arc::clone(&stack.sync.passport), true)),
+    );
     let mut report = MaintenanceSync::new_report(Utc::now());
     let pushed = crashing
         .step(Step::Push, Utc::now(), &plenty(), &mut report)
@@ -667,21 +675,9 @@ async fn a_tma_edit_while_its_batch_is_recorded_in_one_transaction_stays_and_is_
     let sold = many_sold(&stack, 30, due).await;
     let (edited_deal, owner, serial) = sold[7].clone();
     let edited = values(S::Scheduled, days_from_today(&stack, 20));
-    let s = &stack.sync;
-    let store = Arc::new(BreakingStore::new(Arc::clone(&s.passport), false));
+    let store = Arc::new(BreakingStore::new(Arc::clone(&stack.sync.passport), false));
     *store.edit.lock().unwrap() = Some((owner, serial.clone(), edited));
-    let sync = MaintenanceSync {
-        crm: Arc::clone(&s.crm),
-        deals: Arc::clone(&s.deals),
-        passport: store.clone(),
-        state: Arc::clone(&s.state),
-        delivery: s.delivery.clone(),
-        events: s.events.clone(),
-        token: s.token.clone(),
-        queues: Arc::clone(&s.queues),
-        reach: Arc::clone(&s.reach),
-        settings: s.settings.clone(),
-    };
+    let sync = sync_over(&stack, store.clone());
     let mut report = MaintenanceSync::new_report(Utc::now());
     let end = sync
         .step(Step::Push, Utc::now(), &plenty(), &mut report)
