@@ -138,7 +138,7 @@ pub fn peak_rss_kb(pid: u32) -> Option<u64> {
 }
 
 /// `statusCode` of an API Gateway answer, else the first characters of the answer.
-fn short_answer(body: &str) -> String {
+pub fn short_answer(body: &str) -> String {
     match serde_json::from_str::<serde_json::Value>(body) {
         Ok(v) if v.get("statusCode").is_some() => format!("HTTP {}", v["statusCode"]),
         _ => body.chars().take(40).collect(),

@@ -99,6 +99,26 @@ pub fn crm_worker(ctx: &EventContext) -> String {
     ctx.sample("crm-worker-stream-insert.json").to_string()
 }
 
+/// A new lead like the crm-worker sample's (new id, the n-th phone), and its stream batch of
+/// one INSERT, as DynamoDB Streams would deliver it once the lead is stored.
+pub fn new_worker_lead(ctx: &EventContext, n: u64) -> (shared::leads::Lead, String) {
+    let mut event = ctx.sample("crm-worker-stream-insert.json");
+    let record = &mut event["Records"][0];
+    let image = &mut record["dynamodb"]["NewImage"];
+    let mut lead: Value = serde_json::from_str(image["payload"]["S"].as_str().unwrap_or("{}"))
+        .unwrap_or(Value::Null);
+    let id = ulid::Ulid::generate().to_string();
+    lead["id"] = json!(id);
+    lead["request"]["phone"] = json!(phone(n));
+    image["payload"]["S"] = json!(lead.to_string());
+    image["lead_id"]["S"] = json!(id);
+    image["pk"]["S"] = json!(format!("LEAD#{id}"));
+    record["dynamodb"]["Keys"]["pk"]["S"] = json!(format!("LEAD#{id}"));
+    record["eventID"] = json!(uuid::Uuid::new_v4().simple().to_string());
+    let lead = serde_json::from_value(lead).expect("the sample's lead with a new id and phone");
+    (lead, event.to_string())
+}
+
 /// The EventBridge schedule's event (maintenance-sync reads only the invocation's deadline).
 pub fn maintenance_sync(ctx: &EventContext) -> String {
     ctx.sample("maintenance-sync-schedule.json").to_string()
@@ -133,6 +153,22 @@ mod tests {
         );
         assert_ne!(a["body"], b["body"]);
         assert!(a["body"].as_str().unwrap().contains("+7 (912) 000-00-01"));
+    }
+
+    #[test]
+    fn each_worker_lead_is_new_and_its_event_names_it() {
+        let ctx = ctx();
+        let (a, event) = new_worker_lead(&ctx, 7);
+        let (b, _) = new_worker_lead(&ctx, 8);
+        assert_ne!(a.id, b.id);
+        assert_eq!(a.request.phone.as_deref(), Some("+7 (912) 000-00-07"));
+        let event: Value = serde_json::from_str(&event).unwrap();
+        let record = &event["Records"][0]["dynamodb"];
+        assert_eq!(record["Keys"]["pk"]["S"], format!("LEAD#{}", a.id));
+        assert_eq!(record["NewImage"]["lead_id"]["S"], a.id.as_str());
+        let payload: shared::leads::Lead =
+            serde_json::from_str(record["NewImage"]["payload"]["S"].as_str().unwrap()).unwrap();
+        assert_eq!(payload.id, a.id);
     }
 
     #[test]

@@ -1,18 +1,22 @@
-//! `make bench`: the performance figures of issue 5 on this machine, printed as one report
-//! (Markdown tables). Starts a local stack (moto, amoCRM sandbox, HTTP front), then runs the
-//! sections: cold start vs the Python baseline, arm64 artifact sizes, accept latency under
-//! load, the maintenance sync against the sandbox's rate limit. Not part of `make test`.
+//! `make bench`: the performance figures on this machine, printed as one report (Markdown
+//! tables). Starts a local stack (moto, amoCRM sandbox, HTTP front), then runs the sections:
+//! cold start vs the Python baseline, arm64 artifact sizes, accept latency under load, our
+//! functions beside the seed's FastAPI stack, the maintenance sync against the sandbox's rate
+//! limit, the backfill. Not part of `make test`.
 
 mod artifacts;
 mod backfill;
 mod cold_start;
 mod cpu_share;
 mod events;
+mod instances;
 mod load;
 mod options;
 mod report;
 mod runtime_api;
 mod sections;
+mod seed_stack;
+mod side_by_side;
 mod stack_env;
 mod sync;
 
@@ -53,6 +57,9 @@ async fn run(options: Options) -> Result<(), BenchError> {
     }
     if options.runs_section("load") {
         report.extend(sections::latency(&options, &stack).await?);
+    }
+    if options.runs_section("seed") {
+        report.extend(side_by_side::side_by_side(&options, &stack).await?);
     }
     if options.runs_section("sync") {
         report.extend(sections::sync(&options).await);

@@ -29,7 +29,7 @@ pub struct Options {
 
 pub const USAGE: &str = "usage: bench-runner [--bin-dir DIR] [--lambda-dir DIR] [--python PATH] \
 [--runs N] [--seconds S] [--concurrency 1,10,50] [--sync-sizes 1000,10000,100000] \
-[--backfill-sizes 5000] [--skip cold,artifacts,load,sync,backfill] [--full-speed-only] [--transaction-sizes 1000] [--quick]";
+[--backfill-sizes 5000] [--skip cold,artifacts,load,seed,sync,backfill] [--full-speed-only] [--transaction-sizes 1000] [--quick]";
 
 impl Options {
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
