@@ -35,7 +35,7 @@ LEADS_TABLE = os.environ["LEADS_TABLE"]
 AMO_BASE = os.environ["AMOCRM_BASE_URL"].rstrip("/")
 PIPELINE_ID = int(os.environ.get("AMOCRM_PIPELINE_ID", "10226282"))
 STATUS_ID = int(os.environ.get("AMOCRM_STATUS_ID", "80953554"))
-USER_ID = int(os.environ.get("AMOCRM_RESPONSIBLE_USER_ID", "12940446"))
+USER_ID = int(os.environ.get("AMOCRM_RESPONSIBLE_USER_ID", "12380450"))
 MAIL_FROM = os.environ.get("MAIL_FROM", "noreply@td-rss.ru")
 SALES_MAILBOX = os.environ.get("SALES_MAILBOX", "zakaz@tdrusstankosbyt.ru")
 DELIVER = os.environ.get("SEED_DELIVER", "1") != "0"
@@ -118,7 +118,7 @@ async def amo(method, path, **kwargs):
         if resp.status == 429:
             stats["amocrm_429"] += 1
         if resp.status >= 400:
-            raise RuntimeError(f"{method} {path}: HTTP {resp.status}")
+            raise RuntimeError(f"{method} {path}: HTTP {resp.status}: {(await resp.text())[:200]}")
         return await resp.json() if resp.status != 204 else None
 
 
@@ -162,8 +162,9 @@ async def deliver(lead_id: str, lead: dict, accepted_at: float):
         )
         stats["delivered"] += 1
         stats["durations_ms"].append((time.monotonic() - accepted_at) * 1000)
-    except Exception:  # the seed logged and dropped a failed delivery
+    except Exception as exc:  # the seed logged and dropped a failed delivery
         stats["failed"] += 1
+        stats["last_error"] = f"{type(exc).__name__}: {exc}"[:300]
     async with delivery_ended:
         delivery_ended.notify_all()
 

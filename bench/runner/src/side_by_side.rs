@@ -197,8 +197,47 @@ async fn post_lead_owned(client: reqwest::Client, url: String) -> Option<u16> {
     post_lead(&client, &url, &next_seed_lead()).await
 }
 
+/// Empties the leads table: moto copies the whole table for every transaction, so each row
+/// starts from the same empty table instead of paying for the rows before it.
+async fn clear_leads(stack: &LocalStack) -> Result<(), String> {
+    use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+    let dynamodb = &stack.aws.dynamodb;
+    let table = &stack.resources.leads_table;
+    loop {
+        let page = dynamodb
+            .scan()
+            .table_name(table)
+            .projection_expression("pk")
+            .limit(25)
+            .send()
+            .await
+            .map_err(|e| format!("clearing {table}: {e}"))?;
+        let keys: Vec<_> = page.items().iter().filter_map(|i| i.get("pk").cloned()).collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let deletes = keys
+            .into_iter()
+            .map(|pk| {
+                DeleteRequest::builder()
+                    .key("pk", pk)
+                    .build()
+                    .map(|d| WriteRequest::builder().delete_request(d).build())
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        dynamodb
+            .batch_write_item()
+            .request_items(table, deletes)
+            .send()
+            .await
+            .map_err(|e| format!("clearing {table}: {e}"))?;
+    }
+}
+
 async fn accept_rows(
     options: &Options,
+    stack: &LocalStack,
     env: &[(String, String)],
     ctx: &Arc<EventContext>,
     shares: Shares,
@@ -207,17 +246,24 @@ async fn accept_rows(
     let ingest = subject(options, "lead-ingest", events::lead_ingest);
     let webhook = subject(options, "amocrm-webhook", events::amocrm_webhook);
     let mut rows = Vec::new();
+    let clear = || async {
+        if let Err(e) = clear_leads(stack).await {
+            eprintln!("bench: {e}");
+        }
+    };
     for &c in &options.concurrency {
         eprintln!(
             "bench: side by side, accept at concurrency {c}, {}",
             shares.label()
         );
+        clear().await;
         rows.push(
             match run_pool(&ingest, env, ctx, c, shares.accept, d, "HTTP 202").await {
                 Ok(run) => rust_row("Rust lead-ingest", "POST /leads", c, run),
                 Err(why) => failed_row("Rust lead-ingest", "POST /leads", c, why),
             },
         );
+        clear().await;
         rows.push(seed_accept(options, env, shares.accept, c, d).await);
         rows.push(
             match run_pool(&webhook, env, ctx, c, shares.accept, d, "HTTP 200").await {
@@ -354,7 +400,11 @@ async fn seed_delivery(
         cpu,
         peak_rss_kb: app.peak_rss_kb(),
         rate_limited: stats["amocrm_429"].as_u64(),
-        error: (failed > 0).then(|| app.stderr_tail()),
+        error: (failed > 0).then(|| {
+            stats["last_error"]
+                .as_str()
+                .map_or_else(|| app.stderr_tail(), str::to_string)
+        }),
     })
 }
 
@@ -411,7 +461,7 @@ pub async fn side_by_side(options: &Options, stack: &LocalStack) -> Result<Vec<T
     );
     let m = if options.runs < 20 { 5 } else { 20 };
     for shares in &speeds {
-        for row in accept_rows(options, &env, &ctx, *shares).await {
+        for row in accept_rows(options, stack, &env, &ctx, *shares).await {
             if let Some(e) = &row.error {
                 accept.note(format!(
                     "{} at {}, concurrency {}: {}",
@@ -480,7 +530,8 @@ pub async fn side_by_side(options: &Options, stack: &LocalStack) -> Result<Vec<T
          cgroup at its MemorySize ÷ 1769 MB; latency = event handed over → answer. The seed: one \
          uvicorn process (as it ran), latency = HTTP request → 202 over loopback keep-alive, at \
          the share held to one instance's CPU. Both write the idempotency claim and the lead in \
-         one TransactWriteItems to the same moto. CPU per request = the processes' user + system \
+         one TransactWriteItems to the same moto, into a leads table emptied before each row (moto \
+         copies the whole table per transaction, so a fuller table is slower). CPU per request = the processes' user + system \
          time ÷ answered requests. Init = spawn → ready (first …/next; the seed: port \
          accepting); First answer = spawn → the first answer (each process answers one before \
          the timed load).",
