@@ -128,7 +128,9 @@ BENCH_ARGS := --quick $(BENCH_ARGS)
 endif
 FUNCTIONS := lead-ingest crm-worker amocrm-webhook passport-api maintenance-sync mail-events
 
-bench: deps ## Benchmarks: cold start vs Python, arm64 sizes, accept/ack latency, maintenance sync, peak RSS (BENCH_ARGS=--help)
+bench: deps ## Benchmarks: cold start vs Python, arm64 sizes, accept/ack latency, beside the seed's FastAPI, maintenance sync, peak RSS (BENCH_ARGS=--help)
+	$(call step,bench: the seed's Python stack (tools/scripts/deps.sh --bench))
+	bash tools/scripts/deps.sh --bench
 	$(call step,bench: arm64 release zips (cargo lambda build --release --arm64 --output-format zip))
 	@if [[ "$(BENCH_LAMBDA_BUILD)" != 1 ]]; then \
 		echo "skipped (BENCH_LAMBDA_BUILD=$(BENCH_LAMBDA_BUILD)); sizes are read from $(LAMBDA_TARGET_DIR)/lambda"; \

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Python tools that `make run` and `make test` need into ./.venv (repo root):
 # moto (the AWS imitation) and aws-sam-cli (template lint, build, deploy). With --deploy it also
-# adds cargo-lambda (builds the arm64 Lambda binaries for `sam build`) and the aarch64 Rust target.
+# adds cargo-lambda (builds the arm64 Lambda binaries for `sam build`) and the aarch64 Rust target;
+# with --bench, the seed's Python stack that `make bench` runs beside ours.
 #
 # Idempotent: a stamp in .venv records what was installed (versions, Python, pins); when nothing
 # changed a rerun returns at once. Nothing is installed outside .venv (except, with --deploy, the
@@ -16,16 +17,19 @@ ARM_TARGET="aarch64-unknown-linux-gnu"
 
 usage() {
     cat <<USAGE
-usage: tools/scripts/deps.sh [--deploy]
+usage: tools/scripts/deps.sh [--deploy] [--bench]
   (no option)  moto[server] and aws-sam-cli into .venv
   --deploy     also cargo-lambda into .venv and the Rust target $ARM_TARGET (for sam build)
+  --bench      also FastAPI, uvicorn and aiohttp (the seed's stack in make bench)
 USAGE
 }
 
 deploy=0
+bench=0
 for arg in "$@"; do
     case "$arg" in
         --deploy) deploy=1 ;;
+        --bench) bench=1 ;;
         -h | --help) usage; exit 0 ;;
         *) echo "deps: unknown option: $arg" >&2; usage >&2; exit 2 ;;
     esac
@@ -99,6 +103,10 @@ if [[ $deploy == 1 ]]; then
         say "rustup target add $ARM_TARGET (Lambda runs on arm64)"
         rustup target add "$ARM_TARGET"
     fi
+fi
+
+if [[ $bench == 1 ]]; then
+    install_step bench "$SCRIPTS/requirements.txt" "$SCRIPTS/requirements-bench.txt"
 fi
 
 print_locations

@@ -105,8 +105,8 @@ pub fn new_worker_lead(ctx: &EventContext, n: u64) -> (shared::leads::Lead, Stri
     let mut event = ctx.sample("crm-worker-stream-insert.json");
     let record = &mut event["Records"][0];
     let image = &mut record["dynamodb"]["NewImage"];
-    let mut lead: Value = serde_json::from_str(image["payload"]["S"].as_str().unwrap_or("{}"))
-        .unwrap_or(Value::Null);
+    let mut lead: Value =
+        serde_json::from_str(image["payload"]["S"].as_str().unwrap_or("{}")).unwrap_or(Value::Null);
     let id = ulid::Ulid::generate().to_string();
     lead["id"] = json!(id);
     lead["request"]["phone"] = json!(phone(n));

@@ -165,9 +165,7 @@ pub async fn run_pool(
                 let mut first_error = None;
                 while Instant::now() < deadline {
                     match instance.invoke(event(&ctx)).await {
-                        Ok((latency, answer)) if answer == expect => {
-                            result.latencies.push(latency)
-                        }
+                        Ok((latency, answer)) if answer == expect => result.latencies.push(latency),
                         Ok((_, answer)) => {
                             result.errors += 1;
                             first_error.get_or_insert(answer);

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use shared::ports::{IdempotencyClaim, LeadStore};
 use shared::store::DynamoLeadStore;
 
+use crate::BenchError;
 use crate::cold_start::Subject;
 use crate::cpu_share::{self, CpuCap};
 use crate::events::{self, EventContext};
@@ -23,7 +24,6 @@ use crate::options::Options;
 use crate::report::{Table, mib_of_kib, opt_ms};
 use crate::seed_stack::{SeedApp, post_lead};
 use crate::stack_env::function_env;
-use crate::BenchError;
 
 /// What the worker answers when its one record was delivered.
 const WORKER_DONE: &str = r#"{"batchItemFailures":[]}"#;
@@ -212,7 +212,11 @@ async fn clear_leads(stack: &LocalStack) -> Result<(), String> {
             .send()
             .await
             .map_err(|e| format!("clearing {table}: {e}"))?;
-        let keys: Vec<_> = page.items().iter().filter_map(|i| i.get("pk").cloned()).collect();
+        let keys: Vec<_> = page
+            .items()
+            .iter()
+            .filter_map(|i| i.get("pk").cloned())
+            .collect();
         if keys.is_empty() {
             return Ok(());
         }
@@ -484,12 +488,17 @@ pub async fn side_by_side(options: &Options, stack: &LocalStack) -> Result<Vec<T
                 row.cpu_per_request()
                     .map(|d| per_request(d, 1))
                     .unwrap_or_else(|| "–".into()),
-                row.peak_rss_kb.map(mib_of_kib).unwrap_or_else(|| "–".into()),
+                row.peak_rss_kb
+                    .map(mib_of_kib)
+                    .unwrap_or_else(|| "–".into()),
                 opt_ms(row.init),
                 opt_ms(row.first_answer),
             ]);
         }
-        eprintln!("bench: side by side, delivering {m} leads, {}", shares.label());
+        eprintln!(
+            "bench: side by side, delivering {m} leads, {}",
+            shares.label()
+        );
         let rust = rust_delivery(options, stack, &env, &ctx, shares.worker, m).await;
         let seed = seed_delivery(options, &env, shares.worker, m).await;
         for row in [rust, seed] {
@@ -512,12 +521,17 @@ pub async fn side_by_side(options: &Options, stack: &LocalStack) -> Result<Vec<T
                 row.stack.into(),
                 shares.label(),
                 row.leads.to_string(),
-                format!("{:.2}", row.leads as f64 / row.elapsed.as_secs_f64().max(1e-9)),
+                format!(
+                    "{:.2}",
+                    row.leads as f64 / row.elapsed.as_secs_f64().max(1e-9)
+                ),
                 opt_ms(percentile(&row.latencies, 50.0)),
                 opt_ms(percentile(&row.latencies, 99.0)),
                 row.failed.to_string(),
                 per_request(row.cpu, row.leads),
-                row.peak_rss_kb.map(mib_of_kib).unwrap_or_else(|| "–".into()),
+                row.peak_rss_kb
+                    .map(mib_of_kib)
+                    .unwrap_or_else(|| "–".into()),
                 row.rate_limited
                     .map(|n| n.to_string())
                     .unwrap_or_else(|| "0 (see amoCRM requests)".into()),
