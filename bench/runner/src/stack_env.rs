@@ -1,5 +1,6 @@
 //! The environment a function process gets in the benchmarks: what template.yaml gives it,
-//! pointed at the local stack, plus the variables the Lambda runtime sets.
+//! pointed at the local stack, plus the variables the Lambda runtime sets (the template's
+//! LoggingConfig among them).
 
 use local_stack::LocalStack;
 
@@ -11,6 +12,9 @@ pub fn function_env(stack: &LocalStack) -> Vec<(String, String)> {
         ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
         ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench"),
         ("AWS_LAMBDA_LOG_STREAM_NAME", "bench"),
+        // What Lambda sets from the template's LoggingConfig (JSON lines, INFO).
+        ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+        ("AWS_LAMBDA_LOG_LEVEL", "INFO"),
     ];
     let mut env = vec![(
         "PATH".to_string(),
