@@ -59,7 +59,7 @@ async fn run(options: Options) -> Result<(), BenchError> {
         report.extend(sections::latency(&options, &stack).await?);
     }
     if options.runs_section("seed") {
-        report.extend(side_by_side::side_by_side(&options, &stack).await?);
+        report.extend(side_by_side::side_by_side(&options).await?);
     }
     if options.runs_section("sync") {
         report.extend(sections::sync(&options).await);
