@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cold_start::{Subject, function_command, peak_rss_kb, short_answer, stderr_tail};
+use crate::cold_start::{Subject, function_command, peak_rss_kb, short_answer, wait_ready};
 use crate::cpu_share::CpuCap;
 use crate::events::EventContext;
 use crate::load::LoadResult;
@@ -62,28 +62,23 @@ impl Instance {
             .spawn()
             .map_err(|e| format!("{label}: could not start: {e}"))?;
         let pid = child.id().ok_or_else(|| format!("{label}: no pid"))?;
-        loop {
-            if let Some(ready) = api.ready_at() {
-                return Ok(Self {
-                    api,
-                    child,
-                    pid,
-                    stderr_path,
-                    init: ready.duration_since(started),
-                    _cap: cap,
-                });
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!(
-                    "{label}: exited at start ({status}): {}",
-                    stderr_tail(&stderr_path)
-                ));
-            }
-            if started.elapsed() > START_TIMEOUT {
-                return Err(format!("{label}: not ready within {START_TIMEOUT:?}"));
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        let init = wait_ready(
+            &label,
+            &mut child,
+            started,
+            START_TIMEOUT,
+            &stderr_path,
+            || std::future::ready(api.ready_at()),
+        )
+        .await?;
+        Ok(Self {
+            api,
+            child,
+            pid,
+            stderr_path,
+            init,
+            _cap: cap,
+        })
     }
 
     /// One invocation: hands `event` over and waits for the answer. Returns the latency and

@@ -340,12 +340,18 @@ pub fn artifacts(options: &Options) -> Table {
     table
 }
 
-fn http() -> reqwest::Client {
+/// The load generator's client: keep-alive, enough idle connections for the highest
+/// concurrency, and `timeout` per request.
+pub fn http_client(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
+        .timeout(timeout)
         .pool_max_idle_per_host(64)
         .build()
         .expect("http client")
+}
+
+fn http() -> reqwest::Client {
+    http_client(Duration::from_secs(30))
 }
 
 /// `POST /leads` as the site sends it, a new lead each time.

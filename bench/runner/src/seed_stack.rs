@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::process::Command;
 
-use crate::cold_start::{peak_rss_kb, stderr_tail};
+use crate::cold_start::{peak_rss_kb, stderr_tail, wait_ready};
 use crate::cpu_share::CpuCap;
 use crate::sync::cpu::cpu_time;
 
@@ -82,24 +82,18 @@ impl SeedApp {
             .map_err(|e| format!("seed app: could not start {}: {e}", python.display()))?;
         let pid = child.id().ok_or("seed app: no pid")?;
         let url = format!("http://127.0.0.1:{port}");
-        let init = loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                break started.elapsed();
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!(
-                    "seed app exited at start ({status}): {}",
-                    stderr_tail(&stderr_path)
-                ));
-            }
-            if started.elapsed() > START_TIMEOUT {
-                return Err(format!("seed app: not listening within {START_TIMEOUT:?}"));
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        };
+        let init = wait_ready(
+            "seed app",
+            &mut child,
+            started,
+            START_TIMEOUT,
+            &stderr_path,
+            || async {
+                let listening = tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
+                listening.is_ok().then(Instant::now)
+            },
+        )
+        .await?;
         let status = post_lead(http, &url, first_lead).await;
         let first_answer = started.elapsed();
         if status != Some(202) {

@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 use shared::ports::{IdempotencyClaim, LeadStore};
 use shared::store::DynamoLeadStore;
 
-use crate::BenchError;
 use crate::cold_start::Subject;
 use crate::cpu_share::{self, CpuCap};
 use crate::events::{self, EventContext};
@@ -24,6 +23,7 @@ use crate::options::Options;
 use crate::report::{Table, mib_of_kib, opt_ms};
 use crate::seed_stack::{SeedApp, post_lead};
 use crate::stack_env::function_env;
+use crate::{BenchError, sections};
 
 /// What the worker answers when its one record was delivered.
 const WORKER_DONE: &str = r#"{"batchItemFailures":[]}"#;
@@ -90,12 +90,9 @@ fn next_seed_lead() -> Value {
     site_lead(SEED_LEADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }
 
+/// The seed answers slowly at the share under load (p99 over 30 s at concurrency 50).
 fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(64)
-        .build()
-        .expect("http client")
+    sections::http_client(Duration::from_secs(60))
 }
 
 /// One row of the accept table.
