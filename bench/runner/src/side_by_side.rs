@@ -7,7 +7,7 @@
 //!   background task with aiohttp.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use local_stack::{LocalStack, StackOptions};
 use serde_json::{Value, json};
@@ -282,7 +282,6 @@ struct DeliveryRow {
     stack: &'static str,
     leads: usize,
     latencies: Vec<Duration>,
-    elapsed: Duration,
     failed: u64,
     /// CPU of the delivering process over the leads.
     cpu: Duration,
@@ -307,18 +306,15 @@ async fn rust_delivery(
         stack: "Rust crm-worker",
         leads: m,
         latencies: Vec::new(),
-        elapsed: Duration::ZERO,
         failed: 0,
         cpu: Duration::ZERO,
         peak_rss_kb: None,
         error: None,
     };
     let mut cpu_before = Duration::ZERO;
-    let mut started = Instant::now();
     for i in 0..=m {
         if i == 1 {
             cpu_before = instance.cpu();
-            started = Instant::now();
         }
         let (lead, event) = events::new_worker_lead(ctx, 4_000_000 + i as u64);
         let claim = IdempotencyClaim {
@@ -345,7 +341,6 @@ async fn rust_delivery(
             }
         }
     }
-    row.elapsed = started.elapsed();
     row.cpu = instance.cpu().saturating_sub(cpu_before);
     row.peak_rss_kb = instance.peak_rss_kb();
     Ok(row)
@@ -372,14 +367,12 @@ async fn seed_delivery(
     .await?;
     app.deliveries(&client, 1).await?;
     let cpu_before = app.cpu();
-    let started = Instant::now();
     for i in 0..m {
         if post_lead(&client, &app.url, &next_seed_lead()).await != Some(202) {
             return Err(format!("seed app refused a lead: {}", app.stderr_tail()));
         }
         app.deliveries(&client, i as u64 + 2).await?;
     }
-    let elapsed = started.elapsed();
     let cpu = app.cpu().saturating_sub(cpu_before);
     let stats = app.deliveries(&client, 0).await?;
     let latencies = stats["durations_ms"]
@@ -395,7 +388,6 @@ async fn seed_delivery(
         stack: "FastAPI (seed) BackgroundTasks",
         leads: m,
         latencies,
-        elapsed,
         failed,
         cpu,
         peak_rss_kb: app.peak_rss_kb(),
