@@ -128,37 +128,6 @@ pub async fn measure_once(
     result
 }
 
-/// Polls `ready` (when the process was up, if it is) every millisecond until it answers: the
-/// time from `started`. Fails when the process exits first or `timeout` passes.
-pub async fn wait_ready<F, Fut>(
-    label: &str,
-    child: &mut tokio::process::Child,
-    started: Instant,
-    timeout: Duration,
-    stderr: &std::path::Path,
-    mut ready: F,
-) -> Result<Duration, String>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<Instant>>,
-{
-    loop {
-        if let Some(at) = ready().await {
-            return Ok(at.duration_since(started));
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!(
-                "{label}: exited at start ({status}): {}",
-                stderr_tail(stderr)
-            ));
-        }
-        if started.elapsed() > timeout {
-            return Err(format!("{label}: not ready within {timeout:?}"));
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
 /// The peak resident set size of a live process, in KiB (Linux `/proc/<pid>/status` VmHWM).
 pub fn peak_rss_kb(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

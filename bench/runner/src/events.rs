@@ -48,6 +48,14 @@ pub fn phone(n: u64) -> String {
     )
 }
 
+/// The site's JSON form of the n-th synthetic lead (the body of `POST /leads`).
+pub fn site_lead(n: u64) -> Value {
+    json!({
+        "source": "site", "intent": "service", "name": "Нагрузочный Тест",
+        "phone": phone(n), "message": "Нужна диагностика станка 16К20",
+    })
+}
+
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

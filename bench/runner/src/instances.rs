@@ -4,12 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cold_start::{Subject, function_command, peak_rss_kb, short_answer, wait_ready};
+use crate::cold_start::{Subject, function_command, short_answer};
 use crate::cpu_share::CpuCap;
 use crate::events::EventContext;
 use crate::load::LoadResult;
 use crate::runtime_api::RuntimeApi;
-use crate::sync::cpu::cpu_time;
+use crate::sections::median;
+use crate::spawned::Spawned;
 
 /// How long one invocation may take before it counts as failed.
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -18,20 +19,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Instance {
     api: RuntimeApi,
-    // Dropped (killed) before its cgroup, which can only be removed once empty.
-    child: tokio::process::Child,
-    pid: u32,
-    stderr_path: std::path::PathBuf,
+    process: Spawned,
     /// Spawn → its first `…/invocation/next`.
     pub init: Duration,
-    _cap: Option<CpuCap>,
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-        let _ = std::fs::remove_file(&self.stderr_path);
-    }
 }
 
 impl Instance {
@@ -53,32 +43,12 @@ impl Instance {
             std::process::id()
         ));
         let stderr = std::fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
-        let mut command = function_command(subject, env, &api.address, stderr);
-        if let Some(cap) = &cap {
-            cap.confine(&mut command);
-        }
-        let started = Instant::now();
-        let mut child = command
-            .spawn()
-            .map_err(|e| format!("{label}: could not start: {e}"))?;
-        let pid = child.id().ok_or_else(|| format!("{label}: no pid"))?;
-        let init = wait_ready(
-            &label,
-            &mut child,
-            started,
-            START_TIMEOUT,
-            &stderr_path,
-            || std::future::ready(api.ready_at()),
-        )
-        .await?;
-        Ok(Self {
-            api,
-            child,
-            pid,
-            stderr_path,
-            init,
-            _cap: cap,
-        })
+        let command = function_command(subject, env, &api.address, stderr);
+        let mut process = Spawned::spawn(&label, command, cap, stderr_path)?;
+        let init = process
+            .wait_ready(START_TIMEOUT, || std::future::ready(api.ready_at()))
+            .await?;
+        Ok(Self { api, process, init })
     }
 
     /// One invocation: hands `event` over and waits for the answer. Returns the latency and
@@ -97,11 +67,11 @@ impl Instance {
     }
 
     pub fn cpu(&self) -> Duration {
-        cpu_time(self.pid).unwrap_or_default()
+        self.process.cpu()
     }
 
     pub fn peak_rss_kb(&self) -> Option<u64> {
-        peak_rss_kb(self.pid)
+        self.process.peak_rss_kb()
     }
 }
 
@@ -143,10 +113,6 @@ pub async fn run_pool(
         }
         firsts.push(instance.init + latency);
     }
-    let median = |v: &mut Vec<Duration>| {
-        v.sort_unstable();
-        v.get(v.len().saturating_sub(1) / 2).copied()
-    };
     let cpu_before: Duration = instances.iter().map(Instance::cpu).sum();
     let started = Instant::now();
     let deadline = started + duration;

@@ -17,6 +17,7 @@ mod runtime_api;
 mod sections;
 mod seed_stack;
 mod side_by_side;
+mod spawned;
 mod stack_env;
 mod sync;
 

@@ -102,16 +102,23 @@ async fn reseed_worker_lead(stack: &LocalStack, ctx: &EventContext) -> Result<()
         .key("pk", AttributeValue::S(format!("LEAD#{}", lead.id)))
         .send()
         .await?;
+    store_pending_lead(stack, &lead).await?;
+    Ok(())
+}
+
+/// Stores `lead` as lead-ingest would (pending, with an idempotency claim of its own), for
+/// crm-worker to deliver.
+pub async fn store_pending_lead(stack: &LocalStack, lead: &Lead) -> Result<(), BenchError> {
     let store = DynamoLeadStore::new(stack.aws.dynamodb.clone(), &stack.resources.leads_table);
     let claim = IdempotencyClaim {
         key: uuid::Uuid::new_v4().to_string(),
         expires_at: chrono::Utc::now() + chrono::Duration::days(1),
     };
-    store.insert(&lead, &claim).await?;
+    store.insert(lead, &claim).await?;
     Ok(())
 }
 
-fn median<T: Copy + Ord>(values: &mut [T]) -> Option<T> {
+pub fn median<T: Copy + Ord>(values: &mut [T]) -> Option<T> {
     values.sort_unstable();
     values.get(values.len().saturating_sub(1) / 2).copied()
 }
@@ -358,11 +365,10 @@ fn http() -> reqwest::Client {
 async fn lead_load(stack: &LocalStack, concurrency: usize, duration: Duration) -> LoadResult {
     let (client, url) = (http(), format!("{}/leads", stack.api_url));
     load::run(concurrency, duration, move |n| {
-        let body = serde_json::json!({
-            "source": "site", "intent": "service", "name": "Нагрузочный Тест",
-            "phone": events::phone(1_000_000 + n), "message": "Нужна диагностика станка 16К20",
-        });
-        let request = client.post(&url).json(&body).send();
+        let request = client
+            .post(&url)
+            .json(&events::site_lead(1_000_000 + n))
+            .send();
         async move { matches!(request.await, Ok(r) if r.status().as_u16() == 202) }
     })
     .await

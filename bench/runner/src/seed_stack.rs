@@ -9,30 +9,19 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::process::Command;
 
-use crate::cold_start::{peak_rss_kb, stderr_tail, wait_ready};
 use crate::cpu_share::CpuCap;
-use crate::sync::cpu::cpu_time;
+use crate::spawned::Spawned;
 
 /// Python's imports (FastAPI, pydantic, boto3, aiohttp) take seconds at a 0.145 vCPU share.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub struct SeedApp {
-    child: tokio::process::Child,
-    pid: u32,
-    stderr_path: std::path::PathBuf,
+    process: Spawned,
     pub url: String,
     /// Spawn → the port accepts connections (imports, clients, the token read done).
     pub init: Duration,
     /// Spawn → the answer to its first `POST /leads`.
     pub first_answer: Duration,
-    _cap: Option<CpuCap>,
-}
-
-impl Drop for SeedApp {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-        let _ = std::fs::remove_file(&self.stderr_path);
-    }
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -73,52 +62,37 @@ impl SeedApp {
             .stdout(Stdio::null())
             .stderr(stderr)
             .kill_on_drop(true);
-        if let Some(cap) = &cap {
-            cap.confine(&mut command);
-        }
-        let started = Instant::now();
-        let mut child = command
-            .spawn()
-            .map_err(|e| format!("seed app: could not start {}: {e}", python.display()))?;
-        let pid = child.id().ok_or("seed app: no pid")?;
+        let mut process = Spawned::spawn("seed app", command, cap, stderr_path)
+            .map_err(|e| format!("{e} ({})", python.display()))?;
         let url = format!("http://127.0.0.1:{port}");
-        let init = wait_ready(
-            "seed app",
-            &mut child,
-            started,
-            START_TIMEOUT,
-            &stderr_path,
-            || async {
+        let init = process
+            .wait_ready(START_TIMEOUT, || async {
                 let listening = tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
                 listening.is_ok().then(Instant::now)
-            },
-        )
-        .await?;
+            })
+            .await?;
         let status = post_lead(http, &url, first_lead).await;
-        let first_answer = started.elapsed();
+        let first_answer = process.started.elapsed();
         if status != Some(202) {
             return Err(format!(
                 "seed app: first POST /leads answered {status:?}: {}",
-                stderr_tail(&stderr_path)
+                process.stderr_tail()
             ));
         }
         Ok(Self {
-            child,
-            pid,
-            stderr_path,
+            process,
             url,
             init,
             first_answer,
-            _cap: cap,
         })
     }
 
     pub fn cpu(&self) -> Duration {
-        cpu_time(self.pid).unwrap_or_default()
+        self.process.cpu()
     }
 
     pub fn peak_rss_kb(&self) -> Option<u64> {
-        peak_rss_kb(self.pid)
+        self.process.peak_rss_kb()
     }
 
     /// The background tasks' record, once at least `ended` deliveries have ended.
@@ -134,7 +108,7 @@ impl SeedApp {
     }
 
     pub fn stderr_tail(&self) -> String {
-        stderr_tail(&self.stderr_path)
+        self.process.stderr_tail()
     }
 }
 

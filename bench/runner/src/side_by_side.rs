@@ -10,9 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use local_stack::{LocalStack, StackOptions};
-use serde_json::{Value, json};
-use shared::ports::{IdempotencyClaim, LeadStore};
-use shared::store::DynamoLeadStore;
+use serde_json::Value;
 
 use crate::cold_start::Subject;
 use crate::cpu_share::{self, CpuCap};
@@ -76,18 +74,11 @@ fn speeds(options: &Options, notes: &mut Vec<String>) -> Vec<Shares> {
     speeds
 }
 
-fn site_lead(n: u64) -> Value {
-    json!({
-        "source": "site", "intent": "service", "name": "Нагрузочный Тест",
-        "phone": events::phone(n), "message": "Нужна диагностика станка 16К20",
-    })
-}
-
 /// Request numbers of the seed's leads, apart from every other section's phones.
 static SEED_LEADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(3_000_000);
 
 fn next_seed_lead() -> Value {
-    site_lead(SEED_LEADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    events::site_lead(SEED_LEADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }
 
 /// The seed answers slowly at the share under load (p99 over 30 s at concurrency 50).
@@ -301,7 +292,6 @@ async fn rust_delivery(
 ) -> Result<DeliveryRow, String> {
     let worker = subject(options, "crm-worker", events::crm_worker);
     let mut instance = Instance::start(&worker, env, 0, share).await?;
-    let store = DynamoLeadStore::new(stack.aws.dynamodb.clone(), &stack.resources.leads_table);
     let mut row = DeliveryRow {
         stack: "Rust crm-worker",
         leads: m,
@@ -317,12 +307,7 @@ async fn rust_delivery(
             cpu_before = instance.cpu();
         }
         let (lead, event) = events::new_worker_lead(ctx, 4_000_000 + i as u64);
-        let claim = IdempotencyClaim {
-            key: uuid::Uuid::new_v4().to_string(),
-            expires_at: chrono::Utc::now() + chrono::Duration::days(1),
-        };
-        store
-            .insert(&lead, &claim)
+        sections::store_pending_lead(stack, &lead)
             .await
             .map_err(|e| format!("storing a lead: {e}"))?;
         match instance.invoke(event).await {
